@@ -1,0 +1,317 @@
+/*
+ * qcowkit.h - the one public header of libqcowkit.
+ *
+ * libqcowkit reads, writes and creates images in QEMU's original
+ * copy-on-write format, "qcow" version 1, and plain raw images, so that a
+ * program can treat both alike.
+ *
+ * HANDLES
+ *   An image is an opaque struct qcowkit_image, made by qcowkit_open() or
+ *   qcowkit_open_io() and released by qcowkit_close().  Storage is reached
+ *   only through a struct qcowkit_io, the I/O backend (see I/O BACKENDS).
+ *
+ * ERRORS
+ *   Every call that can fail returns 0 (or a non-negative count) on success
+ *   and a negative errno value on failure: -EINVAL for a malformed image or
+ *   argument, -ENOTSUP for an unsupported version or feature, -EIO for a
+ *   table entry that cannot be trusted, -ENOENT for a missing backing file,
+ *   -ELOOP for a loop in a backing chain, -EROFS for a write to a read-only
+ *   image, and whatever the backend returned for failed I/O.
+ *   qcowkit_errmsg() then gives a one-line message for the calling thread,
+ *   naming the file and what is wrong, e.g.
+ *     "disk.qcow: cluster_bits 17 is outside 9..16".
+ *   The message is per thread, so it works even when no handle was made.
+ *
+ * THREADS
+ *   The library has no mutable global state and starts no threads.  One
+ *   image handle may be used from several threads at once for reads,
+ *   writes, flushes and block status; the handle serialises its table
+ *   updates internally and lets data transfers run in parallel.
+ *   qcowkit_close() and qcowkit_make_empty() must not race other calls on
+ *   the same handle.  Opening one image for writing through two handles
+ *   is undefined.
+ *
+ * DURABILITY
+ *   A write is visible to reads on the same handle once the call returns.
+ *   It is durable once a later qcowkit_flush() (or qcowkit_close())
+ *   returns 0.  Table updates are held in memory until then and written
+ *   in an order that never lets an L1 or L2 entry reach the disk before
+ *   the data it points at: after a crash the image holds, for every
+ *   range, either its old or its new contents, and everything flushed.
+ *
+ * I/O BACKENDS
+ *   A backend is a table of six functions over an opaque pointer.  The
+ *   library ships a file backend, an in-memory backend and a
+ *   fault-injecting wrapper; a program may supply its own.
+ */
+#ifndef QCOWKIT_H
+#define QCOWKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QCOWKIT_VERSION_MAJOR 0
+#define QCOWKIT_VERSION_MINOR 1
+#define QCOWKIT_VERSION_PATCH 0
+#define QCOWKIT_VERSION_STRING "0.1.0"
+
+/* The version of the library linked at run time, e.g. "0.1.0". */
+const char *qcowkit_version(void);
+
+/* ---------------------------------------------------------------- errors */
+
+/* The message of the last failed call made by this thread ("" if none). */
+const char *qcowkit_errmsg(void);
+
+/* ------------------------------------------------------------ I/O backend */
+
+/*
+ * The functions of a backend.  Each returns 0 or a negative errno.
+ *   pread:    fill all of buf; bytes past the end of the storage read as
+ *             zeros (the library checks bounds itself where it matters).
+ *   pwrite:   write all of buf, growing the storage if needed.
+ *   flush:    make every completed write durable; the only barrier.
+ *   get_size: the current size in bytes.
+ *   truncate: set the size, growing with zeros or shrinking.
+ *   close:    release the opaque pointer (may be NULL).
+ * pread and pwrite may be called from several threads at once.
+ */
+struct qcowkit_io_ops {
+    size_t struct_size; /* sizeof(struct qcowkit_io_ops) */
+    int (*pread)(void *opaque, void *buf, size_t count, uint64_t offset);
+    int (*pwrite)(void *opaque, const void *buf, size_t count,
+                  uint64_t offset);
+    int (*flush)(void *opaque);
+    int (*get_size)(void *opaque, uint64_t *size);
+    int (*truncate)(void *opaque, uint64_t size);
+    void (*close)(void *opaque);
+};
+
+struct qcowkit_io;
+
+/* Wrap caller-supplied functions.  name appears in error messages. */
+int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
+                   const char *name, struct qcowkit_io **io);
+
+#define QCOWKIT_IO_RDONLY 0u
+#define QCOWKIT_IO_RDWR 1u
+#define QCOWKIT_IO_CREATE 2u /* create the file if missing (with RDWR) */
+#define QCOWKIT_IO_EXCL 4u   /* with CREATE: fail if the file exists */
+#define QCOWKIT_IO_TRUNC 8u  /* with RDWR: empty the file */
+
+/* A backend over a file (pread/pwrite/fdatasync). */
+int qcowkit_io_open_file(const char *path, unsigned flags,
+                         struct qcowkit_io **io);
+
+/* A growable in-memory backend, starting as a copy of data[0..len). */
+int qcowkit_io_new_memory(const void *data, size_t len, struct qcowkit_io **io);
+
+/*
+ * The bytes of an in-memory backend, valid until the next write or
+ * truncate.  Returns -EINVAL for other backends.
+ */
+int qcowkit_io_memory_data(struct qcowkit_io *io, const uint8_t **data,
+                           size_t *len);
+
+/*
+ * A wrapper that fails chosen calls of the inner backend, for tests.
+ * The inner backend stays owned by the caller and must outlive this one.
+ */
+int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io);
+
+enum qcowkit_io_op {
+    QCOWKIT_IO_OP_READ,
+    QCOWKIT_IO_OP_WRITE,
+    QCOWKIT_IO_OP_FLUSH,
+    QCOWKIT_IO_OP_TRUNCATE,
+};
+
+/*
+ * Make the nth call (1 = the next one) of op fail with error (a negative
+ * errno).  persistent: every later call of op fails too.  nth 0 disarms.
+ */
+int qcowkit_io_fault_arm(struct qcowkit_io *io, enum qcowkit_io_op op,
+                         uint64_t nth, int persistent, int error);
+
+/* How many calls of op the fault backend has seen so far. */
+uint64_t qcowkit_io_fault_count(struct qcowkit_io *io, enum qcowkit_io_op op);
+
+/* Direct calls through a backend (all return 0 or a negative errno). */
+int qcowkit_io_pread(struct qcowkit_io *io, void *buf, size_t count,
+                     uint64_t offset);
+int qcowkit_io_pwrite(struct qcowkit_io *io, const void *buf, size_t count,
+                      uint64_t offset);
+int qcowkit_io_flush(struct qcowkit_io *io);
+int qcowkit_io_get_size(struct qcowkit_io *io, uint64_t *size);
+int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size);
+const char *qcowkit_io_name(const struct qcowkit_io *io);
+
+/* Release a backend (NULL is a no-op). */
+void qcowkit_io_close(struct qcowkit_io *io);
+
+/* ------------------------------------------------------------------ open */
+
+enum qcowkit_format {
+    QCOWKIT_FORMAT_AUTO = 0, /* probe: qcow if the magic matches, else raw */
+    QCOWKIT_FORMAT_QCOW = 1,
+    QCOWKIT_FORMAT_RAW = 2,
+};
+
+#define QCOWKIT_OPEN_RDONLY 0u
+#define QCOWKIT_OPEN_RDWR 1u
+#define QCOWKIT_OPEN_NO_BACKING 2u /* do not open the backing chain */
+
+struct qcowkit_open_opts {
+    size_t struct_size; /* set by qcowkit_open_opts_init() */
+    unsigned flags;     /* QCOWKIT_OPEN_* */
+    enum qcowkit_format format;
+    /* Format of the backing file; AUTO probes it (qcow, else raw). */
+    enum qcowkit_format backing_format;
+    /* Upper bound of the L2 table cache in bytes; 0 chooses 32 MiB. */
+    uint64_t cache_size;
+};
+
+void qcowkit_open_opts_init(struct qcowkit_open_opts *opts);
+
+struct qcowkit_image;
+
+/* Open the image at path.  opts may be NULL: read-only, probed format. */
+int qcowkit_open(const char *path, const struct qcowkit_open_opts *opts,
+                 struct qcowkit_image **img);
+
+/*
+ * Open an image over a backend.  The caller keeps ownership of io, which
+ * must outlive the image.  name is the image's file name: it appears in
+ * messages and relative backing names are resolved against its folder
+ * (NULL: the current folder).
+ */
+int qcowkit_open_io(struct qcowkit_io *io, const char *name,
+                    const struct qcowkit_open_opts *opts,
+                    struct qcowkit_image **img);
+
+/* Flush, then release everything.  Returns the first error.  NULL: 0. */
+int qcowkit_close(struct qcowkit_image *img);
+
+/* ------------------------------------------------------------------- data */
+
+/* Read count bytes at offset; the range must lie inside the virtual size. */
+int qcowkit_pread(struct qcowkit_image *img, void *buf, size_t count,
+                  uint64_t offset);
+
+/* Write count bytes at offset, any alignment, inside the virtual size. */
+int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
+                   uint64_t offset);
+
+/*
+ * Write zeros.  Clusters wholly covered that already read as zeros (not
+ * allocated, no backing file) stay unallocated.
+ */
+int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
+                          uint64_t offset);
+
+/*
+ * Write whole clusters compressed: offset must be cluster-aligned and
+ * count a multiple of the cluster size, or end at the virtual size.  A
+ * cluster that does not shrink is stored normally.  Raw images: a plain
+ * write.
+ */
+int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
+                              size_t count, uint64_t offset);
+
+/* Make everything written so far durable. */
+int qcowkit_flush(struct qcowkit_image *img);
+
+/*
+ * Drop every cluster of a qcow image, so that all of it reads from the
+ * backing file again (what commit does after copying down).
+ */
+int qcowkit_make_empty(struct qcowkit_image *img);
+
+/* ------------------------------------------------------------------- info */
+
+#define QCOWKIT_CRYPT_NONE 0u
+#define QCOWKIT_CRYPT_AES 1u
+
+struct qcowkit_info {
+    size_t struct_size; /* set by the caller: sizeof(struct qcowkit_info) */
+    enum qcowkit_format format;
+    uint64_t virtual_size;
+    uint32_t cluster_size; /* 0 for raw */
+    uint32_t cluster_bits;
+    uint32_t l2_bits;
+    uint32_t crypt_method; /* QCOWKIT_CRYPT_* */
+    uint64_t file_size;    /* bytes of the image file */
+    /* The backing file name as stored ("" if none). */
+    char backing_file[1024];
+    /* The name the backing file was opened as ("" if none or not open). */
+    char backing_path[4096];
+    int read_only;
+};
+
+int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info);
+
+/* The image's name as given at open. */
+const char *qcowkit_name(const struct qcowkit_image *img);
+
+/* The open backing image, or NULL if there is none (or NO_BACKING). */
+struct qcowkit_image *qcowkit_backing(struct qcowkit_image *img);
+
+/* -------------------------------------------------------------- block map */
+
+#define QCOWKIT_EXTENT_ALLOCATED 1u   /* data stored in this image */
+#define QCOWKIT_EXTENT_COMPRESSED 2u  /* a compressed cluster */
+#define QCOWKIT_EXTENT_HOST_OFFSET 4u /* host_offset is valid */
+
+struct qcowkit_extent {
+    uint64_t offset;      /* guest offset */
+    uint64_t length;      /* bytes with the same status */
+    unsigned flags;       /* QCOWKIT_EXTENT_* */
+    uint64_t host_offset; /* where the data of offset lies in the file */
+};
+
+/*
+ * Describe this image only (not its backing chain) from offset for at
+ * most count bytes: the first run of clusters with the same flags and,
+ * for HOST_OFFSET, contiguous host offsets.  Raw images report one
+ * allocated run with host_offset = offset.
+ */
+int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
+                         uint64_t count, struct qcowkit_extent *extent);
+
+/* ---------------------------------------------------------------- create */
+
+struct qcowkit_create_opts {
+    size_t struct_size; /* set by qcowkit_create_opts_init() */
+    enum qcowkit_format format; /* QCOW (the default) or RAW */
+    uint64_t size;              /* virtual size; qcow rounds up to 512 */
+    const char *backing_file;   /* stored as given; NULL for none */
+    /*
+     * Cluster size in bytes (512..65536, a power of two); 0 chooses as
+     * QEMU does: 512 with a backing file, else 4096.
+     */
+    uint32_t cluster_size;
+};
+
+void qcowkit_create_opts_init(struct qcowkit_create_opts *opts);
+
+/*
+ * Create an image at path (which must not exist unless truncate is set
+ * in flags: QCOWKIT_IO_TRUNC).  With default options the file is
+ * byte-identical to `qemu-img create -f qcow`.
+ */
+int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
+                   unsigned flags);
+
+/* Create an image over an empty backend.  name is used in messages. */
+int qcowkit_create_io(struct qcowkit_io *io, const char *name,
+                      const struct qcowkit_create_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QCOWKIT_H */
