@@ -54,9 +54,9 @@
 extern "C" {
 #endif
 
-#define QCOWKIT_VERSION_MAJOR 0
-#define QCOWKIT_VERSION_MINOR 1
-#define QCOWKIT_VERSION_PATCH 0
+#define QCOWKIT_VERSION_MAJOR  0
+#define QCOWKIT_VERSION_MINOR  1
+#define QCOWKIT_VERSION_PATCH  0
 #define QCOWKIT_VERSION_STRING "0.1.0"
 
 /* The version of the library linked at run time, e.g. "0.1.0". */
@@ -83,8 +83,7 @@ const char *qcowkit_errmsg(void);
 struct qcowkit_io_ops {
     size_t struct_size; /* sizeof(struct qcowkit_io_ops) */
     int (*pread)(void *opaque, void *buf, size_t count, uint64_t offset);
-    int (*pwrite)(void *opaque, const void *buf, size_t count,
-                  uint64_t offset);
+    int (*pwrite)(void *opaque, const void *buf, size_t count, uint64_t offset);
     int (*flush)(void *opaque);
     int (*get_size)(void *opaque, uint64_t *size);
     int (*truncate)(void *opaque, uint64_t size);
@@ -98,10 +97,10 @@ int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
                    const char *name, struct qcowkit_io **io);
 
 #define QCOWKIT_IO_RDONLY 0u
-#define QCOWKIT_IO_RDWR 1u
+#define QCOWKIT_IO_RDWR   1u
 #define QCOWKIT_IO_CREATE 2u /* create the file if missing (with RDWR) */
-#define QCOWKIT_IO_EXCL 4u   /* with CREATE: fail if the file exists */
-#define QCOWKIT_IO_TRUNC 8u  /* with RDWR: empty the file */
+#define QCOWKIT_IO_EXCL   4u /* with CREATE: fail if the file exists */
+#define QCOWKIT_IO_TRUNC  8u /* with RDWR: empty the file */
 
 /* A backend over a file (pread/pwrite/fdatasync). */
 int qcowkit_io_open_file(const char *path, unsigned flags,
@@ -161,8 +160,8 @@ enum qcowkit_format {
     QCOWKIT_FORMAT_RAW = 2,
 };
 
-#define QCOWKIT_OPEN_RDONLY 0u
-#define QCOWKIT_OPEN_RDWR 1u
+#define QCOWKIT_OPEN_RDONLY     0u
+#define QCOWKIT_OPEN_RDWR       1u
 #define QCOWKIT_OPEN_NO_BACKING 2u /* do not open the backing chain */
 
 struct qcowkit_open_opts {
@@ -234,7 +233,7 @@ int qcowkit_make_empty(struct qcowkit_image *img);
 /* ------------------------------------------------------------------- info */
 
 #define QCOWKIT_CRYPT_NONE 0u
-#define QCOWKIT_CRYPT_AES 1u
+#define QCOWKIT_CRYPT_AES  1u
 
 struct qcowkit_info {
     size_t struct_size; /* set by the caller: sizeof(struct qcowkit_info) */
@@ -262,8 +261,8 @@ struct qcowkit_image *qcowkit_backing(struct qcowkit_image *img);
 
 /* -------------------------------------------------------------- block map */
 
-#define QCOWKIT_EXTENT_ALLOCATED 1u   /* data stored in this image */
-#define QCOWKIT_EXTENT_COMPRESSED 2u  /* a compressed cluster */
+#define QCOWKIT_EXTENT_ALLOCATED   1u /* data stored in this image */
+#define QCOWKIT_EXTENT_COMPRESSED  2u /* a compressed cluster */
 #define QCOWKIT_EXTENT_HOST_OFFSET 4u /* host_offset is valid */
 
 struct qcowkit_extent {
@@ -285,7 +284,7 @@ int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
 /* ---------------------------------------------------------------- create */
 
 struct qcowkit_create_opts {
-    size_t struct_size; /* set by qcowkit_create_opts_init() */
+    size_t struct_size;         /* set by qcowkit_create_opts_init() */
     enum qcowkit_format format; /* QCOW (the default) or RAW */
     uint64_t size;              /* virtual size; qcow rounds up to 512 */
     const char *backing_file;   /* stored as given; NULL for none */

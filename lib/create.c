@@ -1,0 +1,146 @@
+/* New images, laid out exactly as `qemu-img create -f qcow` lays them. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void qcowkit_create_opts_init(struct qcowkit_create_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->struct_size = sizeof *opts;
+    opts->format = QCOWKIT_FORMAT_QCOW;
+}
+
+/* QEMU's choice: small clusters under an overlay, else 4 KiB. */
+static int choose_geometry(const struct qcowkit_create_opts *o,
+                           const char *name, struct qk_header *h)
+{
+    bool backing = o->backing_file && o->backing_file[0];
+    uint32_t size = o->cluster_size ? o->cluster_size : backing ? 512 : 4096;
+    unsigned bits = 9;
+
+    while (bits < 16 && (UINT32_C(1) << bits) < size)
+        bits++;
+    if (size < 512 || size > 65536 || (UINT32_C(1) << bits) != size)
+        return qk_error(-EINVAL,
+                        "%s: cluster_size %u is not a power of two in "
+                        "512..65536",
+                        name, size);
+    h->cluster_bits = (uint8_t)bits;
+    /* 512-byte clusters get 32 KiB tables, as QEMU gives them; others
+     * one cluster per table, as QEMU's 4 KiB default has. */
+    h->l2_bits = bits == 9 ? 12 : (uint8_t)(bits - 3);
+    return 0;
+}
+
+static int build_header(const struct qcowkit_create_opts *o, const char *name,
+                        struct qk_header *h, uint64_t *l1_entries)
+{
+    size_t name_len = o->backing_file ? strlen(o->backing_file) : 0;
+    uint64_t header_size = QCOW_HEADER_SIZE;
+    unsigned shift;
+    int err;
+
+    memset(h, 0, sizeof *h);
+    if (o->size == 0)
+        return qk_error(-EINVAL, "%s: image size must not be zero", name);
+    if (o->size > UINT64_MAX - 511)
+        return qk_error(-EINVAL, "%s: image size %llu is too large", name,
+                        (unsigned long long)o->size);
+    if (name_len > QCOW_MAX_BACKING_NAME)
+        return qk_error(-EINVAL,
+                        "%s: backing file name of %zu bytes exceeds %u", name,
+                        name_len, QCOW_MAX_BACKING_NAME);
+    err = choose_geometry(o, name, h);
+    if (err < 0)
+        return err;
+    h->magic = QCOW_MAGIC;
+    h->version = 1;
+    h->size = qk_align_up(o->size, QCOW_SECTOR);
+    if (name_len) {
+        h->backing_file_offset = header_size;
+        h->backing_file_size = (uint32_t)name_len;
+        header_size += name_len;
+    }
+    h->l1_table_offset = qk_align_up(header_size, 8);
+    shift = h->cluster_bits + h->l2_bits;
+    *l1_entries = (h->size + (UINT64_C(1) << shift) - 1) >> shift;
+    return qk_header_validate(h, UINT64_MAX, name, l1_entries);
+}
+
+static int create_raw(struct qcowkit_io *io, const char *name, uint64_t size)
+{
+    int err = io->ops.truncate(io->opaque, size);
+
+    if (err < 0)
+        return qk_error(err, "%s: cannot set the size to %llu bytes: %s", name,
+                        (unsigned long long)size, strerror(-err));
+    return 0;
+}
+
+static int create_qcow(struct qcowkit_io *io, const char *name,
+                       const struct qcowkit_create_opts *o)
+{
+    struct qk_header h;
+    uint64_t l1_entries, l1_bytes, total;
+    uint8_t *image;
+    int err = build_header(o, name, &h, &l1_entries);
+
+    if (err < 0)
+        return err;
+    /* QEMU writes the L1 table as whole zeroed sectors. */
+    l1_bytes = qk_align_up(l1_entries * 8, QCOW_SECTOR);
+    total = h.l1_table_offset + l1_bytes;
+    image = calloc(1, total);
+    if (!image)
+        return qk_error(-ENOMEM, "%s: no memory for %llu bytes of tables", name,
+                        (unsigned long long)total);
+    qk_header_encode(&h, image);
+    if (h.backing_file_size)
+        memcpy(image + h.backing_file_offset, o->backing_file,
+               h.backing_file_size);
+    err = qk_write(io, image, total, 0);
+    free(image);
+    return err;
+}
+
+int qcowkit_create_io(struct qcowkit_io *io, const char *name,
+                      const struct qcowkit_create_opts *opts)
+{
+    struct qcowkit_create_opts o;
+    int err;
+
+    if (!io || !opts || opts->struct_size == 0)
+        return qk_error(-EINVAL, "qcowkit_create: missing options");
+    qcowkit_create_opts_init(&o);
+    memcpy(&o, opts,
+           opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
+    name = name ? name : io->name;
+    if (o.format == QCOWKIT_FORMAT_RAW)
+        err = create_raw(io, name, o.size);
+    else if (o.format == QCOWKIT_FORMAT_QCOW || o.format == 0)
+        err = create_qcow(io, name, &o);
+    else
+        err = qk_error(-EINVAL, "%s: unknown image format %d", name,
+                       (int)o.format);
+    if (err == 0)
+        err = qk_sync(io);
+    return err;
+}
+
+int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
+                   unsigned flags)
+{
+    unsigned io_flags = QCOWKIT_IO_RDWR | QCOWKIT_IO_CREATE;
+    struct qcowkit_io *io;
+    int err;
+
+    io_flags |= flags & QCOWKIT_IO_TRUNC ? QCOWKIT_IO_TRUNC : QCOWKIT_IO_EXCL;
+    err = qcowkit_io_open_file(path, io_flags, &io);
+    if (err < 0)
+        return err;
+    err = qcowkit_create_io(io, path, opts);
+    qcowkit_io_close(io);
+    return err;
+}

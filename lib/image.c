@@ -1,0 +1,330 @@
+/* Image handles: open, close, info, flush and make-empty. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_CACHE_BYTES (UINT64_C(32) << 20)
+
+void qcowkit_open_opts_init(struct qcowkit_open_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->struct_size = sizeof *opts;
+}
+
+static int probe_format(struct qcowkit_io *io, uint64_t size,
+                        enum qcowkit_format *format)
+{
+    uint8_t magic[4];
+    int err;
+
+    if (*format != QCOWKIT_FORMAT_AUTO)
+        return 0;
+    *format = QCOWKIT_FORMAT_RAW;
+    if (size < sizeof magic)
+        return 0;
+    err = qk_read(io, magic, sizeof magic, 0);
+    if (err < 0)
+        return err;
+    if (qk_be32(magic) == QCOW_MAGIC)
+        *format = QCOWKIT_FORMAT_QCOW;
+    return 0;
+}
+
+static int load_l1(struct qcowkit_image *img)
+{
+    uint64_t bytes = img->l1_entries * sizeof(uint64_t);
+    uint8_t *raw;
+    int err;
+
+    img->l1 = malloc(bytes ? bytes : 1);
+    raw = malloc(bytes ? bytes : 1);
+    if (!img->l1 || !raw) {
+        free(raw);
+        return qk_error(-ENOMEM,
+                        "%s: no memory for an L1 table of %llu "
+                        "entries",
+                        img->name, (unsigned long long)img->l1_entries);
+    }
+    err = qk_read(img->io, raw, bytes, img->header.l1_table_offset);
+    for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
+        img->l1[i] = qk_be64(raw + i * 8);
+    free(raw);
+    return err;
+}
+
+static int load_backing_name(struct qcowkit_image *img)
+{
+    const struct qk_header *h = &img->header;
+
+    if (h->backing_file_offset == 0)
+        return 0;
+    img->backing_file[h->backing_file_size] = '\0';
+    return qk_read(img->io, img->backing_file, h->backing_file_size,
+                   h->backing_file_offset);
+}
+
+static uint64_t region_end(uint64_t offset, uint64_t len)
+{
+    return offset + len;
+}
+
+static int open_qcow(struct qcowkit_image *img, uint64_t file_size,
+                     uint64_t cache_bytes)
+{
+    struct qk_header *h = &img->header;
+    uint8_t raw[QCOW_HEADER_SIZE];
+    int err;
+
+    if (file_size < QCOW_HEADER_SIZE)
+        return qk_error(-EINVAL,
+                        "%s: file of %llu bytes is too short for a qcow "
+                        "header",
+                        img->name, (unsigned long long)file_size);
+    err = qk_read(img->io, raw, sizeof raw, 0);
+    if (err < 0)
+        return err;
+    qk_header_decode(raw, h);
+    err = qk_header_validate(h, file_size, img->name, &img->l1_entries);
+    if (err < 0)
+        return err;
+    img->cluster_bits = h->cluster_bits;
+    img->cluster_size = UINT32_C(1) << h->cluster_bits;
+    img->l2_bits = h->l2_bits;
+    img->l2_entries = UINT32_C(1) << h->l2_bits;
+    img->offset_mask = (UINT64_C(1) << (63 - h->cluster_bits)) - 1;
+    /* QEMU sees whole sectors only. */
+    img->virtual_size = h->size & ~(uint64_t)(QCOW_SECTOR - 1);
+    img->meta_end = region_end(h->l1_table_offset, img->l1_entries * 8);
+    if (h->backing_file_offset &&
+        region_end(h->backing_file_offset, h->backing_file_size) >
+            img->meta_end)
+        img->meta_end =
+            region_end(h->backing_file_offset, h->backing_file_size);
+    img->file_end = file_size;
+    err = load_l1(img);
+    if (err == 0)
+        err = load_backing_name(img);
+    if (err == 0)
+        err = qk_cache_init(img, cache_bytes);
+    if (err == 0) {
+        img->inflated = malloc(img->cluster_size);
+        if (!img->inflated)
+            err = qk_error(-ENOMEM, "%s: out of memory", img->name);
+    }
+    return err;
+}
+
+static void free_image(struct qcowkit_image *img)
+{
+    qcowkit_close(img->backing);
+    qk_cache_free(img);
+    free(img->l1);
+    free(img->inflated);
+    free(img->backing_path);
+    if (img->owns_io)
+        qcowkit_io_close(img->io);
+    pthread_mutex_destroy(&img->lock);
+    free(img->name);
+    free(img);
+}
+
+int qk_open_chain(struct qcowkit_io *io, bool owns_io,
+                  const struct qk_open_params *p, struct qcowkit_image **out)
+{
+    struct qcowkit_image *img;
+    uint64_t file_size;
+    int err;
+
+    *out = NULL;
+    img = calloc(1, sizeof *img);
+    if (!img || !(img->name = strdup(p->name))) {
+        free(img);
+        if (owns_io)
+            qcowkit_io_close(io);
+        return qk_error(-ENOMEM, "%s: out of memory", p->name);
+    }
+    pthread_mutex_init(&img->lock, NULL);
+    img->io = io;
+    img->owns_io = owns_io;
+    img->read_only = !(p->flags & QCOWKIT_OPEN_RDWR);
+    img->format = p->format;
+    img->inflated_entry = 0;
+    err = qk_io_size(io, &file_size);
+    if (err == 0)
+        err = probe_format(io, file_size, &img->format);
+    if (err == 0 && img->format == QCOWKIT_FORMAT_RAW)
+        img->virtual_size = file_size;
+    else if (err == 0)
+        err = open_qcow(img, file_size, p->cache_bytes);
+    if (err == 0 && img->backing_file[0] &&
+        !(p->flags & QCOWKIT_OPEN_NO_BACKING))
+        err = qk_open_backing(img, p);
+    if (err < 0) {
+        free_image(img);
+        return err;
+    }
+    *out = img;
+    return 0;
+}
+
+static void params_from_opts(const struct qcowkit_open_opts *opts,
+                             const char *name, struct qk_open_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->name = name;
+    p->cache_bytes = DEFAULT_CACHE_BYTES;
+    if (!opts)
+        return;
+    p->flags = opts->flags;
+    p->format = opts->format;
+    p->backing_format = opts->backing_format;
+    if (opts->cache_size)
+        p->cache_bytes = opts->cache_size;
+}
+
+int qcowkit_open_io(struct qcowkit_io *io, const char *name,
+                    const struct qcowkit_open_opts *opts,
+                    struct qcowkit_image **img)
+{
+    struct qk_open_params p;
+
+    *img = NULL;
+    if (!io)
+        return qk_error(-EINVAL, "qcowkit_open_io: no backend");
+    params_from_opts(opts, name ? name : io->name, &p);
+    if (io->kind == QK_IO_FILE) {
+        p.self.dev = io->dev;
+        p.self.ino = io->ino;
+        p.self.known = true;
+    }
+    return qk_open_chain(io, false, &p, img);
+}
+
+int qcowkit_open(const char *path, const struct qcowkit_open_opts *opts,
+                 struct qcowkit_image **img)
+{
+    struct qk_open_params p;
+    struct qcowkit_io *io;
+    unsigned io_flags = QCOWKIT_IO_RDONLY;
+    int err;
+
+    *img = NULL;
+    params_from_opts(opts, path, &p);
+    if (p.flags & QCOWKIT_OPEN_RDWR)
+        io_flags = QCOWKIT_IO_RDWR;
+    err = qcowkit_io_open_file(path, io_flags, &io);
+    if (err < 0)
+        return err;
+    p.self.dev = io->dev;
+    p.self.ino = io->ino;
+    p.self.known = true;
+    return qk_open_chain(io, true, &p, img);
+}
+
+int qcowkit_close(struct qcowkit_image *img)
+{
+    int err = 0;
+
+    if (!img)
+        return 0;
+    if (!img->read_only)
+        err = qcowkit_flush(img);
+    free_image(img);
+    return err;
+}
+
+int qcowkit_flush(struct qcowkit_image *img)
+{
+    int err = 0;
+
+    if (img->read_only)
+        return 0;
+    pthread_mutex_lock(&img->lock);
+    if (img->format == QCOWKIT_FORMAT_QCOW)
+        err = qk_writeback(img);
+    else if (img->data_unsynced)
+        err = qk_sync(img->io);
+    if (err == 0)
+        img->data_unsynced = false;
+    pthread_mutex_unlock(&img->lock);
+    return err;
+}
+
+static int clear_tables(struct qcowkit_image *img)
+{
+    uint64_t bytes = img->l1_entries * sizeof(uint64_t);
+    uint8_t *zeros = calloc(1, bytes ? bytes : 1);
+    int err;
+
+    if (!zeros)
+        return qk_error(-ENOMEM, "%s: out of memory", img->name);
+    qk_cache_drop(img);
+    memset(img->l1, 0, bytes);
+    img->inflated_entry = 0;
+    err = qk_write(img->io, zeros, bytes, img->header.l1_table_offset);
+    free(zeros);
+    /* The empty L1 table must be on disk before the clusters vanish. */
+    if (err == 0)
+        err = qk_sync(img->io);
+    if (err == 0)
+        err = qk_io_truncate_to(img, img->meta_end);
+    return err;
+}
+
+int qcowkit_make_empty(struct qcowkit_image *img)
+{
+    int err;
+
+    if (img->read_only)
+        return qk_error(-EROFS, "%s: image is read-only", img->name);
+    if (img->format != QCOWKIT_FORMAT_QCOW)
+        return qk_error(-ENOTSUP, "%s: only qcow images can be emptied",
+                        img->name);
+    pthread_mutex_lock(&img->lock);
+    err = clear_tables(img);
+    pthread_mutex_unlock(&img->lock);
+    return err;
+}
+
+int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info)
+{
+    struct qcowkit_info full;
+    size_t size;
+    int err;
+
+    if (!info || info->struct_size == 0)
+        return qk_error(-EINVAL, "qcowkit_get_info: struct_size not set");
+    size = info->struct_size < sizeof full ? info->struct_size : sizeof full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = size;
+    full.format = img->format;
+    full.virtual_size = img->virtual_size;
+    full.read_only = img->read_only;
+    err = qk_io_size(img->io, &full.file_size);
+    if (err < 0)
+        return err;
+    if (img->format == QCOWKIT_FORMAT_QCOW) {
+        full.cluster_size = img->cluster_size;
+        full.cluster_bits = img->cluster_bits;
+        full.l2_bits = img->l2_bits;
+        full.crypt_method = img->header.crypt_method;
+        memcpy(full.backing_file, img->backing_file, sizeof img->backing_file);
+        if (img->backing_path)
+            strncpy(full.backing_path, img->backing_path,
+                    sizeof full.backing_path - 1);
+    }
+    memcpy(info, &full, size);
+    return 0;
+}
+
+const char *qcowkit_name(const struct qcowkit_image *img)
+{
+    return img->name;
+}
+
+struct qcowkit_image *qcowkit_backing(struct qcowkit_image *img)
+{
+    return img->backing;
+}

@@ -1,0 +1,224 @@
+/* Private types and helpers of libqcowkit; never installed. */
+#ifndef QCOWKIT_INTERNAL_H
+#define QCOWKIT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "qcowkit.h"
+
+/* ------------------------------------------------------------ on-disk */
+
+#define QCOW_MAGIC            0x514649fbu /* "QFI\xfb" */
+#define QCOW_HEADER_SIZE      48u
+#define QCOW_COMPRESSED       (UINT64_C(1) << 63)
+#define QCOW_MAX_BACKING_NAME 1023u
+#define QCOW_SECTOR           512u
+
+static inline uint32_t qk_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+static inline uint64_t qk_be64(const uint8_t *p)
+{
+    return (uint64_t)qk_be32(p) << 32 | qk_be32(p + 4);
+}
+
+static inline void qk_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = v >> 24;
+    p[1] = v >> 16;
+    p[2] = v >> 8;
+    p[3] = v;
+}
+
+static inline void qk_put_be64(uint8_t *p, uint64_t v)
+{
+    qk_put_be32(p, v >> 32);
+    qk_put_be32(p + 4, (uint32_t)v);
+}
+
+static inline uint64_t qk_align_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+struct qk_header {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t backing_file_offset;
+    uint32_t backing_file_size;
+    uint32_t mtime;
+    uint64_t size;
+    uint8_t cluster_bits;
+    uint8_t l2_bits;
+    uint32_t crypt_method;
+    uint64_t l1_table_offset;
+};
+
+void qk_header_decode(const uint8_t *raw, struct qk_header *h);
+void qk_header_encode(const struct qk_header *h, uint8_t *raw);
+/* Check every field against each other and the file size. */
+int qk_header_validate(const struct qk_header *h, uint64_t file_size,
+                       const char *name, uint64_t *l1_entries);
+
+/* --------------------------------------------------------------- errors */
+
+/* Record "name: message" for this thread and return err. */
+int qk_error(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------ I/O */
+
+enum qk_io_kind { QK_IO_CUSTOM, QK_IO_FILE, QK_IO_MEMORY, QK_IO_FAULT };
+
+struct qcowkit_io {
+    struct qcowkit_io_ops ops;
+    void *opaque;
+    char *name;
+    enum qk_io_kind kind;
+    /* Identity of a file backend, to detect loops in backing chains. */
+    dev_t dev;
+    ino_t ino;
+};
+
+int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
+               enum qk_io_kind kind, struct qcowkit_io **io);
+
+/* Wrappers that also record a message naming the file and offset. */
+int qk_read(struct qcowkit_io *io, void *buf, size_t count, uint64_t offset);
+int qk_write(struct qcowkit_io *io, const void *buf, size_t count,
+             uint64_t offset);
+int qk_sync(struct qcowkit_io *io);
+int qk_io_size(struct qcowkit_io *io, uint64_t *size);
+
+/* -------------------------------------------------------------- L2 cache */
+
+#define QK_NO_SLOT UINT32_MAX
+
+struct qk_slot {
+    uint64_t *entries; /* host byte order */
+    uint64_t l1_index; /* which L1 entry this table belongs to */
+    uint32_t newer;    /* LRU links (slot indices) */
+    uint32_t older;
+    bool dirty;       /* entries differ from the disk */
+    bool unpublished; /* new table: its L1 entry is not on disk yet */
+};
+
+struct qk_cache {
+    struct qk_slot *slots;
+    uint32_t used;
+    uint32_t capacity;
+    uint32_t newest;   /* LRU head */
+    uint32_t oldest;   /* LRU tail */
+    uint32_t *slot_of; /* per L1 entry: slot index or QK_NO_SLOT */
+    uint32_t dirty_count;
+    uint8_t *scratch; /* one table in disk byte order */
+};
+
+/* --------------------------------------------------------------- image */
+
+struct qcowkit_image {
+    char *name;
+    struct qcowkit_io *io;
+    bool owns_io;
+    enum qcowkit_format format;
+    bool read_only;
+    uint64_t virtual_size;
+
+    /* qcow geometry */
+    struct qk_header header;
+    uint32_t cluster_bits;
+    uint32_t cluster_size;
+    uint32_t l2_bits;
+    uint32_t l2_entries;
+    uint64_t offset_mask; /* host offset bits of a compressed entry */
+    uint64_t l1_entries;
+    uint64_t *l1;      /* host byte order */
+    uint64_t meta_end; /* first byte after header, name and L1 */
+
+    char backing_file[QCOW_MAX_BACKING_NAME + 1];
+    char *backing_path;
+    struct qcowkit_image *backing;
+
+    /* Everything below is guarded by lock. */
+    pthread_mutex_t lock;
+    uint64_t file_end;  /* allocations go at or after this byte */
+    bool data_unsynced; /* data written since the last flush */
+    struct qk_cache cache;
+    /* The last inflated cluster, keyed by its compressed entry. */
+    uint8_t *inflated;
+    uint64_t inflated_entry;
+};
+
+/* What opening one link of a backing chain needs (image.c, backing.c). */
+struct qk_identity {
+    dev_t dev;
+    ino_t ino;
+    bool known;
+};
+
+struct qk_open_params {
+    const char *name;
+    unsigned flags;
+    enum qcowkit_format format;
+    enum qcowkit_format backing_format;
+    uint64_t cache_bytes;
+    struct qk_identity self;
+    /* The image this one backs, to find loops; NULL at the top. */
+    const struct qk_open_params *above;
+    int depth;
+};
+
+int qk_open_chain(struct qcowkit_io *io, bool owns_io,
+                  const struct qk_open_params *p, struct qcowkit_image **img);
+int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p);
+#define QK_MAX_CHAIN 256
+
+/* Table access (table.c); all need img->lock held. */
+int qk_cache_init(struct qcowkit_image *img, uint64_t cache_bytes);
+void qk_cache_free(struct qcowkit_image *img);
+void qk_cache_drop(struct qcowkit_image *img);
+/* The L2 table for l1_index, or NULL with *err 0 if there is none yet. */
+uint64_t *qk_l2_get(struct qcowkit_image *img, uint64_t l1_index, int *err);
+/* The L2 table for l1_index, made (in memory) if missing. */
+uint64_t *qk_l2_get_or_make(struct qcowkit_image *img, uint64_t l1_index,
+                            int *err);
+/* Record a changed L2 entry (the table must be the one just returned). */
+void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index);
+/* Write data, then tables, then L1 entries, with a barrier between. */
+int qk_writeback(struct qcowkit_image *img);
+
+/* Entry checks (table.c): 0 if usable, else -EIO with a message. */
+int qk_check_normal(struct qcowkit_image *img, uint64_t entry,
+                    uint64_t guest_offset);
+int qk_check_compressed(struct qcowkit_image *img, uint64_t entry,
+                        uint64_t guest_offset);
+
+int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size);
+
+/* Reserve bytes at the end of the file; align is a power of two. */
+int qk_allocate(struct qcowkit_image *img, uint64_t bytes, uint64_t align,
+                uint64_t *offset);
+
+/* The cluster's L2 entry (0 if unallocated), with lock held. */
+int qk_lookup(struct qcowkit_image *img, uint64_t guest_offset,
+              uint64_t *entry);
+
+/* compress.c */
+int qk_inflate_cluster(struct qcowkit_image *img, uint64_t entry,
+                       uint64_t guest_offset, uint8_t *out);
+/* Deflate src (cluster_size bytes); returns the length, or 0 if no gain. */
+size_t qk_deflate(const uint8_t *src, size_t len, uint8_t *dst, size_t cap);
+
+/* rw.c: read guest data of the backing chain (zeros past its end). */
+int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
+                    uint64_t offset);
+int qk_check_range(struct qcowkit_image *img, size_t count, uint64_t offset,
+                   bool write);
+
+#endif

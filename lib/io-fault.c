@@ -1,0 +1,142 @@
+/* A backend wrapper that fails chosen calls, for error-path tests. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define OP_COUNT 4
+
+struct fault_rule {
+    uint64_t seen; /* calls of this op so far */
+    uint64_t nth;  /* 0: disarmed */
+    bool persistent;
+    int error;
+};
+
+struct fault_backend {
+    pthread_mutex_t lock;
+    struct qcowkit_io *inner;
+    struct fault_rule rules[OP_COUNT];
+};
+
+/* Count a call of op and tell whether it must fail (and with what). */
+static int should_fail(struct fault_backend *f, enum qcowkit_io_op op)
+{
+    struct fault_rule *r = &f->rules[op];
+    int err = 0;
+
+    pthread_mutex_lock(&f->lock);
+    r->seen++;
+    if (r->nth && (r->seen == r->nth || (r->persistent && r->seen > r->nth)))
+        err = r->error;
+    pthread_mutex_unlock(&f->lock);
+    return err;
+}
+
+static int fault_pread(void *opaque, void *buf, size_t count, uint64_t offset)
+{
+    struct fault_backend *f = opaque;
+    int err = should_fail(f, QCOWKIT_IO_OP_READ);
+    return err ? err : qcowkit_io_pread(f->inner, buf, count, offset);
+}
+
+static int fault_pwrite(void *opaque, const void *buf, size_t count,
+                        uint64_t offset)
+{
+    struct fault_backend *f = opaque;
+    int err = should_fail(f, QCOWKIT_IO_OP_WRITE);
+    return err ? err : qcowkit_io_pwrite(f->inner, buf, count, offset);
+}
+
+static int fault_flush(void *opaque)
+{
+    struct fault_backend *f = opaque;
+    int err = should_fail(f, QCOWKIT_IO_OP_FLUSH);
+    return err ? err : qcowkit_io_flush(f->inner);
+}
+
+static int fault_get_size(void *opaque, uint64_t *size)
+{
+    struct fault_backend *f = opaque;
+    return qcowkit_io_get_size(f->inner, size);
+}
+
+static int fault_truncate(void *opaque, uint64_t size)
+{
+    struct fault_backend *f = opaque;
+    int err = should_fail(f, QCOWKIT_IO_OP_TRUNCATE);
+    return err ? err : qcowkit_io_truncate(f->inner, size);
+}
+
+static void fault_close(void *opaque)
+{
+    struct fault_backend *f = opaque;
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+static const struct qcowkit_io_ops fault_ops = {
+    .struct_size = sizeof(struct qcowkit_io_ops),
+    .pread = fault_pread,
+    .pwrite = fault_pwrite,
+    .flush = fault_flush,
+    .get_size = fault_get_size,
+    .truncate = fault_truncate,
+    .close = fault_close,
+};
+
+int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io)
+{
+    struct fault_backend *f;
+    int err;
+
+    *io = NULL;
+    if (!inner)
+        return qk_error(-EINVAL, "qcowkit_io_new_fault: no inner backend");
+    f = calloc(1, sizeof *f);
+    if (!f)
+        return qk_error(-ENOMEM, "fault: out of memory");
+    pthread_mutex_init(&f->lock, NULL);
+    f->inner = inner;
+    err = qk_io_make(&fault_ops, f, inner->name, QK_IO_FAULT, io);
+    if (err < 0)
+        fault_close(f);
+    return err;
+}
+
+static struct fault_backend *as_fault(struct qcowkit_io *io,
+                                      enum qcowkit_io_op op)
+{
+    if (!io || io->kind != QK_IO_FAULT || (unsigned)op >= OP_COUNT)
+        return NULL;
+    return io->opaque;
+}
+
+int qcowkit_io_fault_arm(struct qcowkit_io *io, enum qcowkit_io_op op,
+                         uint64_t nth, int persistent, int error)
+{
+    struct fault_backend *f = as_fault(io, op);
+
+    if (!f || (nth && error >= 0))
+        return qk_error(-EINVAL, "qcowkit_io_fault_arm: bad arguments");
+    pthread_mutex_lock(&f->lock);
+    f->rules[op].nth = nth ? f->rules[op].seen + nth : 0;
+    f->rules[op].persistent = persistent != 0;
+    f->rules[op].error = error;
+    pthread_mutex_unlock(&f->lock);
+    return 0;
+}
+
+uint64_t qcowkit_io_fault_count(struct qcowkit_io *io, enum qcowkit_io_op op)
+{
+    struct fault_backend *f = as_fault(io, op);
+    uint64_t seen;
+
+    if (!f)
+        return 0;
+    pthread_mutex_lock(&f->lock);
+    seen = f->rules[op].seen;
+    pthread_mutex_unlock(&f->lock);
+    return seen;
+}

@@ -1,0 +1,142 @@
+/* The file backend: positioned I/O on a descriptor, fdatasync as barrier. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct file_backend {
+    int fd;
+};
+
+static int file_pread(void *opaque, void *buf, size_t count, uint64_t offset)
+{
+    struct file_backend *f = opaque;
+    uint8_t *p = buf;
+
+    while (count > 0) {
+        ssize_t n = pread(f->fd, p, count, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0) { /* past the end of the file: zeros */
+            memset(p, 0, count);
+            return 0;
+        }
+        p += n;
+        count -= (size_t)n;
+        offset += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int file_pwrite(void *opaque, const void *buf, size_t count,
+                       uint64_t offset)
+{
+    struct file_backend *f = opaque;
+    const uint8_t *p = buf;
+
+    while (count > 0) {
+        ssize_t n = pwrite(f->fd, p, count, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        count -= (size_t)n;
+        offset += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int file_flush(void *opaque)
+{
+    struct file_backend *f = opaque;
+    return fdatasync(f->fd) < 0 ? -errno : 0;
+}
+
+static int file_get_size(void *opaque, uint64_t *size)
+{
+    struct file_backend *f = opaque;
+    struct stat st;
+    if (fstat(f->fd, &st) < 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int file_truncate(void *opaque, uint64_t size)
+{
+    struct file_backend *f = opaque;
+    return ftruncate(f->fd, (off_t)size) < 0 ? -errno : 0;
+}
+
+static void file_close(void *opaque)
+{
+    struct file_backend *f = opaque;
+    close(f->fd);
+    free(f);
+}
+
+static const struct qcowkit_io_ops file_ops = {
+    .struct_size = sizeof(struct qcowkit_io_ops),
+    .pread = file_pread,
+    .pwrite = file_pwrite,
+    .flush = file_flush,
+    .get_size = file_get_size,
+    .truncate = file_truncate,
+    .close = file_close,
+};
+
+static int open_flags(unsigned flags)
+{
+    int oflags = O_CLOEXEC;
+    if (!(flags & QCOWKIT_IO_RDWR))
+        return oflags | O_RDONLY;
+    oflags |= O_RDWR;
+    if (flags & QCOWKIT_IO_CREATE)
+        oflags |= O_CREAT;
+    if (flags & QCOWKIT_IO_EXCL)
+        oflags |= O_EXCL;
+    if (flags & QCOWKIT_IO_TRUNC)
+        oflags |= O_TRUNC;
+    return oflags;
+}
+
+int qcowkit_io_open_file(const char *path, unsigned flags,
+                         struct qcowkit_io **io)
+{
+    struct file_backend *f;
+    struct stat st;
+    int fd, err;
+
+    *io = NULL;
+    fd = open(path, open_flags(flags), 0644);
+    if (fd < 0)
+        return qk_error(-errno, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+        err = S_ISDIR(st.st_mode) ? -EISDIR : -errno;
+        close(fd);
+        return qk_error(err, "%s: %s", path, strerror(-err));
+    }
+    f = malloc(sizeof *f);
+    if (!f) {
+        close(fd);
+        return qk_error(-ENOMEM, "%s: out of memory", path);
+    }
+    f->fd = fd;
+    err = qk_io_make(&file_ops, f, path, QK_IO_FILE, io);
+    if (err < 0) {
+        file_close(f);
+        return err;
+    }
+    (*io)->dev = st.st_dev;
+    (*io)->ino = st.st_ino;
+    return 0;
+}

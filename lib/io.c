@@ -1,0 +1,117 @@
+/* The backend dispatch: every byte the library touches passes here. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
+               enum qk_io_kind kind, struct qcowkit_io **io)
+{
+    struct qcowkit_io *made;
+
+    *io = NULL;
+    if (!ops || ops->struct_size < sizeof(struct qcowkit_io_ops) ||
+        !ops->pread || !ops->pwrite || !ops->flush || !ops->get_size ||
+        !ops->truncate)
+        return qk_error(-EINVAL, "qcowkit_io_new: incomplete backend");
+    made = calloc(1, sizeof *made);
+    if (!made)
+        return qk_error(-ENOMEM, "%s: out of memory", name ? name : "io");
+    made->ops = *ops;
+    made->opaque = opaque;
+    made->kind = kind;
+    made->name = strdup(name ? name : "(io)");
+    if (!made->name) {
+        free(made);
+        return qk_error(-ENOMEM, "out of memory");
+    }
+    *io = made;
+    return 0;
+}
+
+int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
+                   const char *name, struct qcowkit_io **io)
+{
+    return qk_io_make(ops, opaque, name, QK_IO_CUSTOM, io);
+}
+
+int qcowkit_io_pread(struct qcowkit_io *io, void *buf, size_t count,
+                     uint64_t offset)
+{
+    return io->ops.pread(io->opaque, buf, count, offset);
+}
+
+int qcowkit_io_pwrite(struct qcowkit_io *io, const void *buf, size_t count,
+                      uint64_t offset)
+{
+    return io->ops.pwrite(io->opaque, buf, count, offset);
+}
+
+int qcowkit_io_flush(struct qcowkit_io *io)
+{
+    return io->ops.flush(io->opaque);
+}
+
+int qcowkit_io_get_size(struct qcowkit_io *io, uint64_t *size)
+{
+    return io->ops.get_size(io->opaque, size);
+}
+
+int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size)
+{
+    return io->ops.truncate(io->opaque, size);
+}
+
+const char *qcowkit_io_name(const struct qcowkit_io *io)
+{
+    return io->name;
+}
+
+void qcowkit_io_close(struct qcowkit_io *io)
+{
+    if (!io)
+        return;
+    if (io->ops.close)
+        io->ops.close(io->opaque);
+    free(io->name);
+    free(io);
+}
+
+int qk_read(struct qcowkit_io *io, void *buf, size_t count, uint64_t offset)
+{
+    int err = io->ops.pread(io->opaque, buf, count, offset);
+    if (err < 0)
+        return qk_error(err, "%s: read of %zu bytes at offset %llu failed: %s",
+                        io->name, count, (unsigned long long)offset,
+                        strerror(-err));
+    return 0;
+}
+
+int qk_write(struct qcowkit_io *io, const void *buf, size_t count,
+             uint64_t offset)
+{
+    int err = io->ops.pwrite(io->opaque, buf, count, offset);
+    if (err < 0)
+        return qk_error(err, "%s: write of %zu bytes at offset %llu failed: %s",
+                        io->name, count, (unsigned long long)offset,
+                        strerror(-err));
+    return 0;
+}
+
+int qk_sync(struct qcowkit_io *io)
+{
+    int err = io->ops.flush(io->opaque);
+    if (err < 0)
+        return qk_error(err, "%s: flush failed: %s", io->name, strerror(-err));
+    return 0;
+}
+
+int qk_io_size(struct qcowkit_io *io, uint64_t *size)
+{
+    int err = io->ops.get_size(io->opaque, size);
+    if (err < 0)
+        return qk_error(err, "%s: cannot get the size: %s", io->name,
+                        strerror(-err));
+    return 0;
+}

@@ -1,0 +1,375 @@
+/* Guest reads and writes, split into runs of clusters of one kind. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const uint8_t zero_cluster[65536];
+
+int qk_check_range(struct qcowkit_image *img, size_t count, uint64_t offset,
+                   bool write)
+{
+    if (offset > img->virtual_size || count > img->virtual_size - offset)
+        return qk_error(-EINVAL,
+                        "%s: request of %zu bytes at offset %llu is beyond "
+                        "the end of the image (%llu bytes)",
+                        img->name, count, (unsigned long long)offset,
+                        (unsigned long long)img->virtual_size);
+    if (write && img->read_only)
+        return qk_error(-EROFS, "%s: image is opened read-only", img->name);
+    if (img->format == QCOWKIT_FORMAT_QCOW && img->header.crypt_method)
+        return qk_error(-EACCES, "%s: encrypted image: a key is needed",
+                        img->name);
+    return 0;
+}
+
+int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
+                    uint64_t offset)
+{
+    struct qcowkit_image *b = img->backing;
+    size_t have = 0;
+    int err;
+
+    if (b && offset < b->virtual_size) {
+        have =
+            b->virtual_size - offset < count ? b->virtual_size - offset : count;
+        err = qcowkit_pread(b, buf, have, offset);
+        if (err < 0)
+            return err;
+    }
+    memset((uint8_t *)buf + have, 0, count - have);
+    return 0;
+}
+
+static uint64_t cluster_start(const struct qcowkit_image *img, uint64_t off)
+{
+    return off & ~(uint64_t)(img->cluster_size - 1);
+}
+
+/* Bytes from offset to the end of its cluster, at most count. */
+static uint64_t in_cluster(const struct qcowkit_image *img, uint64_t offset,
+                           uint64_t count)
+{
+    uint64_t n = img->cluster_size - (offset & (img->cluster_size - 1));
+    return n < count ? n : count;
+}
+
+static bool is_normal(uint64_t entry)
+{
+    return entry != 0 && !(entry & QCOW_COMPRESSED);
+}
+
+/*
+ * Extend a run from offset while the next clusters continue it: all
+ * unallocated, or normal and contiguous on the host.  Lock held.
+ */
+static int extend_run(struct qcowkit_image *img, uint64_t entry,
+                      uint64_t offset, uint64_t count, uint64_t *run)
+{
+    uint64_t n = in_cluster(img, offset, count);
+    uint64_t next_entry;
+    int err;
+
+    while (n < count) {
+        err = qk_lookup(img, offset + n, &next_entry);
+        if (err < 0)
+            return err;
+        if (entry == 0 ? next_entry != 0
+                       : next_entry != entry + cluster_start(img, offset + n) -
+                                           cluster_start(img, offset))
+            break;
+        if (entry != 0) {
+            err = qk_check_normal(img, next_entry, offset + n);
+            if (err < 0)
+                return err;
+        }
+        n += in_cluster(img, offset + n, count - n);
+    }
+    *run = n;
+    return 0;
+}
+
+static int read_compressed(struct qcowkit_image *img, uint64_t entry,
+                           uint8_t *buf, uint64_t n, uint64_t offset)
+{
+    int err = 0;
+
+    if (img->inflated_entry != entry) {
+        err = qk_inflate_cluster(img, entry, offset, img->inflated);
+        img->inflated_entry = err == 0 ? entry : 0;
+    }
+    if (err == 0)
+        memcpy(buf, img->inflated + (offset & (img->cluster_size - 1)), n);
+    return err;
+}
+
+/* Read one run of like clusters; returns its length or a negative errno. */
+static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
+                        uint64_t offset)
+{
+    uint64_t entry, n = 0;
+    int err;
+
+    pthread_mutex_lock(&img->lock);
+    err = qk_lookup(img, offset, &entry);
+    if (err == 0 && (entry & QCOW_COMPRESSED)) {
+        n = in_cluster(img, offset, count);
+        err = qk_check_compressed(img, entry, offset);
+        if (err == 0)
+            err = read_compressed(img, entry, buf, n, offset);
+        pthread_mutex_unlock(&img->lock);
+        return err < 0 ? err : (int64_t)n;
+    }
+    if (err == 0 && entry)
+        err = qk_check_normal(img, entry, offset);
+    if (err == 0)
+        err = extend_run(img, entry, offset, count, &n);
+    pthread_mutex_unlock(&img->lock);
+    if (err < 0)
+        return err;
+    /* Data transfers run without the lock: clusters never move. */
+    if (entry == 0)
+        err = qk_read_backing(img, buf, n, offset);
+    else
+        err = qk_read(img->io, buf, n,
+                      entry + (offset & (img->cluster_size - 1)));
+    return err < 0 ? err : (int64_t)n;
+}
+
+int qcowkit_pread(struct qcowkit_image *img, void *buf, size_t count,
+                  uint64_t offset)
+{
+    uint8_t *p = buf;
+    int err = qk_check_range(img, count, offset, false);
+
+    if (err < 0)
+        return err;
+    if (img->format == QCOWKIT_FORMAT_RAW)
+        return qk_read(img->io, buf, count, offset);
+    while (count > 0) {
+        int64_t n = read_run(img, p, count, offset);
+        if (n < 0)
+            return (int)n;
+        p += n;
+        count -= (size_t)n;
+        offset += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- writing */
+
+/*
+ * The old contents of the cluster at start, for a partial overwrite:
+ * the inflated cluster, the backing file's data, or zeros.
+ */
+static int old_contents(struct qcowkit_image *img, uint64_t entry,
+                        uint64_t start, uint8_t *out)
+{
+    uint64_t visible;
+
+    if (entry & QCOW_COMPRESSED) {
+        int err = qk_check_compressed(img, entry, start);
+        return err < 0 ? err : qk_inflate_cluster(img, entry, start, out);
+    }
+    visible = img->virtual_size - start < img->cluster_size
+                  ? img->virtual_size - start
+                  : img->cluster_size;
+    memset(out + visible, 0, img->cluster_size - visible);
+    return qk_read_backing(img, out, visible, start);
+}
+
+/* Write one newly allocated cluster that the request covers partly. */
+static int write_partial(struct qcowkit_image *img, uint64_t entry,
+                         uint64_t host, const uint8_t *buf, uint64_t n,
+                         uint64_t offset)
+{
+    uint64_t start = cluster_start(img, offset);
+    uint8_t *merged = malloc(img->cluster_size);
+    int err;
+
+    if (!merged)
+        return qk_error(-ENOMEM, "%s: out of memory", img->name);
+    err = old_contents(img, entry, start, merged);
+    if (err == 0) {
+        memcpy(merged + (offset - start), buf, n);
+        err = qk_write(img->io, merged, img->cluster_size, host);
+    }
+    free(merged);
+    return err;
+}
+
+/* How many clusters from offset (within one L2 table) need new space. */
+static int count_new(struct qcowkit_image *img, const uint64_t *table,
+                     uint64_t offset, uint64_t count, uint64_t *bytes)
+{
+    uint32_t idx = (offset >> img->cluster_bits) & (img->l2_entries - 1);
+    uint64_t n = 0;
+
+    while (n < count && !is_normal(table[idx])) {
+        n += in_cluster(img, offset + n, count - n);
+        idx++;
+    }
+    *bytes = n;
+    return 0;
+}
+
+/*
+ * Give new clusters to [offset, offset+count), all inside one L2 table
+ * and none holding a normal cluster: one contiguous host run, written
+ * before the entries that point at it change.
+ */
+static int write_new_run(struct qcowkit_image *img, uint64_t l1_index,
+                         const uint8_t *buf, uint64_t count, uint64_t offset)
+{
+    uint64_t first = cluster_start(img, offset);
+    uint64_t clusters =
+        (cluster_start(img, offset + count - 1) - first) / img->cluster_size +
+        1;
+    uint32_t idx = (offset >> img->cluster_bits) & (img->l2_entries - 1);
+    uint64_t host, done = 0;
+    uint64_t *table;
+    int err;
+
+    err = qk_allocate(img, clusters * img->cluster_size, img->cluster_size,
+                      &host);
+    while (err == 0 && done < count) {
+        uint64_t at = offset + done;
+        uint64_t n = in_cluster(img, at, count - done);
+        uint64_t h = host + (cluster_start(img, at) - first);
+        uint64_t entry;
+
+        if (n == img->cluster_size) { /* whole clusters go straight out */
+            while (done + n < count && count - done - n >= img->cluster_size)
+                n += img->cluster_size;
+            err = qk_write(img->io, buf + done, n, h);
+        } else {
+            err = qk_lookup(img, at, &entry);
+            if (err == 0)
+                err = write_partial(img, entry, h, buf + done, n, at);
+        }
+        done += n;
+    }
+    if (err < 0)
+        return err;
+    img->data_unsynced = true;
+    table = qk_l2_get(img, l1_index, &err);
+    if (!table)
+        return err < 0 ? err : -EIO;
+    for (uint64_t i = 0; i < clusters; i++)
+        table[idx + i] = host + i * img->cluster_size;
+    qk_l2_mark_dirty(img, l1_index);
+    return 0;
+}
+
+/* Write inside one L2 table's span, with the lock held on entry/exit. */
+static int write_in_table(struct qcowkit_image *img, const uint8_t *buf,
+                          uint64_t count, uint64_t offset)
+{
+    uint64_t l1_index = offset >> (img->cluster_bits + img->l2_bits);
+    uint64_t done = 0, n, entry;
+    uint64_t *table;
+    int err = 0;
+
+    while (err == 0 && done < count) {
+        table = qk_l2_get_or_make(img, l1_index, &err);
+        if (!table)
+            return err < 0 ? err : -EIO;
+        entry =
+            table[(offset + done) >> img->cluster_bits & (img->l2_entries - 1)];
+        if (!is_normal(entry)) {
+            err = count_new(img, table, offset + done, count - done, &n);
+            if (err == 0)
+                err =
+                    write_new_run(img, l1_index, buf + done, n, offset + done);
+        } else {
+            err = qk_check_normal(img, entry, offset + done);
+            if (err == 0)
+                err = extend_run(img, entry, offset + done, count - done, &n);
+            if (err == 0) {
+                img->data_unsynced = true;
+                pthread_mutex_unlock(&img->lock);
+                err = qk_write(img->io, buf + done, n,
+                               entry +
+                                   ((offset + done) & (img->cluster_size - 1)));
+                pthread_mutex_lock(&img->lock);
+            }
+        }
+        done += n;
+    }
+    return err;
+}
+
+static uint64_t to_table_end(const struct qcowkit_image *img, uint64_t offset,
+                             uint64_t count)
+{
+    uint64_t span = UINT64_C(1) << (img->cluster_bits + img->l2_bits);
+    uint64_t n = span - (offset & (span - 1));
+    return n < count ? n : count;
+}
+
+int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
+                   uint64_t offset)
+{
+    const uint8_t *p = buf;
+    int err = qk_check_range(img, count, offset, true);
+
+    if (err < 0)
+        return err;
+    if (img->format == QCOWKIT_FORMAT_RAW) {
+        err = qk_write(img->io, buf, count, offset);
+        pthread_mutex_lock(&img->lock);
+        img->data_unsynced = true;
+        pthread_mutex_unlock(&img->lock);
+        return err;
+    }
+    while (err == 0 && count > 0) {
+        uint64_t n = to_table_end(img, offset, count);
+        pthread_mutex_lock(&img->lock);
+        err = write_in_table(img, p, n, offset);
+        pthread_mutex_unlock(&img->lock);
+        p += n;
+        count -= n;
+        offset += n;
+    }
+    return err;
+}
+
+/* Does this whole cluster already read as zeros without being written? */
+static int reads_as_zero(struct qcowkit_image *img, uint64_t offset, bool *zero)
+{
+    uint64_t entry;
+    int err;
+
+    *zero = false;
+    if (img->format != QCOWKIT_FORMAT_QCOW || img->backing)
+        return 0;
+    pthread_mutex_lock(&img->lock);
+    err = qk_lookup(img, offset, &entry);
+    pthread_mutex_unlock(&img->lock);
+    *zero = err == 0 && entry == 0;
+    return err;
+}
+
+int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
+                          uint64_t offset)
+{
+    uint64_t piece = img->format == QCOWKIT_FORMAT_QCOW ? img->cluster_size
+                                                        : sizeof zero_cluster;
+    int err = qk_check_range(img, count, offset, true);
+
+    while (err == 0 && count > 0) {
+        uint64_t n = piece - (offset & (piece - 1));
+        bool zero = false;
+        if (n > count)
+            n = count;
+        if (n == img->cluster_size)
+            err = reads_as_zero(img, offset, &zero);
+        if (err == 0 && !zero)
+            err = qcowkit_pwrite(img, zero_cluster, n, offset);
+        count -= n;
+        offset += n;
+    }
+    return err;
+}

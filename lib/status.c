@@ -1,0 +1,115 @@
+/* Block status: what one layer of the chain holds for a guest range. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+static unsigned flags_of(const struct qcowkit_image *img, uint64_t entry)
+{
+    if (entry == 0)
+        return 0;
+    if (entry & QCOW_COMPRESSED)
+        return QCOWKIT_EXTENT_ALLOCATED | QCOWKIT_EXTENT_COMPRESSED;
+    if (img->header.crypt_method)
+        return QCOWKIT_EXTENT_ALLOCATED;
+    return QCOWKIT_EXTENT_ALLOCATED | QCOWKIT_EXTENT_HOST_OFFSET;
+}
+
+static int check_entry(struct qcowkit_image *img, uint64_t entry,
+                       uint64_t offset)
+{
+    if (entry == 0)
+        return 0;
+    if (entry & QCOW_COMPRESSED)
+        return qk_check_compressed(img, entry, offset);
+    return qk_check_normal(img, entry, offset);
+}
+
+/* Guest bytes covered by one L1 entry. */
+static uint64_t table_span(const struct qcowkit_image *img)
+{
+    return UINT64_C(1) << (img->cluster_bits + img->l2_bits);
+}
+
+/* Bytes from offset to the next boundary of a power-of-two unit. */
+static uint64_t to_boundary(uint64_t offset, uint64_t unit)
+{
+    return unit - (offset & (unit - 1));
+}
+
+/* Does the cluster at offset continue the extent described so far? */
+static bool continues(const struct qcowkit_image *img,
+                      const struct qcowkit_extent *e, uint64_t entry,
+                      uint64_t offset)
+{
+    if (flags_of(img, entry) != e->flags)
+        return false;
+    if (!(e->flags & QCOWKIT_EXTENT_HOST_OFFSET))
+        return true;
+    return entry == e->host_offset + (offset - e->offset) -
+                        (offset & (img->cluster_size - 1));
+}
+
+static int qcow_status(struct qcowkit_image *img, uint64_t offset,
+                       uint64_t count, struct qcowkit_extent *e)
+{
+    uint64_t at = offset, entry;
+    int err;
+
+    err = qk_lookup(img, at, &entry);
+    if (err == 0)
+        err = check_entry(img, entry, at);
+    if (err < 0)
+        return err;
+    e->flags = flags_of(img, entry);
+    if (e->flags & QCOWKIT_EXTENT_HOST_OFFSET)
+        e->host_offset = entry + (offset & (img->cluster_size - 1));
+    while (at < offset + count) {
+        uint64_t l1_index = at >> (img->cluster_bits + img->l2_bits);
+        uint64_t step;
+        if (img->l1[l1_index] == 0 &&
+            img->cache.slot_of[l1_index] == QK_NO_SLOT) {
+            if (e->flags != 0)
+                break;
+            step = to_boundary(at, table_span(img)); /* a whole hole */
+        } else {
+            err = qk_lookup(img, at, &entry);
+            if (err < 0)
+                return err;
+            if (at != offset && (!continues(img, e, entry, at) ||
+                                 check_entry(img, entry, at) < 0))
+                break;
+            step = to_boundary(at, img->cluster_size);
+        }
+        at += step;
+    }
+    e->length = (at < offset + count ? at : offset + count) - offset;
+    return 0;
+}
+
+int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
+                         uint64_t count, struct qcowkit_extent *extent)
+{
+    int err;
+
+    memset(extent, 0, sizeof *extent);
+    extent->offset = offset;
+    if (offset > img->virtual_size || count > img->virtual_size - offset ||
+        count == 0)
+        return qk_error(-EINVAL,
+                        "%s: block status of %llu bytes at offset %llu is "
+                        "outside the image (%llu bytes)",
+                        img->name, (unsigned long long)count,
+                        (unsigned long long)offset,
+                        (unsigned long long)img->virtual_size);
+    if (img->format == QCOWKIT_FORMAT_RAW) {
+        extent->length = count;
+        extent->flags = QCOWKIT_EXTENT_ALLOCATED | QCOWKIT_EXTENT_HOST_OFFSET;
+        extent->host_offset = offset;
+        return 0;
+    }
+    pthread_mutex_lock(&img->lock);
+    err = qcow_status(img, offset, count, extent);
+    pthread_mutex_unlock(&img->lock);
+    return err;
+}
