@@ -98,7 +98,8 @@ int qk_io_size(struct qcowkit_io *io, uint64_t *size);
 
 /* -------------------------------------------------------------- L2 cache */
 
-#define QK_NO_SLOT UINT32_MAX
+#define QK_NO_SLOT  UINT32_MAX
+#define QK_NO_TABLE UINT64_MAX /* l1_index of a slot holding nothing */
 
 struct qk_slot {
     uint64_t *entries; /* host byte order */

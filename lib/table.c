@@ -54,7 +54,8 @@ void qk_cache_drop(struct qcowkit_image *img)
     struct qk_cache *c = &img->cache;
 
     for (uint32_t i = 0; i < c->used; i++) {
-        c->slot_of[c->slots[i].l1_index] = QK_NO_SLOT;
+        if (c->slots[i].l1_index != QK_NO_TABLE)
+            c->slot_of[c->slots[i].l1_index] = QK_NO_SLOT;
         free(c->slots[i].entries);
     }
     memset(c->slots, 0, c->capacity * sizeof *c->slots);
@@ -112,7 +113,8 @@ static int take_slot(struct qcowkit_image *img, uint32_t *index)
                 return err;
         }
         unlink_slot(c, i);
-        c->slot_of[c->slots[i].l1_index] = QK_NO_SLOT;
+        if (c->slots[i].l1_index != QK_NO_TABLE)
+            c->slot_of[c->slots[i].l1_index] = QK_NO_SLOT;
     }
     *index = i;
     return 0;
@@ -127,6 +129,17 @@ static void install_slot(struct qcowkit_image *img, uint32_t i,
     c->slots[i].dirty = false;
     c->slots[i].unpublished = false;
     c->slot_of[l1_index] = i;
+    push_newest(c, i);
+}
+
+/* Give back a slot taken for a table that could not be had. */
+static void release_slot(struct qcowkit_image *img, uint32_t i)
+{
+    struct qk_cache *c = &img->cache;
+
+    c->slots[i].l1_index = QK_NO_TABLE;
+    c->slots[i].dirty = false;
+    c->slots[i].unpublished = false;
     push_newest(c, i);
 }
 
@@ -195,12 +208,11 @@ uint64_t *qk_l2_get(struct qcowkit_image *img, uint64_t l1_index, int *err)
     if (img->l1[l1_index] == 0)
         return NULL;
     *err = take_slot(img, &i);
-    if (*err == 0)
-        *err = load_table(img, l1_index, c->slots[i].entries);
+    if (*err < 0)
+        return NULL;
+    *err = load_table(img, l1_index, c->slots[i].entries);
     if (*err < 0) {
-        if (i < c->used && c->slot_of[l1_index] == QK_NO_SLOT)
-            push_newest(c, i), c->slots[i].l1_index = l1_index,
-                               c->slot_of[l1_index] = QK_NO_SLOT;
+        release_slot(img, i);
         return NULL;
     }
     install_slot(img, i, l1_index);
@@ -222,8 +234,7 @@ uint64_t *qk_l2_get_or_make(struct qcowkit_image *img, uint64_t l1_index,
         return NULL;
     *err = qk_allocate(img, table_bytes(img), img->cluster_size, &offset);
     if (*err < 0) {
-        push_newest(c, i);
-        c->slots[i].l1_index = l1_index;
+        release_slot(img, i);
         return NULL;
     }
     memset(c->slots[i].entries, 0, table_bytes(img));
