@@ -172,6 +172,16 @@ struct qcowkit_open_opts {
     enum qcowkit_format backing_format;
     /* Upper bound of the L2 table cache in bytes; 0 chooses 32 MiB. */
     uint64_t cache_size;
+    /*
+     * The password of an AES-encrypted image (crypt_method 1), also given
+     * to encrypted images of its backing chain.  Its first 16 bytes are
+     * the AES-128 key, zero-padded.  The format has no key check: a wrong
+     * password reads garbage.  The library keeps a copy, wiped on close.
+     * Without a key, info and block status work; reads and writes fail
+     * with -EACCES.
+     */
+    const uint8_t *key;
+    size_t key_len;
 };
 
 void qcowkit_open_opts_init(struct qcowkit_open_opts *opts);
@@ -213,10 +223,11 @@ int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
                           uint64_t offset);
 
 /*
- * Write whole clusters compressed: offset must be cluster-aligned and
- * count a multiple of the cluster size, or end at the virtual size.  A
- * cluster that does not shrink is stored normally.  Raw images: a plain
- * write.
+ * Write whole clusters compressed (refused with -ENOTSUP on encrypted
+ * images: the format stores compressed clusters in plaintext): offset must be
+ * cluster-aligned and count a multiple of the cluster size, or end at the
+ * virtual size.  A cluster that does not shrink is stored normally.  Raw
+ * images: a plain write.
  */
 int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
                               size_t count, uint64_t offset);
@@ -293,6 +304,13 @@ struct qcowkit_create_opts {
      * QEMU does: 512 with a backing file, else 4096.
      */
     uint32_t cluster_size;
+    /*
+     * Non-NULL: make an AES-encrypted image (crypt_method 1), as
+     * `qemu-img create -o encrypt.format=aes` does.  QEMU calls this
+     * encryption weak and deprecated; the key is not stored in the image.
+     */
+    const uint8_t *key;
+    size_t key_len;
 };
 
 void qcowkit_create_opts_init(struct qcowkit_create_opts *opts);

@@ -62,6 +62,8 @@ int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p)
     next.format = p->backing_format;
     next.backing_format = QCOWKIT_FORMAT_AUTO;
     next.cache_bytes = p->cache_bytes;
+    next.key = p->key;
+    next.key_len = p->key_len;
     next.self.dev = io->dev;
     next.self.ino = io->ino;
     next.self.known = true;

@@ -127,6 +127,11 @@ int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
 
     if (err < 0 || img->format == QCOWKIT_FORMAT_RAW)
         return err < 0 ? err : qcowkit_pwrite(img, buf, count, offset);
+    if (img->header.crypt_method)
+        return qk_error(-ENOTSUP,
+                        "%s: compressed writes to an encrypted image are "
+                        "refused: the format would store them in plaintext",
+                        img->name);
     if ((offset & (img->cluster_size - 1)) ||
         ((count & (img->cluster_size - 1)) &&
          offset + count != img->virtual_size))

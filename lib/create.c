@@ -64,6 +64,7 @@ static int build_header(const struct qcowkit_create_opts *o, const char *name,
         header_size += name_len;
     }
     h->l1_table_offset = qk_align_up(header_size, 8);
+    h->crypt_method = o->key ? 1 : 0;
     shift = h->cluster_bits + h->l2_bits;
     *l1_entries = (h->size + (UINT64_C(1) << shift) - 1) >> shift;
     return qk_header_validate(h, UINT64_MAX, name, l1_entries);

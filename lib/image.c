@@ -123,6 +123,7 @@ static void free_image(struct qcowkit_image *img)
     free(img->l1);
     free(img->inflated);
     free(img->backing_path);
+    qk_crypt_wipe(img);
     if (img->owns_io)
         qcowkit_io_close(img->io);
     pthread_mutex_destroy(&img->lock);
@@ -158,6 +159,9 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
         img->virtual_size = file_size;
     else if (err == 0)
         err = open_qcow(img, file_size, p->cache_bytes);
+    if (err == 0 && img->format == QCOWKIT_FORMAT_QCOW &&
+        img->header.crypt_method && p->key)
+        qk_crypt_set_key(img, p->key, p->key_len);
     if (err == 0 && img->backing_file[0] &&
         !(p->flags & QCOWKIT_OPEN_NO_BACKING))
         err = qk_open_backing(img, p);
@@ -169,19 +173,24 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
     return 0;
 }
 
-static void params_from_opts(const struct qcowkit_open_opts *opts,
+/* Fields past the caller's struct_size (an older caller) stay zero. */
+static void params_from_opts(const struct qcowkit_open_opts *given,
                              const char *name, struct qk_open_params *p)
 {
+    struct qcowkit_open_opts o;
+
+    qcowkit_open_opts_init(&o);
+    if (given && given->struct_size)
+        memcpy(&o, given,
+               given->struct_size < sizeof o ? given->struct_size : sizeof o);
     memset(p, 0, sizeof *p);
     p->name = name;
-    p->cache_bytes = DEFAULT_CACHE_BYTES;
-    if (!opts)
-        return;
-    p->flags = opts->flags;
-    p->format = opts->format;
-    p->backing_format = opts->backing_format;
-    if (opts->cache_size)
-        p->cache_bytes = opts->cache_size;
+    p->cache_bytes = o.cache_size ? o.cache_size : DEFAULT_CACHE_BYTES;
+    p->flags = o.flags;
+    p->format = o.format;
+    p->backing_format = o.backing_format;
+    p->key = o.key;
+    p->key_len = o.key_len;
 }
 
 int qcowkit_open_io(struct qcowkit_io *io, const char *name,

@@ -146,6 +146,10 @@ struct qcowkit_image {
     char *backing_path;
     struct qcowkit_image *backing;
 
+    /* The AES key of an encrypted image (crypt.c). */
+    uint8_t key[16];
+    bool has_key;
+
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
     uint64_t file_end;  /* allocations go at or after this byte */
@@ -169,6 +173,8 @@ struct qk_open_params {
     enum qcowkit_format format;
     enum qcowkit_format backing_format;
     uint64_t cache_bytes;
+    const uint8_t *key;
+    size_t key_len;
     struct qk_identity self;
     /* The image this one backs, to find loops; NULL at the top. */
     const struct qk_open_params *above;
@@ -221,5 +227,19 @@ int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
                     uint64_t offset);
 int qk_check_range(struct qcowkit_image *img, size_t count, uint64_t offset,
                    bool write);
+
+/* crypt.c */
+void qk_crypt_set_key(struct qcowkit_image *img, const uint8_t *key,
+                      size_t len);
+void qk_crypt_wipe(struct qcowkit_image *img);
+/* En- or decrypt whole sectors in place; guest_offset gives the IVs. */
+int qk_crypt(const struct qcowkit_image *img, uint8_t *buf, size_t len,
+             uint64_t guest_offset, bool encrypt);
+
+/* data.c: guest data at a host offset, through AES when encrypted. */
+int qk_read_data(struct qcowkit_image *img, uint8_t *buf, uint64_t n,
+                 uint64_t host, uint64_t guest);
+int qk_write_data(struct qcowkit_image *img, const uint8_t *buf, uint64_t n,
+                  uint64_t host, uint64_t guest);
 
 #endif

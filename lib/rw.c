@@ -18,7 +18,8 @@ int qk_check_range(struct qcowkit_image *img, size_t count, uint64_t offset,
                         (unsigned long long)img->virtual_size);
     if (write && img->read_only)
         return qk_error(-EROFS, "%s: image is opened read-only", img->name);
-    if (img->format == QCOWKIT_FORMAT_QCOW && img->header.crypt_method)
+    if (img->format == QCOWKIT_FORMAT_QCOW && img->header.crypt_method &&
+        !img->has_key)
         return qk_error(-EACCES, "%s: encrypted image: a key is needed",
                         img->name);
     return 0;
@@ -132,8 +133,8 @@ static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
     if (entry == 0)
         err = qk_read_backing(img, buf, n, offset);
     else
-        err = qk_read(img->io, buf, n,
-                      entry + (offset & (img->cluster_size - 1)));
+        err = qk_read_data(img, buf, n,
+                           entry + (offset & (img->cluster_size - 1)), offset);
     return err < 0 ? err : (int64_t)n;
 }
 
@@ -194,7 +195,7 @@ static int write_partial(struct qcowkit_image *img, uint64_t entry,
     err = old_contents(img, entry, start, merged);
     if (err == 0) {
         memcpy(merged + (offset - start), buf, n);
-        err = qk_write(img->io, merged, img->cluster_size, host);
+        err = qk_write_data(img, merged, img->cluster_size, host, start);
     }
     free(merged);
     return err;
@@ -243,7 +244,7 @@ static int write_new_run(struct qcowkit_image *img, uint64_t l1_index,
         if (n == img->cluster_size) { /* whole clusters go straight out */
             while (done + n < count && count - done - n >= img->cluster_size)
                 n += img->cluster_size;
-            err = qk_write(img->io, buf + done, n, h);
+            err = qk_write_data(img, buf + done, n, h, at);
         } else {
             err = qk_lookup(img, at, &entry);
             if (err == 0)
@@ -261,6 +262,27 @@ static int write_new_run(struct qcowkit_image *img, uint64_t l1_index,
         table[idx + i] = host + i * img->cluster_size;
     qk_l2_mark_dirty(img, l1_index);
     return 0;
+}
+
+/*
+ * Overwrite data in place in a run of normal clusters.  The lock is let go
+ * for the transfer, except on encrypted images, whose partial sectors are
+ * read, merged and rewritten and so must not interleave.
+ */
+static int write_existing(struct qcowkit_image *img, const uint8_t *buf,
+                          uint64_t n, uint64_t entry, uint64_t offset)
+{
+    uint64_t host = entry + (offset & (img->cluster_size - 1));
+    bool unlock = !img->header.crypt_method;
+    int err;
+
+    img->data_unsynced = true;
+    if (unlock)
+        pthread_mutex_unlock(&img->lock);
+    err = qk_write_data(img, buf, n, host, offset);
+    if (unlock)
+        pthread_mutex_lock(&img->lock);
+    return err;
 }
 
 /* Write inside one L2 table's span, with the lock held on entry/exit. */
@@ -287,14 +309,8 @@ static int write_in_table(struct qcowkit_image *img, const uint8_t *buf,
             err = qk_check_normal(img, entry, offset + done);
             if (err == 0)
                 err = extend_run(img, entry, offset + done, count - done, &n);
-            if (err == 0) {
-                img->data_unsynced = true;
-                pthread_mutex_unlock(&img->lock);
-                err = qk_write(img->io, buf + done, n,
-                               entry +
-                                   ((offset + done) & (img->cluster_size - 1)));
-                pthread_mutex_lock(&img->lock);
-            }
+            if (err == 0)
+                err = write_existing(img, buf + done, n, entry, offset + done);
         }
         done += n;
     }
