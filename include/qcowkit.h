@@ -78,6 +78,8 @@ const char *qcowkit_errmsg(void);
  *   get_size: the current size in bytes.
  *   truncate: set the size, growing with zeros or shrinking.
  *   close:    release the opaque pointer (may be NULL).
+ *   discard:  optional (NULL): give back the space of a byte range, which
+ *             then reads as zeros; the size does not change.
  * pread and pwrite may be called from several threads at once.
  */
 struct qcowkit_io_ops {
@@ -88,6 +90,7 @@ struct qcowkit_io_ops {
     int (*get_size)(void *opaque, uint64_t *size);
     int (*truncate)(void *opaque, uint64_t size);
     void (*close)(void *opaque);
+    int (*discard)(void *opaque, uint64_t offset, uint64_t length);
 };
 
 struct qcowkit_io;
@@ -147,6 +150,8 @@ int qcowkit_io_pwrite(struct qcowkit_io *io, const void *buf, size_t count,
 int qcowkit_io_flush(struct qcowkit_io *io);
 int qcowkit_io_get_size(struct qcowkit_io *io, uint64_t *size);
 int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size);
+/* -EOPNOTSUPP if the backend cannot discard. */
+int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length);
 const char *qcowkit_io_name(const struct qcowkit_io *io);
 
 /* Release a backend (NULL is a no-op). */
@@ -240,6 +245,42 @@ int qcowkit_flush(struct qcowkit_image *img);
  * backing file again (what commit does after copying down).
  */
 int qcowkit_make_empty(struct qcowkit_image *img);
+
+/* ------------------------------------------------------------------ check */
+
+struct qcowkit_check_report {
+    size_t struct_size;   /* set by the caller */
+    uint64_t corruptions; /* entries or tables that cannot be trusted */
+    uint64_t leaks;       /* whole clusters nothing points at */
+    uint64_t
+        corruptions_fixed;   /* entries cleared by QCOWKIT_CHECK_REPAIR_ALL */
+    uint64_t leaks_fixed;    /* clusters given back */
+    uint64_t total_clusters; /* guest clusters of the virtual size */
+    uint64_t allocated_clusters;
+    uint64_t compressed_clusters;
+    uint64_t fragmented_clusters; /* not right after the previous one */
+    uint64_t image_end_offset;    /* first byte after everything used */
+};
+
+#define QCOWKIT_CHECK_REPAIR_LEAKS 1u /* truncate or punch leaked space */
+#define QCOWKIT_CHECK_REPAIR_ALL   3u /* also clear untrusted entries */
+
+/* Called once per problem found or repaired, with a one-line message. */
+typedef void (*qcowkit_check_fn)(void *opaque, const char *message);
+
+/*
+ * Check a qcow image's tables against each other and the file: entries
+ * outside the file or misaligned, tables overlapping the header, the L1
+ * table, each other or data, host clusters used twice, compressed
+ * clusters that do not inflate to a whole cluster, and leaked space.
+ * Repairs need a writable handle.  Time is linear in the tables and
+ * memory is bounded (a 16 MiB map per 32 GiB window of the file).
+ * Returns 0 when the check ran (whatever it found), or a negative errno
+ * when it could not.  Must not race other calls on the handle.
+ */
+int qcowkit_check(struct qcowkit_image *img, unsigned flags,
+                  qcowkit_check_fn report_fn, void *opaque,
+                  struct qcowkit_check_report *report);
 
 /* ------------------------------------------------------------------- info */
 

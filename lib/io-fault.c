@@ -69,6 +69,13 @@ static int fault_truncate(void *opaque, uint64_t size)
     return err ? err : qcowkit_io_truncate(f->inner, size);
 }
 
+static int fault_discard(void *opaque, uint64_t offset, uint64_t length)
+{
+    struct fault_backend *f = opaque;
+    int err = should_fail(f, QCOWKIT_IO_OP_WRITE);
+    return err ? err : qcowkit_io_discard(f->inner, offset, length);
+}
+
 static void fault_close(void *opaque)
 {
     struct fault_backend *f = opaque;
@@ -84,6 +91,7 @@ static const struct qcowkit_io_ops fault_ops = {
     .get_size = fault_get_size,
     .truncate = fault_truncate,
     .close = fault_close,
+    .discard = fault_discard,
 };
 
 int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io)

@@ -77,6 +77,15 @@ static int file_truncate(void *opaque, uint64_t size)
     return ftruncate(f->fd, (off_t)size) < 0 ? -errno : 0;
 }
 
+static int file_discard(void *opaque, uint64_t offset, uint64_t length)
+{
+    struct file_backend *f = opaque;
+    if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)offset, (off_t)length) < 0)
+        return -errno;
+    return 0;
+}
+
 static void file_close(void *opaque)
 {
     struct file_backend *f = opaque;
@@ -92,6 +101,7 @@ static const struct qcowkit_io_ops file_ops = {
     .get_size = file_get_size,
     .truncate = file_truncate,
     .close = file_close,
+    .discard = file_discard,
 };
 
 static int open_flags(unsigned flags)

@@ -98,6 +98,19 @@ static int memory_truncate(void *opaque, uint64_t size)
     return err;
 }
 
+static int memory_discard(void *opaque, uint64_t offset, uint64_t length)
+{
+    struct memory_backend *m = opaque;
+
+    pthread_mutex_lock(&m->lock);
+    if (offset < m->len) {
+        size_t n = m->len - offset < length ? m->len - offset : length;
+        memset(m->data + offset, 0, n);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
 static void memory_close(void *opaque)
 {
     struct memory_backend *m = opaque;
@@ -114,6 +127,7 @@ static const struct qcowkit_io_ops memory_ops = {
     .get_size = memory_get_size,
     .truncate = memory_truncate,
     .close = memory_close,
+    .discard = memory_discard,
 };
 
 int qcowkit_io_new_memory(const void *data, size_t len, struct qcowkit_io **io)

@@ -18,7 +18,9 @@ int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
     made = calloc(1, sizeof *made);
     if (!made)
         return qk_error(-ENOMEM, "%s: out of memory", name ? name : "io");
-    made->ops = *ops;
+    memcpy(&made->ops, ops,
+           ops->struct_size < sizeof made->ops ? ops->struct_size
+                                               : sizeof made->ops);
     made->opaque = opaque;
     made->kind = kind;
     made->name = strdup(name ? name : "(io)");
@@ -105,6 +107,13 @@ int qk_sync(struct qcowkit_io *io)
     if (err < 0)
         return qk_error(err, "%s: flush failed: %s", io->name, strerror(-err));
     return 0;
+}
+
+int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length)
+{
+    if (!io->ops.discard)
+        return -EOPNOTSUPP;
+    return io->ops.discard(io->opaque, offset, length);
 }
 
 int qk_io_size(struct qcowkit_io *io, uint64_t *size)

@@ -1,0 +1,424 @@
+/*
+ * The consistency check: every table and entry against the file and each
+ * other, in windows of the file so that memory stays bounded whatever
+ * the image size.  Problems that do not depend on the window (alignment,
+ * bounds, inflation) are found and reported in the first pass only.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define WINDOW_BYTES   (UINT64_C(32) << 30)
+#define WINDOW_SECTORS (WINDOW_BYTES / QCOW_SECTOR)
+
+struct checker {
+    struct qcowkit_image *img;
+    unsigned flags;
+    qcowkit_check_fn fn;
+    void *opaque;
+    struct qcowkit_check_report r;
+    uint64_t file_size;
+    uint64_t win_start; /* byte offset of the window, sector aligned */
+    bool first_pass;
+    uint8_t *used;   /* per sector: header, L1, L2 or normal cluster */
+    uint8_t *packed; /* per sector: some compressed cluster's bytes */
+    uint8_t *raw_table;
+    uint8_t *inflated;
+    uint64_t prev_host; /* end of the previous cluster, for fragmentation */
+};
+
+static void say(struct checker *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void say(struct checker *c, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (!c->fn)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->fn(c->opaque, line);
+}
+
+static bool bit(const uint8_t *map, uint64_t i)
+{
+    return map[i / 8] & (1u << (i % 8));
+}
+
+static void set_bit(uint8_t *map, uint64_t i)
+{
+    map[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+/*
+ * Mark the sectors of [offset, offset+len) that fall in the window, in
+ * map; false if any was already taken in a way that conflicts.
+ */
+static bool mark(struct checker *c, uint64_t offset, uint64_t len,
+                 bool compressed)
+{
+    uint64_t first = offset / QCOW_SECTOR;
+    uint64_t last = (offset + len - 1) / QCOW_SECTOR;
+    uint64_t win_first = c->win_start / QCOW_SECTOR;
+    bool clean = true;
+
+    if (len == 0)
+        return true;
+    if (offset + len > c->r.image_end_offset)
+        c->r.image_end_offset = offset + len;
+    for (uint64_t s = first; s <= last; s++) {
+        uint64_t i;
+        if (s < win_first || s - win_first >= WINDOW_SECTORS)
+            continue;
+        i = s - win_first;
+        if (bit(c->used, i) || (!compressed && bit(c->packed, i)))
+            clean = false;
+        set_bit(compressed ? c->packed : c->used, i);
+    }
+    return clean;
+}
+
+static void mark_metadata(struct checker *c)
+{
+    struct qcowkit_image *img = c->img;
+    const struct qk_header *h = &img->header;
+
+    mark(c, 0, QCOW_HEADER_SIZE, false);
+    if (h->backing_file_offset && h->backing_file_size)
+        mark(c, h->backing_file_offset, h->backing_file_size, false);
+    mark(c, h->l1_table_offset, qk_align_up(img->l1_entries * 8, QCOW_SECTOR),
+         false);
+}
+
+static int write_entry(struct checker *c, uint64_t at)
+{
+    uint8_t zero[8] = {0};
+    return qk_write(c->img->io, zero, sizeof zero, at);
+}
+
+/* Clear an untrusted L1 or L2 entry on disk, if asked to. */
+static void repair(struct checker *c, uint64_t entry_at, const char *what)
+{
+    if ((c->flags & QCOWKIT_CHECK_REPAIR_ALL) != QCOWKIT_CHECK_REPAIR_ALL)
+        return;
+    if (write_entry(c, entry_at) == 0) {
+        c->r.corruptions_fixed++;
+        say(c, "Repairing: cleared the entry of %s", what);
+    }
+}
+
+static void corrupt(struct checker *c, uint64_t entry_at, const char *what,
+                    const char *why)
+{
+    c->r.corruptions++;
+    say(c, "ERROR %s %s", what, why);
+    repair(c, entry_at, what);
+}
+
+static const char *table_problem(struct checker *c, uint64_t offset)
+{
+    struct qcowkit_image *img = c->img;
+    uint64_t bytes = (uint64_t)img->l2_entries * 8;
+
+    if (offset & (QCOW_SECTOR - 1))
+        return "is not aligned to 512 bytes";
+    if (offset >= c->file_size || bytes > c->file_size - offset)
+        return "lies outside the file";
+    return NULL;
+}
+
+static const char *cluster_problem(struct checker *c, uint64_t entry)
+{
+    struct qcowkit_image *img = c->img;
+
+    if (entry & QCOW_COMPRESSED) {
+        uint64_t offset = entry & img->offset_mask;
+        uint64_t size =
+            (entry >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
+        if (size == 0)
+            return "has compressed size 0";
+        if (offset >= c->file_size || size > c->file_size - offset)
+            return "lies outside the file";
+        return NULL;
+    }
+    if (entry & (QCOW_SECTOR - 1))
+        return "is not aligned to 512 bytes";
+    if (entry >= c->file_size)
+        return "lies outside the file";
+    return NULL;
+}
+
+static bool inflates(struct checker *c, uint64_t entry, uint64_t guest)
+{
+    char saved[1024];
+    bool ok;
+
+    /* A failed inflation is a finding here, not this call's error. */
+    snprintf(saved, sizeof saved, "%s", qcowkit_errmsg());
+    ok = qk_inflate_cluster(c->img, entry, guest, c->inflated) == 0;
+    qk_error(0, "%s", saved);
+    return ok;
+}
+
+static void count_cluster(struct checker *c, uint64_t entry)
+{
+    c->r.allocated_clusters++;
+    if (entry & QCOW_COMPRESSED) {
+        c->r.compressed_clusters++;
+        return;
+    }
+    if (c->prev_host && entry != c->prev_host)
+        c->r.fragmented_clusters++;
+    c->prev_host = entry + c->img->cluster_size;
+}
+
+static void check_entry(struct checker *c, uint64_t entry, uint64_t entry_at,
+                        uint64_t guest)
+{
+    struct qcowkit_image *img = c->img;
+    bool compressed = entry & QCOW_COMPRESSED;
+    uint64_t offset = compressed ? entry & img->offset_mask : entry;
+    uint64_t len = img->cluster_size;
+    const char *why = cluster_problem(c, entry);
+    char what[160];
+
+    snprintf(what, sizeof what, "%scluster at offset %llu (guest offset %llu)",
+             compressed ? "compressed " : "", (unsigned long long)offset,
+             (unsigned long long)guest);
+    if (c->first_pass)
+        count_cluster(c, entry);
+    if (why) {
+        if (c->first_pass)
+            corrupt(c, entry_at, what, why);
+        return;
+    }
+    if (compressed) {
+        len = (entry >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
+        if (c->first_pass && !inflates(c, entry, guest)) {
+            corrupt(c, entry_at, what, "does not inflate to a whole cluster");
+            return;
+        }
+    } else if (len > c->file_size - offset) {
+        len = c->file_size - offset;
+    }
+    if (!mark(c, offset, len, compressed))
+        corrupt(c, entry_at, what, "is also used by another entry or table");
+}
+
+static int check_table(struct checker *c, uint64_t l1_index)
+{
+    struct qcowkit_image *img = c->img;
+    uint64_t offset = img->l1[l1_index];
+    uint64_t l1_at = img->header.l1_table_offset + l1_index * 8;
+    uint64_t bytes = (uint64_t)img->l2_entries * 8;
+    const char *why = table_problem(c, offset);
+    char what[128];
+    int err;
+
+    snprintf(what, sizeof what, "L2 table at offset %llu (L1 entry %llu)",
+             (unsigned long long)offset, (unsigned long long)l1_index);
+    if (why) {
+        if (c->first_pass)
+            corrupt(c, l1_at, what, why);
+        return 0;
+    }
+    if (!mark(c, offset, bytes, false)) {
+        corrupt(c, l1_at, what,
+                "overlaps the header, the L1 table, another table or data");
+        return 0;
+    }
+    err = qk_read(img->io, c->raw_table, bytes, offset);
+    for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++) {
+        uint64_t entry = qk_be64(c->raw_table + (size_t)j * 8);
+        uint64_t guest = (l1_index << (img->cluster_bits + img->l2_bits)) |
+                         ((uint64_t)j << img->cluster_bits);
+        if (entry)
+            check_entry(c, entry, offset + (uint64_t)j * 8, guest);
+    }
+    return err;
+}
+
+/* Give back a run of leaked clusters, if asked to. */
+static void give_back(struct checker *c, uint64_t offset, uint64_t len)
+{
+    struct qcowkit_image *img = c->img;
+
+    say(c, "Leaked clusters at offset %llu (%llu bytes)",
+        (unsigned long long)offset, (unsigned long long)len);
+    if (!(c->flags & QCOWKIT_CHECK_REPAIR_LEAKS))
+        return;
+    if (qcowkit_io_discard(img->io, offset, len) == 0 ||
+        offset >= c->r.image_end_offset) {
+        c->r.leaks_fixed += len / img->cluster_size;
+        say(c, "Repairing: gave back %llu bytes at offset %llu",
+            (unsigned long long)len, (unsigned long long)offset);
+    }
+}
+
+/*
+ * An unreferenced cluster that reads as zeros holds nothing: a hole that
+ * an earlier repair punched, or never written.  It is not a leak.
+ */
+static bool holds_data(struct checker *c, uint64_t offset)
+{
+    uint32_t cs = c->img->cluster_size;
+
+    if (qk_read(c->img->io, c->inflated, cs, offset) < 0)
+        return true;
+    return c->inflated[0] || memcmp(c->inflated, c->inflated + 1, cs - 1);
+}
+
+/* Whole clusters of the window that nothing marked are leaks. */
+static void find_leaks(struct checker *c)
+{
+    uint64_t cs = c->img->cluster_size;
+    uint64_t end = c->win_start + WINDOW_BYTES;
+    uint64_t run_start = 0, run_len = 0;
+
+    if (end > c->file_size)
+        end = c->file_size;
+    for (uint64_t at = c->win_start; at + cs <= end; at += cs) {
+        uint64_t s0 = (at - c->win_start) / QCOW_SECTOR;
+        bool free_cluster = true;
+        for (uint64_t s = s0; free_cluster && s < s0 + cs / QCOW_SECTOR; s++)
+            free_cluster = !bit(c->used, s) && !bit(c->packed, s);
+        if (free_cluster && !holds_data(c, at)) {
+            if (run_len)
+                give_back(c, run_start, run_len);
+            run_len = 0;
+            continue;
+        }
+        if (free_cluster) {
+            if (run_len == 0)
+                run_start = at;
+            run_len += cs;
+            c->r.leaks++;
+            continue;
+        }
+        if (run_len)
+            give_back(c, run_start, run_len);
+        run_len = 0;
+    }
+    if (run_len)
+        give_back(c, run_start, run_len);
+}
+
+static int check_window(struct checker *c)
+{
+    struct qcowkit_image *img = c->img;
+    int err = 0;
+
+    memset(c->used, 0, WINDOW_SECTORS / 8);
+    memset(c->packed, 0, WINDOW_SECTORS / 8);
+    c->prev_host = 0;
+    mark_metadata(c);
+    for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
+        if (img->l1[i])
+            err = check_table(c, i);
+    if (err == 0)
+        find_leaks(c);
+    return err;
+}
+
+/* After a repair the tables on disk changed: read them again. */
+static int reload(struct qcowkit_image *img)
+{
+    uint64_t bytes = img->l1_entries * 8;
+    uint8_t *raw = malloc(bytes ? bytes : 1);
+    int err;
+
+    if (!raw)
+        return qk_error(-ENOMEM, "%s: out of memory", img->name);
+    qk_cache_drop(img);
+    img->inflated_entry = 0;
+    err = qk_read(img->io, raw, bytes, img->header.l1_table_offset);
+    for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
+        img->l1[i] = qk_be64(raw + i * 8);
+    free(raw);
+    return err;
+}
+
+static int run_passes(struct checker *c)
+{
+    struct qcowkit_image *img = c->img;
+    int err = 0;
+
+    c->first_pass = true;
+    for (c->win_start = 0; err == 0 && c->win_start < c->file_size;
+         c->win_start += WINDOW_BYTES) {
+        err = check_window(c);
+        c->first_pass = false;
+    }
+    if (err == 0 && (c->flags & QCOWKIT_CHECK_REPAIR_LEAKS) &&
+        c->r.image_end_offset < c->file_size) {
+        err = qk_io_truncate_to(img, c->r.image_end_offset);
+    }
+    if (err == 0 && c->flags)
+        err = qk_sync(img->io);
+    if (err == 0 && c->r.corruptions_fixed)
+        err = reload(img);
+    return err;
+}
+
+static int check_locked(struct checker *c)
+{
+    struct qcowkit_image *img = c->img;
+    int err;
+
+    if (img->format != QCOWKIT_FORMAT_QCOW)
+        return qk_error(-ENOTSUP, "%s: only qcow images can be checked",
+                        img->name);
+    if (c->flags && img->read_only)
+        return qk_error(-EROFS, "%s: repairs need a writable image", img->name);
+    err = img->read_only ? 0 : qk_writeback(img);
+    if (err == 0)
+        err = qk_io_size(img->io, &c->file_size);
+    if (err < 0)
+        return err;
+    c->r.total_clusters =
+        (img->virtual_size + img->cluster_size - 1) / img->cluster_size;
+    c->used = calloc(1, WINDOW_SECTORS / 8);
+    c->packed = calloc(1, WINDOW_SECTORS / 8);
+    c->raw_table = malloc((size_t)img->l2_entries * 8);
+    c->inflated = malloc(img->cluster_size);
+    if (!c->used || !c->packed || !c->raw_table || !c->inflated)
+        err = qk_error(-ENOMEM, "%s: no memory for the check", img->name);
+    if (err == 0)
+        err = run_passes(c);
+    free(c->used);
+    free(c->packed);
+    free(c->raw_table);
+    free(c->inflated);
+    return err;
+}
+
+int qcowkit_check(struct qcowkit_image *img, unsigned flags,
+                  qcowkit_check_fn report_fn, void *opaque,
+                  struct qcowkit_check_report *report)
+{
+    struct checker c;
+    size_t size;
+    int err;
+
+    if (!report || report->struct_size == 0)
+        return qk_error(-EINVAL, "qcowkit_check: struct_size not set");
+    memset(&c, 0, sizeof c);
+    c.img = img;
+    c.flags = flags;
+    c.fn = report_fn;
+    c.opaque = opaque;
+    pthread_mutex_lock(&img->lock);
+    err = check_locked(&c);
+    pthread_mutex_unlock(&img->lock);
+    size = report->struct_size < sizeof c.r ? report->struct_size : sizeof c.r;
+    c.r.struct_size = size;
+    memcpy(report, &c.r, size);
+    return err;
+}
