@@ -172,14 +172,18 @@ gen_writes() {
     done
 }
 
-# io_args FILE: turn "OFFSET LENGTH PATTERN" lines (as gen_writes prints)
-# into qemu-io arguments, one `-c 'write -P PATTERN OFFSET LENGTH'` per
-# line, stored in the array IO_ARGS.
+# io_args FILE [plain]: turn "OFFSET LENGTH PATTERN [c]" lines (as
+# gen_writes prints them; a fourth field "c" marks a compressed write)
+# into qemu-io arguments, one `-c 'write [-c] -P PATTERN OFFSET LENGTH'`
+# per line, stored in the array IO_ARGS.  With "plain", compressed writes
+# become ordinary writes (for a raw reference image).
 io_args() {
-    local off len pat
+    local off len pat c flag
     IO_ARGS=()
-    while read -r off len pat; do
-        IO_ARGS+=(-c "write -P $pat $off $len")
+    while read -r off len pat c; do
+        flag=
+        if [ "$c" = c ] && [ "${2:-}" != plain ]; then flag="-c "; fi
+        IO_ARGS+=(-c "write $flag-P $pat $off $len")
     done <"$1"
 }
 

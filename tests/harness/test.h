@@ -386,7 +386,9 @@ static inline uint64_t test_l1_entries(uint64_t size, unsigned cluster_bits,
 {
     unsigned shift = cluster_bits + l2_bits;
 
-    return (size + (UINT64_C(1) << shift) - 1) >> shift;
+    if (shift >= 64)
+        return size ? 1 : 0;
+    return (size >> shift) + ((size & ((UINT64_C(1) << shift) - 1)) ? 1 : 0);
 }
 
 /*
@@ -494,18 +496,27 @@ static inline void test_create_opts(struct qcowkit_create_opts *o,
     o->backing_file = backing;
 }
 
+/* Open a qcow image over io; cache_size 0 is the library's default. */
 static inline struct qcowkit_image *
-test_open_io(struct qcowkit_io *io, const char *name, unsigned flags)
+test_open_io_ex(struct qcowkit_io *io, const char *name, unsigned flags,
+                enum qcowkit_format format, uint64_t cache_size)
 {
     struct qcowkit_open_opts oo;
     struct qcowkit_image *img = NULL;
 
     qcowkit_open_opts_init(&oo);
     oo.flags = flags;
-    oo.format = QCOWKIT_FORMAT_QCOW;
+    oo.format = format;
+    oo.cache_size = cache_size;
     CHECK_OK(qcowkit_open_io(io, name, &oo, &img));
     CHECK(img != NULL);
     return img;
+}
+
+static inline struct qcowkit_image *
+test_open_io(struct qcowkit_io *io, const char *name, unsigned flags)
+{
+    return test_open_io_ex(io, name, flags, QCOWKIT_FORMAT_QCOW, 0);
 }
 
 /* A fresh qcow image in memory, opened read-write. */
@@ -541,6 +552,18 @@ static inline struct qcowkit_info test_info(struct qcowkit_image *img)
 }
 
 /* ---------------------------------------------------------- files */
+
+/* a + b + c (malloc'd). */
+static inline char *test_concat3(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *p = test_xmalloc(la + lb + lc + 1);
+
+    memcpy(p, a, la);
+    memcpy(p + la, b, lb);
+    memcpy(p + la + lb, c, lc + 1);
+    return p;
+}
 
 static inline int test_rm_cb_(const char *path, const struct stat *sb, int type,
                               struct FTW *ftw)
@@ -579,8 +602,7 @@ static inline char *test_mkdtemp(void)
 
     if (!base || !*base)
         base = "/tmp";
-    path = test_xmalloc(strlen(base) + 32);
-    sprintf(path, "%s/qcowkit-test-XXXXXX", base);
+    path = test_concat3(base, "/", "qcowkit-test-XXXXXX");
     if (!mkdtemp(path)) {
         fprintf(stderr, "mkdtemp(%s): %s\n", path, strerror(errno));
         exit(1);
@@ -590,8 +612,7 @@ static inline char *test_mkdtemp(void)
         char *abs;
         if (!getcwd(cwd, sizeof(cwd)))
             exit(1);
-        abs = test_xmalloc(strlen(cwd) + strlen(path) + 2);
-        sprintf(abs, "%s/%s", cwd, path);
+        abs = test_concat3(cwd, "/", path);
         free(path);
         path = abs;
     }
@@ -609,10 +630,7 @@ static inline char *test_mkdtemp(void)
 /* dir + "/" + name (malloc'd). */
 static inline char *test_path(const char *dir, const char *name)
 {
-    char *p = test_xmalloc(strlen(dir) + strlen(name) + 2);
-
-    sprintf(p, "%s/%s", dir, name);
-    return p;
+    return test_concat3(dir, "/", name);
 }
 
 static inline void test_write_file(const char *path, const void *data,

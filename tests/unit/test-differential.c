@@ -13,20 +13,26 @@ struct config {
     uint32_t cluster_size;
     unsigned l2_bits; /* 0: let qcowkit_create choose */
     uint64_t size;
-    int backing; /* 0 none, 1 raw, 2 qcow (shorter than the overlay) */
+    int backing;         /* 0 none, 1 raw, 2 qcow (shorter than the overlay) */
+    uint64_t cache_size; /* open option; 1 = as small as the library allows */
+    int raw;             /* a raw image instead of qcow */
 };
 
 static const struct config configs[] = {
-    {"512B clusters", 512, 0, (1 << 20) + 1536, 0},
-    {"4K clusters", 4096, 0, 4 << 20, 0},
-    {"64K clusters", 65536, 0, (3 << 20) + 1536, 0},
-    {"16K clusters, l2_bits 6", 16384, 6, (3 << 20) + 512, 0},
-    {"512B clusters, l2_bits 13", 512, 13, 2 << 20, 0},
-    {"default on raw backing", 0, 0, 1 << 20, 1},
-    {"4K on short qcow backing", 4096, 0, (2 << 20) + 512, 2},
-    {"2K clusters, l2_bits 6, raw backing", 2048, 6, (1 << 20) + 512, 1},
+    {"512B clusters", 512, 0, (1 << 20) + 1536, 0, 0, 0},
+    {"512B clusters, l2_bits 6, tiny L2 cache", 512, 6, (1 << 20) + 1536, 0, 1,
+     0},
+    {"4K clusters", 4096, 0, 4 << 20, 0, 0, 0},
+    {"64K clusters", 65536, 0, (3 << 20) + 1536, 0, 0, 0},
+    {"16K clusters, l2_bits 6", 16384, 6, (3 << 20) + 512, 0, 0, 0},
+    {"512B clusters, l2_bits 13", 512, 13, 2 << 20, 0, 0, 0},
+    {"default on raw backing", 0, 0, 1 << 20, 1, 0, 0},
+    {"4K on short qcow backing", 4096, 0, (2 << 20) + 512, 2, 0, 0},
+    {"2K clusters, l2_bits 6, raw backing", 2048, 6, (1 << 20) + 512, 1, 0, 0},
+    {"1K clusters, l2_bits 7, tiny L2 cache, qcow backing", 1024, 7,
+     (1 << 20) + 512, 2, 1, 0},
+    {"raw image", 0, 0, (1 << 20) + 77, 0, 0, 1},
 };
-
 static uint64_t g_seed;
 static const char *g_label;
 static uint64_t g_step;
@@ -72,10 +78,18 @@ struct state {
 
 #define MAX_IO (384 * 1024)
 
+static struct qcowkit_image *open_image(struct state *s)
+{
+    return test_open_io_ex(s->io, s->name, QCOWKIT_OPEN_RDWR,
+                           s->cfg->raw ? QCOWKIT_FORMAT_RAW
+                                       : QCOWKIT_FORMAT_QCOW,
+                           s->cfg->cache_size);
+}
+
 static void reopen(struct state *s)
 {
     CHECK_OK(qcowkit_close(s->img));
-    s->img = test_open_io(s->io, s->name, QCOWKIT_OPEN_RDWR);
+    s->img = open_image(s);
 }
 
 static void verify_range(struct state *s, uint64_t off, size_t n)
@@ -140,7 +154,13 @@ static void setup(struct state *s, const struct config *cfg,
     memcpy(s->model, s->backing, cfg->size);
 
     s->io = test_mem_io(NULL, 0);
-    if (cfg->l2_bits) {
+    if (cfg->raw) {
+        struct qcowkit_create_opts co;
+        qcowkit_create_opts_init(&co);
+        co.format = QCOWKIT_FORMAT_RAW;
+        co.size = cfg->size;
+        CHECK_OK(qcowkit_create_io(s->io, s->name, &co));
+    } else if (cfg->l2_bits) {
         struct test_header h;
         size_t len;
         unsigned cb = 0;
@@ -156,13 +176,18 @@ static void setup(struct state *s, const struct config *cfg,
         test_create_opts(&co, cfg->size, cfg->cluster_size, bname);
         CHECK_OK(qcowkit_create_io(s->io, s->name, &co));
     }
-    s->img = test_open_io(s->io, s->name, QCOWKIT_OPEN_RDWR);
+    s->img = open_image(s);
     {
         struct qcowkit_info info = test_info(s->img);
         CHECK_EQ_U64(info.virtual_size, cfg->size);
         s->cs = info.cluster_size;
-        if (cfg->cluster_size)
+        if (cfg->raw) {
+            CHECK_EQ(info.format, QCOWKIT_FORMAT_RAW);
+            CHECK_EQ(s->cs, 0);
+            s->cs = 512; /* granularity of the random ranges */
+        } else if (cfg->cluster_size) {
             CHECK_EQ(s->cs, cfg->cluster_size);
+        }
     }
 }
 
@@ -291,6 +316,14 @@ static void run_config(const struct config *cfg, uint64_t iterations)
             CHECK(ext.length > 0 && ext.length <= n);
             if (ext.flags & QCOWKIT_EXTENT_COMPRESSED)
                 CHECK(ext.flags & QCOWKIT_EXTENT_ALLOCATED);
+            if (cfg->raw) {
+                CHECK_EQ(ext.flags & QCOWKIT_EXTENT_ALLOCATED,
+                         QCOWKIT_EXTENT_ALLOCATED);
+                CHECK_EQ_U64(ext.length, n);
+                if (ext.flags & QCOWKIT_EXTENT_HOST_OFFSET)
+                    CHECK_EQ_U64(ext.host_offset, off);
+                continue;
+            }
             if (!(ext.flags & QCOWKIT_EXTENT_ALLOCATED)) {
                 /* Unallocated ranges read from the backing file. */
                 if (memcmp(s.model + off, s.backing + off,
@@ -303,7 +336,7 @@ static void run_config(const struct config *cfg, uint64_t iterations)
             if (off + ext.length != off + n)
                 CHECK_EQ((off + ext.length) % s.cs, 0);
         } else { /* make_empty */
-            if (!cfg->backing)
+            if (!cfg->backing || cfg->raw)
                 continue;
             note("make_empty");
             CHECK_OK(qcowkit_make_empty(s.img));

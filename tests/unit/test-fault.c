@@ -30,12 +30,15 @@ static const char *g_what = "";
 static uint64_t g_nth;
 static int g_persistent;
 static uint32_t g_cs;
+static uint64_t g_cache;
 
 static void on_fail(void)
 {
     fprintf(stderr,
-            "    cluster size %" PRIu32 ", failing %s call %" PRIu64 "%s\n",
-            g_cs, g_what, g_nth, g_persistent ? " and all later ones" : "");
+            "    cluster size %" PRIu32 ", cache_size %" PRIu64
+            ", failing %s call %" PRIu64 "%s\n",
+            g_cs, g_cache, g_what, g_nth,
+            g_persistent ? " and all later ones" : "");
 }
 
 static void add_pending(struct run *r, uint64_t off, size_t len,
@@ -71,13 +74,27 @@ static void note_result(struct run *r, int ret)
         TEST_FAIL("call returned %d, expected 0 or a negative errno", ret);
 }
 
-/* The old contents: some data written and flushed before the workload. */
+/*
+ * The old contents: some data written and flushed before the workload.
+ * l2_bits 6 (crafted) gives 512-byte L2 tables, many of them.
+ */
 static struct qcowkit_io *make_base(uint32_t cs, uint8_t *contents)
 {
     struct qcowkit_io *io;
-    struct qcowkit_image *img = test_mem_image(SIZE, cs, NULL, "f.qcow", &io);
+    struct qcowkit_image *img;
     uint8_t *buf = test_xmalloc(SIZE);
 
+    if (cs == 512) {
+        struct test_header h;
+        size_t len;
+        uint8_t *bytes;
+        test_header_init(&h, SIZE, 9, 6);
+        bytes = test_craft_image(&h, NULL, 0, &len);
+        img = test_mem_image_bytes(bytes, len, &io);
+        free(bytes);
+    } else {
+        img = test_mem_image(SIZE, cs, NULL, "f.qcow", &io);
+    }
     memset(contents, 0, SIZE);
     test_pattern(buf, SIZE / 2 + 1000, 0, 1);
     CHECK_OK(qcowkit_pwrite(img, buf, SIZE / 2 + 1000, 3000));
@@ -104,6 +121,7 @@ static void workload(struct qcowkit_io *fio, struct run *r, uint32_t cs)
     qcowkit_open_opts_init(&oo);
     oo.flags = QCOWKIT_OPEN_RDWR;
     oo.format = QCOWKIT_FORMAT_QCOW;
+    oo.cache_size = g_cache;
     ret = qcowkit_open_io(fio, "f.qcow", &oo, &img);
     note_result(r, ret);
     if (ret < 0) {
@@ -116,7 +134,13 @@ static void workload(struct qcowkit_io *fio, struct run *r, uint32_t cs)
         uint64_t off;
         size_t n;
 
-        if (op < 45) {
+        if (step == WORKLOAD * 2 / 3) {
+            /* Once: drop everything (exercises truncate). */
+            ret = qcowkit_make_empty(img);
+            note_result(r, ret);
+            memset(r->model, 0, SIZE);
+            add_pending(r, 0, SIZE, NULL);
+        } else if (op < 45) {
             n = (size_t)test_rng_range(&rng, 1, 3 * (uint64_t)cs);
             off = test_rng_below(&rng, SIZE - n + 1);
             test_rng_fill(&rng, buf, n);
@@ -248,15 +272,17 @@ int main(void)
 
     test_init(600);
     test_fail_hook = on_fail;
-    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]) * 2; s++) {
         uint64_t counts[4];
-        g_cs = sizes[s];
+        g_cs = sizes[s / 2];
+        g_cache = s % 2; /* 0: default; 1: the smallest L2 cache */
         g_what = "no";
         g_nth = 0;
         one_run(g_cs, QCOWKIT_IO_OP_READ, 0, 0, counts);
-        printf("cluster size %" PRIu32 ": %" PRIu64 " reads, %" PRIu64
-               " writes, %" PRIu64 " flushes, %" PRIu64 " truncates\n",
-               g_cs, counts[0], counts[1], counts[2], counts[3]);
+        printf("cluster size %" PRIu32 ", cache_size %" PRIu64 ": %" PRIu64
+               " reads, %" PRIu64 " writes, %" PRIu64 " flushes, %" PRIu64
+               " truncates\n",
+               g_cs, g_cache, counts[0], counts[1], counts[2], counts[3]);
         CHECK(counts[1] > 0);
         CHECK(counts[2] > 0);
         for (int op = 0; op < 4; op++) {
