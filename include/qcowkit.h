@@ -168,6 +168,14 @@ enum qcowkit_format {
 #define QCOWKIT_OPEN_RDONLY     0u
 #define QCOWKIT_OPEN_RDWR       1u
 #define QCOWKIT_OPEN_NO_BACKING 2u /* do not open the backing chain */
+/*
+ * Read-only only: take no locks, as qemu-img's -U (force-share).  By
+ * default image files are locked as QEMU locks them (OFD locks on the
+ * permission bytes 100.. and 200.. of the file), so that QEMU and qcowkit
+ * never write one image at once: a writer excludes every other user, a
+ * reader excludes writers.  A conflict fails with -EBUSY.
+ */
+#define QCOWKIT_OPEN_FORCE_SHARE 4u
 
 struct qcowkit_open_opts {
     size_t struct_size; /* set by qcowkit_open_opts_init() */

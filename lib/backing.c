@@ -56,9 +56,15 @@ int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p)
                         "chain",
                         img->name, img->backing_path);
     }
+    if (!(p->flags & QCOWKIT_OPEN_FORCE_SHARE))
+        err = qk_lock_image(io, false, img->backing_path);
+    if (err < 0) {
+        qcowkit_io_close(io);
+        return err;
+    }
     memset(&next, 0, sizeof next);
     next.name = img->backing_path;
-    next.flags = QCOWKIT_OPEN_RDONLY;
+    next.flags = QCOWKIT_OPEN_RDONLY | (p->flags & QCOWKIT_OPEN_FORCE_SHARE);
     next.format = p->backing_format;
     next.backing_format = QCOWKIT_FORMAT_AUTO;
     next.cache_bytes = p->cache_bytes;

@@ -223,9 +223,16 @@ int qcowkit_open(const char *path, const struct qcowkit_open_opts *opts,
     params_from_opts(opts, path, &p);
     if (p.flags & QCOWKIT_OPEN_RDWR)
         io_flags = QCOWKIT_IO_RDWR;
+    if ((p.flags & QCOWKIT_OPEN_FORCE_SHARE) && (p.flags & QCOWKIT_OPEN_RDWR))
+        return qk_error(-EINVAL,
+                        "%s: force-share is only for read-only opening", path);
     err = qcowkit_io_open_file(path, io_flags, &io);
-    if (err < 0)
+    if (err == 0 && !(p.flags & QCOWKIT_OPEN_FORCE_SHARE))
+        err = qk_lock_image(io, p.flags & QCOWKIT_OPEN_RDWR, path);
+    if (err < 0) {
+        qcowkit_io_close(io);
         return err;
+    }
     p.self.dev = io->dev;
     p.self.ino = io->ino;
     p.self.known = true;

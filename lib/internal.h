@@ -95,6 +95,10 @@ int qk_write(struct qcowkit_io *io, const void *buf, size_t count,
              uint64_t offset);
 int qk_sync(struct qcowkit_io *io);
 int qk_io_size(struct qcowkit_io *io, uint64_t *size);
+/* The descriptor of a file backend, else -1. */
+int qk_file_fd(const struct qcowkit_io *io);
+/* lock.c: take QEMU-compatible image locks on a file backend. */
+int qk_lock_image(struct qcowkit_io *io, bool write, const char *name);
 
 /* -------------------------------------------------------------- L2 cache */
 

@@ -119,6 +119,12 @@ static int open_flags(unsigned flags)
     return oflags;
 }
 
+int qk_file_fd(const struct qcowkit_io *io)
+{
+    return io->kind == QK_IO_FILE ? ((struct file_backend *)io->opaque)->fd
+                                  : -1;
+}
+
 int qcowkit_io_open_file(const char *path, unsigned flags,
                          struct qcowkit_io **io)
 {
