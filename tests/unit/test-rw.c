@@ -276,11 +276,95 @@ static void test_geometry(unsigned cb, unsigned l2b)
     free(want);
 }
 
+/* Guest offsets past 4 GiB (no 32-bit truncation anywhere). */
+static void test_large_offsets(void)
+{
+    const uint64_t size = (UINT64_C(80) << 30) + 512;
+    static const uint64_t offs[] = {
+        (UINT64_C(1) << 32) - 3,  (UINT64_C(1) << 32) + 4096,
+        (UINT64_C(1) << 33) - 1,  (UINT64_C(3) << 32) + 12345,
+        (UINT64_C(64) << 30) - 2, size - 700};
+    struct qcowkit_io *io;
+    struct qcowkit_image *img = test_mem_image(size, 0, NULL, "big", &io);
+    uint8_t buf[700], back[700 + 64];
+
+    CHECK_EQ_U64(test_info(img).virtual_size, size);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+            test_pattern(buf, sizeof(buf), offs[i], 60);
+            if (pass == 0)
+                CHECK_OK(qcowkit_pwrite(img, buf, sizeof(buf), offs[i]));
+            CHECK_OK(qcowkit_pread(img, back, sizeof(buf), offs[i]));
+            CHECK_MEM_EQ(back, buf, sizeof(buf));
+        }
+        /* Low offsets that a truncated high offset would hit stay zero. */
+        CHECK_OK(qcowkit_pread(img, back, sizeof(back), 0));
+        CHECK_ZERO(back, sizeof(back));
+        CHECK_OK(qcowkit_pread(img, back, sizeof(back), 12345 - 32));
+        CHECK_ZERO(back, sizeof(back));
+        CHECK_OK(qcowkit_close(img));
+        img = test_open_io(io, "big", QCOWKIT_OPEN_RDWR);
+    }
+    CHECK_OK(qcowkit_close(img));
+    qcowkit_io_close(io);
+}
+
+/* block_status host offsets point at the data in the file. */
+static void test_host_offsets(void)
+{
+    const uint32_t cs = 4096;
+    struct qcowkit_io *io;
+    struct qcowkit_image *img = test_mem_image(1 << 20, cs, NULL, "h", &io);
+    uint8_t *buf = test_xmalloc(16 * cs);
+    struct qcowkit_extent ext;
+
+    test_pattern(buf, 16 * cs, 0, 61);
+    CHECK_OK(qcowkit_pwrite(img, buf, 4 * cs, 8 * cs));
+    CHECK_OK(qcowkit_pwrite(img, buf + 4 * cs, 2 * cs, 100 * cs));
+    CHECK_OK(qcowkit_flush(img));
+    for (uint64_t g = 8 * cs; g < 12 * cs;) {
+        size_t len;
+        uint8_t *bytes;
+        CHECK_OK(qcowkit_block_status(img, g, 12 * cs - g, &ext));
+        CHECK_EQ_U64(ext.offset, g);
+        CHECK(ext.flags & QCOWKIT_EXTENT_ALLOCATED);
+        CHECK(ext.length >= cs && ext.length % cs == 0);
+        if (!(ext.flags & QCOWKIT_EXTENT_HOST_OFFSET))
+            TEST_FAIL("a normal allocated cluster has no host offset");
+        bytes = test_mem_bytes(io, &len);
+        CHECK(ext.host_offset + ext.length <= len);
+        CHECK_MEM_EQ(bytes + ext.host_offset, buf + (g - 8 * cs),
+                     (size_t)ext.length);
+        free(bytes);
+        g += ext.length;
+    }
+    CHECK_OK(qcowkit_block_status(img, 100 * cs + 10, 2 * cs, &ext));
+    CHECK(ext.flags & QCOWKIT_EXTENT_HOST_OFFSET);
+    CHECK(ext.length > 0 && ext.length <= 2 * cs);
+    {
+        size_t len;
+        uint8_t *bytes = test_mem_bytes(io, &len);
+        CHECK(ext.host_offset + ext.length <= len);
+        CHECK_MEM_EQ(bytes + ext.host_offset, buf + 4 * cs + 10,
+                     (size_t)ext.length);
+        free(bytes);
+    }
+    /* A run of unallocated clusters in between is one extent. */
+    CHECK_OK(qcowkit_block_status(img, 12 * cs, 88 * cs, &ext));
+    CHECK_EQ(ext.flags & QCOWKIT_EXTENT_ALLOCATED, 0);
+    CHECK_EQ_U64(ext.length, 88 * cs);
+    CHECK_OK(qcowkit_close(img));
+    qcowkit_io_close(io);
+    free(buf);
+}
+
 int main(void)
 {
     test_init(240);
     test_new_image_reads_zero();
     test_zeroes_and_status();
+    test_large_offsets();
+    test_host_offsets();
     test_sizes_and_alignments(4096);
     test_sizes_and_alignments(512);
     test_sizes_and_alignments(65536);
