@@ -142,6 +142,31 @@ int qcowkit_io_fault_arm(struct qcowkit_io *io, enum qcowkit_io_op op,
 /* How many calls of op the fault backend has seen so far. */
 uint64_t qcowkit_io_fault_count(struct qcowkit_io *io, enum qcowkit_io_op op);
 
+/*
+ * A wrapper that simulates power loss, for crash tests.  Writes and
+ * truncates reach the inner backend at once, and are also remembered
+ * until the next flush; the state as of that flush is kept aside.  Once
+ * armed, the nth write or truncate from then on "loses power": it and
+ * every later call fail with -EIO.  qcowkit_io_crash_image() then builds
+ * what a disk could hold after the loss: the flushed state plus each
+ * unflushed write kept, dropped, or torn (kept for some of its 512-byte
+ * sectors only).  The inner backend stays owned by the caller.
+ */
+int qcowkit_io_new_crash(struct qcowkit_io *inner, struct qcowkit_io **io);
+int qcowkit_io_crash_arm(struct qcowkit_io *io, uint64_t nth);
+/* Writes and truncates seen so far. */
+uint64_t qcowkit_io_crash_writes(struct qcowkit_io *io);
+
+enum qcowkit_crash_mode {
+    QCOWKIT_CRASH_DROP_ALL, /* no unflushed write survives */
+    QCOWKIT_CRASH_KEEP_ALL, /* every unflushed write survives */
+    QCOWKIT_CRASH_RANDOM,   /* each kept, dropped or torn, from seed */
+};
+
+/* The disk after power loss, as a new in-memory backend. */
+int qcowkit_io_crash_image(struct qcowkit_io *io, enum qcowkit_crash_mode mode,
+                           uint64_t seed, struct qcowkit_io **after);
+
 /* Direct calls through a backend (all return 0 or a negative errno). */
 int qcowkit_io_pread(struct qcowkit_io *io, void *buf, size_t count,
                      uint64_t offset);

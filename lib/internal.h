@@ -74,7 +74,13 @@ int qk_error(int err, const char *fmt, ...)
 
 /* ------------------------------------------------------------------ I/O */
 
-enum qk_io_kind { QK_IO_CUSTOM, QK_IO_FILE, QK_IO_MEMORY, QK_IO_FAULT };
+enum qk_io_kind {
+    QK_IO_CUSTOM,
+    QK_IO_FILE,
+    QK_IO_MEMORY,
+    QK_IO_FAULT,
+    QK_IO_CRASH,
+};
 
 struct qcowkit_io {
     struct qcowkit_io_ops ops;
