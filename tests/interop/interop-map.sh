@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# interop-map: `qcowkit map --output=json FILE` prints exactly what
+# `qemu-img map --output=json FILE` prints (cmp), and `qcowkit info
+# --output=json FILE` has the same keys and values as `qemu-img info
+# --output=json FILE`, on images QEMU made: empty, partly written,
+# compressed, overlays on raw and qcow backing files, chains of depth 2,
+# backing files shorter than the overlay.
+set -euo pipefail
+source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+requires qemu-img qemu-io python3 cmp
+requires_qcowkit
+make_tmpdir
+
+# same_map IMG: both tools map IMG identically (run from the current
+# folder, so the file names in the JSON are as given).
+same_map() {
+    local img=$1 tag=${1//\//_}
+    qemu-img map --output=json "$img" >"$tag.qemu.map" ||
+        die "qemu-img map $img failed"
+    "$QCOWKIT" map --output=json "$img" >"$tag.qk.map" 2>"$tag.qk.err" ||
+        die "qcowkit map --output=json $img failed: $(cat "$tag.qk.err")"
+    if ! cmp -s "$tag.qemu.map" "$tag.qk.map"; then
+        echo "--- qemu-img map --output=json $img" >&2
+        cat "$tag.qemu.map" >&2
+        echo "--- qcowkit map --output=json $img" >&2
+        cat "$tag.qk.map" >&2
+        die "map --output=json $img: qcowkit differs from qemu-img"
+    fi
+}
+
+# same_info IMG: `qcowkit info --output=json` and `qemu-img info
+# --output=json` of IMG parse to the same object.  Both describe the same
+# file at the same moment, so no key may differ: not even actual-size
+# (QEMU's is the file's allocated size, st_blocks * 512, which is the same
+# for both as long as nothing writes in between) nor the file names (both
+# keep IMG as given and make full-backing-filename from IMG's folder).
+# Only the layout of the text (indentation, key order) may differ.
+same_info() {
+    local img=$1 tag=${1//\//_}
+    qemu-img info --output=json "$img" >"$tag.qemu.info" ||
+        die "qemu-img info $img failed"
+    "$QCOWKIT" info --output=json "$img" >"$tag.qk.info" 2>"$tag.qk.err" ||
+        die "qcowkit info --output=json $img failed: $(cat "$tag.qk.err")"
+    python3 - "$tag.qemu.info" "$tag.qk.info" <<'PY' || die "info --output=json $img: qcowkit differs from qemu-img"
+import json, sys
+q = json.load(open(sys.argv[1]))
+try:
+    k = json.load(open(sys.argv[2]))
+except ValueError as e:
+    sys.exit("qcowkit info: not JSON: %s" % e)
+bad = False
+for key in sorted(set(q) | set(k)):
+    if q.get(key, "<missing>") != k.get(key, "<missing>"):
+        print("  %s: qemu-img %r, qcowkit %r" % (key, q.get(key, "<missing>"),
+                                               k.get(key, "<missing>")),
+              file=sys.stderr)
+        bad = True
+sys.exit(1 if bad else 0)
+PY
+}
+
+# both IMG: same_map and same_info.
+both() {
+    same_map "$1"
+    same_info "$1"
+}
+
+case_empty() {
+    run qemu-img create -f qcow e.qcow 10M
+    both e.qcow
+    run qemu-img create -f qcow odd.qcow 513
+    both odd.qcow
+    run qemu-img create -f qcow big.qcow 100G
+    both big.qcow
+}
+
+case_written() {
+    run qemu-img create -f qcow w.qcow $(((24 << 20) + 512))
+    gen_writes 42 $((24 << 20)) 40 >w.list
+    io_args w.list
+    run qemu-io "${IO_ARGS[@]}" w.qcow
+    both w.qcow
+    # Clusters allocated out of order (host offsets not monotonic).
+    run qemu-img create -f qcow ooo.qcow 8M
+    run qemu-io -c 'write -P 1 7M 4k' -c 'write -P 2 0 4k' \
+        -c 'write -P 3 4k 4k' -c 'write -P 4 3M 1' -c 'write -P 5 8k 4k' \
+        ooo.qcow
+    both ooo.qcow
+    # The last cluster, partial.
+    run qemu-img create -f qcow end.qcow 5000
+    run qemu-io -c 'write -P 1 5119 1' end.qcow
+    both end.qcow
+}
+
+case_compressed() {
+    make_data src.raw $((6 << 20)) 4
+    qemu_compress src.raw c.qcow
+    both c.qcow
+    # Compressed clusters next to normal and unallocated ones.
+    run qemu-img create -f qcow m.qcow 2M
+    run qemu-io -c 'write -c -P 1 0 4k' -c 'write -c -P 2 4k 4k' \
+        -c 'write -P 3 8k 4k' -c 'write -c -P 4 12k 4k' \
+        -c 'write -c -P 5 20k 4k' -c 'write -P 6 24k 4k' \
+        -c 'write -c -P 7 1M 4k' m.qcow
+    both m.qcow
+}
+
+case_raw_backing() {
+    make_data base.raw $((4 << 20)) 1
+    run qemu-img create -f qcow -b base.raw -F raw top.qcow
+    gen_writes 7 $((4 << 20)) 20 20 >w.list
+    io_args w.list
+    run qemu-io "${IO_ARGS[@]}" top.qcow
+    both top.qcow
+    # An untouched overlay, and one with an absolute backing name.
+    run qemu-img create -f qcow -b base.raw -F raw empty.qcow
+    both empty.qcow
+    run qemu-img create -f qcow -b "$PWD/base.raw" -F raw abs.qcow
+    run qemu-io -c 'write -P 9 100000 1' abs.qcow
+    both abs.qcow
+    # Seen from another folder.
+    mkdir sub
+    cd sub
+    both ../top.qcow
+}
+
+case_qcow_backing() {
+    run qemu-img create -f qcow base.qcow 4M
+    gen_writes 11 $((4 << 20)) 20 20 >b.list
+    io_args b.list
+    run qemu-io "${IO_ARGS[@]}" base.qcow
+    run qemu-img create -f qcow -b base.qcow -F qcow top.qcow
+    gen_writes 12 $((4 << 20)) 20 20 >t.list
+    io_args t.list
+    run qemu-io -c 'write -c -P 0x21 1M 512' "${IO_ARGS[@]}" top.qcow
+    both top.qcow
+}
+
+case_depth2() {
+    make_data base.raw $((3 << 20)) 2
+    run qemu-img create -f qcow -b base.raw -F raw mid.qcow
+    run qemu-img create -f qcow -b mid.qcow -F qcow top.qcow
+    run qemu-io -c 'write -P 1 1000 1000' -c 'write -P 2 1M 100000' mid.qcow
+    run qemu-io -c 'write -P 3 1500 10' -c 'write -P 4 1050000 10' \
+        -c 'write -P 5 2M 512' top.qcow
+    both top.qcow
+    both mid.qcow
+
+    run qemu-img create -f qcow q0.qcow 3M
+    run qemu-img create -f qcow -b q0.qcow -F qcow q1.qcow
+    run qemu-img create -f qcow -b q1.qcow -F qcow q2.qcow
+    run qemu-io -c 'write -P 1 0 1M' -c 'write -c -P 6 2M 4k' q0.qcow
+    run qemu-io -c 'write -P 2 4096 8192' q1.qcow
+    run qemu-io -c 'write -P 3 6000 100' -c 'write -P 4 1500000 4' q2.qcow
+    both q2.qcow
+}
+
+# Backing files shorter than the overlay: QEMU reports the part past the
+# end of the backing file as not present, at the depth of the last
+# backing file that was looked at.
+case_short_backing() {
+    make_data base.raw $((1 << 20)) 3
+    run qemu-img create -f qcow -b base.raw -F raw top.qcow 3M
+    run qemu-io -c 'write -P 1 1000 1000' -c 'write -P 2 2M 1000' top.qcow
+    both top.qcow
+    run qemu-img create -f qcow -b top.qcow -F qcow top2.qcow 5M
+    run qemu-io -c 'write -P 3 1500 10' top2.qcow
+    both top2.qcow
+}
+
+# A raw backing file with holes (made by qemu-img create -f raw and
+# written in places): QEMU asks the file system where the data is
+# (SEEK_DATA/SEEK_HOLE) and maps holes as "zero": true, "data": false.
+case_sparse_raw_backing() {
+    run qemu-img create -f raw base.raw 4M
+    run qemu-io -f raw -c 'write -P 1 1M 64k' -c 'write -P 2 3M 4k' base.raw
+    run qemu-img create -f qcow -b base.raw -F raw top.qcow
+    run qemu-io -c 'write -P 3 100000 1' top.qcow
+    both top.qcow
+}
+
+run_case empty case_empty
+run_case written case_written
+run_case compressed case_compressed
+run_case raw-backing case_raw_backing
+run_case qcow-backing case_qcow_backing
+run_case depth2 case_depth2
+run_case short-backing case_short_backing
+run_case sparse-raw-backing case_sparse_raw_backing
+finish
