@@ -16,7 +16,9 @@
  *   argument, -ENOTSUP for an unsupported version or feature, -EIO for a
  *   table entry that cannot be trusted, -ENOENT for a missing backing file,
  *   -ELOOP for a loop in a backing chain, -EROFS for a write to a read-only
- *   image, and whatever the backend returned for failed I/O.
+ *   image, -EACCES for data of an encrypted image opened without a key,
+ *   -EBUSY for an image locked by another process, and whatever the
+ *   backend returned for failed I/O.
  *   qcowkit_errmsg() then gives a one-line message for the calling thread,
  *   naming the file and what is wrong, e.g.
  *     "disk.qcow: cluster_bits 17 is outside 9..16".
