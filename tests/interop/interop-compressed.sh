@@ -97,10 +97,19 @@ case_lowent() {
 case_odd_size() {
     make_data src.raw $(((3 << 20) + 1536)) 8
     roundtrip src.raw src.raw
+}
+
+# Sources whose size is not a multiple of 512 bytes: the qcow image's
+# virtual size is rounded up, its last cluster is partial and padded.
+case_unaligned_size() {
     make_data small.raw 1000 9 text
     cp small.raw small-padded.raw
     truncate -s 1024 small-padded.raw
     roundtrip small.raw small-padded.raw no
+    make_data t.raw 10000 10 text
+    cp t.raw t-padded.raw
+    truncate -s 10240 t-padded.raw
+    roundtrip t.raw t-padded.raw no
 }
 
 # A qcow chain as the source: the output is flattened.
@@ -149,6 +158,7 @@ run_case text case_text
 run_case random case_random
 run_case lowent case_lowent
 run_case odd-size case_odd_size
+run_case unaligned-size case_unaligned_size
 run_case chain-source case_chain_source
 run_case recompress case_recompress
 run_case compare-different case_compare_different

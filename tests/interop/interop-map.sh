@@ -179,6 +179,47 @@ case_sparse_raw_backing() {
     both top.qcow
 }
 
+# Raw images themselves: dense, and with holes (QEMU maps holes by
+# SEEK_DATA/SEEK_HOLE).
+case_raw() {
+    make_data dense.raw $((2 << 20)) 5
+    both dense.raw
+    run qemu-img create -f raw sparse.raw 4M
+    run qemu-io -f raw -c 'write -P 1 1M 64k' sparse.raw
+    both sparse.raw
+}
+
+# --start-offset and --max-length, and info --backing-chain.
+case_options() {
+    make_data base.raw $((3 << 20)) 6
+    run qemu-img create -f qcow -b base.raw -F raw mid.qcow
+    run qemu-img create -f qcow -b mid.qcow -F qcow top.qcow
+    run qemu-io -c 'write -P 1 1000 100000' -c 'write -c -P 2 2M 512' mid.qcow
+    run qemu-io -c 'write -P 3 50000 10' -c 'write -P 4 2097000 10000' top.qcow
+    local o m
+    for o in 0 1 511 512 1000 50000 2097152 3145727; do
+        for m in 1 512 4096 1000000 100000000; do
+            qemu-img map --output=json --start-offset=$o --max-length=$m \
+                top.qcow >q.map || die "qemu-img map failed"
+            "$QCOWKIT" map --output=json --start-offset=$o --max-length=$m \
+                top.qcow >k.map ||
+                die "qcowkit map --start-offset=$o --max-length=$m failed"
+            cmp -s q.map k.map || {
+                cat q.map k.map >&2
+                die "map --output=json --start-offset=$o --max-length=$m top.qcow differs"
+            }
+        done
+    done
+    qemu-img info --backing-chain --output=json top.qcow >q.info
+    "$QCOWKIT" info --backing-chain --output=json top.qcow >k.info ||
+        die "qcowkit info --backing-chain failed"
+    python3 -c '
+import json, sys
+q, k = (json.load(open(f)) for f in sys.argv[1:])
+sys.exit(0 if q == k else "info --backing-chain: qemu-img %r\n qcowkit %r" % (q, k))
+' q.info k.info
+}
+
 run_case empty case_empty
 run_case written case_written
 run_case compressed case_compressed
@@ -187,4 +228,6 @@ run_case qcow-backing case_qcow_backing
 run_case depth2 case_depth2
 run_case short-backing case_short_backing
 run_case sparse-raw-backing case_sparse_raw_backing
+run_case raw case_raw
+run_case options case_options
 finish

@@ -227,6 +227,81 @@ case_mixed() {
     check top.qcow ref2.raw
 }
 
+# Offsets past 4 GiB (a 9 GiB image against a sparse raw reference, with
+# qemu-img compare only: a full cmp would read 9 GiB).
+case_large() {
+    local size=$((9 << 30))
+    run "$QCOWKIT" create -f qcow img.qcow "$size"
+    truncate -s "$size" ref.raw
+    {
+        echo "4294963200 8192 0x12"
+        echo "4294967295 2 0x11"
+        echo "8589934591 1 0x13"
+        echo "$((size - 3)) 3 0x14"
+        echo "6442450000 3000000 0x15"
+        echo "2147483647 2 0x16"
+        echo "7516192768 8192 0x17 c"
+        echo "$((size - 4096)) 4096 0x18 c"
+    } >w.list
+    qk_writes img.qcow w.list 2
+    ref_writes w.list ref.raw
+    qemu_same img.qcow ref.raw
+    run qemu-io -r -c 'read -P 0x12 4294963200 4095' \
+        -c 'read -P 0x11 4294967295 2' -c 'read -P 0x12 4294967297 4095' \
+        -c 'read -P 0x17 7516192768 8192' -c 'read -P 0 7516200960 1' \
+        -c "read -P 0x18 $((size - 4096)) 4093" img.qcow
+}
+
+# QEMU and qcowkit take turns writing the same image (each reopening it
+# after the other has appended clusters, compressed data, L2 tables).
+case_alternate() {
+    local size=$((6 << 20)) r
+    run "$QCOWKIT" create -f qcow img.qcow "$size"
+    truncate -s "$size" ref.raw
+    for r in 1 2 3 4; do
+        gen_mixed $((200 + r)) "$size" 10 4096 >k$r.list
+        qk_writes img.qcow k$r.list
+        ref_writes k$r.list ref.raw
+        # QEMU: ordinary writes only (see the top of this file).
+        gen_writes $((300 + r)) "$size" 10 21 >q$r.list
+        io_args q$r.list
+        run qemu-io -f qcow "${IO_ARGS[@]}" img.qcow
+        ref_writes q$r.list ref.raw
+    done
+    check img.qcow ref.raw
+    same_reading img.qcow ref.raw
+}
+
+# An overlay opened from another folder (the relative backing name is
+# resolved against the overlay's folder), over a compressed qcow base that
+# QEMU made.
+case_other_folder() {
+    make_data src.raw $((3 << 20)) 13
+    qemu_compress src.raw base.qcow
+    run "$QCOWKIT" create -f qcow -b base.qcow -F qcow top.qcow $((3 << 20))
+    cp src.raw ref.raw
+    gen_writes 14 $((3 << 20)) 30 20 >w.list
+    mkdir sub
+    (cd sub && qk_writes ../top.qcow ../w.list 2)
+    ref_writes w.list ref.raw
+    check top.qcow ref.raw
+}
+
+# qcowkit convert -O qcow (not compressed), from raw and from a chain.
+case_convert() {
+    make_data src.raw $(((5 << 20) + 512)) 15
+    rm -f c.qcow
+    run "$QCOWKIT" convert -O qcow src.raw c.qcow
+    check c.qcow src.raw
+    run qemu-img create -f qcow -b src.raw -F raw ovl.qcow
+    gen_writes 16 $((5 << 20)) 20 20 >w.list
+    io_args w.list
+    run qemu-io "${IO_ARGS[@]}" ovl.qcow
+    qemu_raw ovl.qcow ovl.raw
+    run "$QCOWKIT" convert -f qcow -O qcow ovl.qcow flat.qcow
+    check flat.qcow ovl.raw
+}
+
 run_case plain case_plain
 run_case reopen case_reopen
 run_case raw-backing case_raw_backing
@@ -234,4 +309,8 @@ run_case qcow-backing case_qcow_backing
 run_case compressed case_compressed
 run_case compressed-backing case_compressed_backing
 run_case mixed case_mixed
+run_case large case_large
+run_case alternate case_alternate
+run_case other-folder case_other_folder
+run_case convert case_convert
 finish

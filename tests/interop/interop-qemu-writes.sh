@@ -200,6 +200,52 @@ case_odd_sizes() {
     same_reading top.qcow ref2.raw
 }
 
+# Offsets past 4 GiB (a 9 GiB image; the reference is a sparse raw file
+# and is compared with `qcowkit compare` and qcowkit io reads, not cmp).
+case_large() {
+    local size=$((9 << 30))
+    run qemu-img create -f qcow img.qcow "$size"
+    truncate -s "$size" ref.raw
+    local args=(-c 'write -P 0x12 4294963200 8192' -c 'write -P 0x11 4294967295 2'
+        -c 'write -P 0x13 8589934591 1' -c "write -P 0x14 $((size - 3)) 3"
+        -c 'write -P 0x15 6442450000 3000000' -c 'write -P 0x16 2147483647 2')
+    run qemu-io "${args[@]}" -c 'write -c -P 0x17 7516192768 4096' img.qcow
+    run qemu-io -f raw "${args[@]}" -c 'write -P 0x17 7516192768 4096' ref.raw
+    qemu_same img.qcow ref.raw
+    run "$QCOWKIT" compare img.qcow ref.raw
+    run "$QCOWKIT" io -r -c 'read -P 0x12 4294963200 4095' \
+        -c 'read -P 0x11 4294967295 2' -c 'read -P 0x12 4294967297 4095' \
+        -c 'read -P 0x13 8589934591 1' -c "read -P 0x14 $((size - 3)) 3" \
+        -c 'read -P 0x15 6442450000 3000000' -c 'read -P 0 6445450000 1000' \
+        -c 'read -P 0x16 2147483647 2' -c 'read -P 0x17 7516192768 4096' \
+        -c 'read -P 0 7516196864 1' img.qcow
+}
+
+# A compressed image (qemu-img convert -c) as backing file, overlays
+# written by QEMU over its compressed clusters.
+case_compressed_backing() {
+    make_data src.raw $((4 << 20)) 12
+    qemu_compress src.raw base.qcow
+    run qemu-img create -f qcow -b base.qcow -F qcow top.qcow
+    cp src.raw ref.raw
+    writes top.qcow qcow 13 30 20
+    replay top.qcow.writes ref.raw
+    same_reading base.qcow src.raw
+    same_reading top.qcow ref.raw
+}
+
+# Uncompressed qemu-img convert -O qcow, from raw and from a chain.
+case_qemu_convert() {
+    make_data src.raw $(((5 << 20) + 512)) 14
+    run qemu-img convert -O qcow src.raw c.qcow
+    same_reading c.qcow src.raw
+    run qemu-img create -f qcow -b src.raw -F raw ovl.qcow
+    writes ovl.qcow qcow 15 20 20
+    qemu_raw ovl.qcow ovl.raw
+    run qemu-img convert -O qcow ovl.qcow flat.qcow
+    same_reading flat.qcow ovl.raw
+}
+
 run_case plain case_plain
 run_case empty case_empty
 run_case raw-backing case_raw_backing
@@ -209,4 +255,7 @@ run_case short-backing case_short_backing
 run_case qemu-convert-c case_qemu_convert_c
 run_case qemu-io-compressed case_qemu_io_compressed
 run_case odd-sizes case_odd_sizes
+run_case large case_large
+run_case compressed-backing case_compressed_backing
+run_case qemu-convert case_qemu_convert
 finish
