@@ -1,0 +1,122 @@
+/* cli.h - shared helpers of the qcowkit command. */
+#ifndef QCOWKIT_CLI_H
+#define QCOWKIT_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "qcowkit.h"
+
+#define CLI_NAME "qcowkit"
+
+/* A subcommand: argv[0] is the subcommand's name. Returns the exit code. */
+typedef int (*cli_handler)(int argc, char **argv);
+
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_io(int argc, char **argv);
+
+/* Print "qcowkit: <message>" as one line on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Print the library's message for a failed call (err is its negative
+ * errno, used when the library left no message).  prefix, if not NULL,
+ * goes before the message, separated by ": ".
+ */
+void cli_lib_error(int err, const char *prefix);
+
+/* The usage line of a subcommand (from the dispatch table). */
+const char *cli_usage(const char *name);
+/* Print "qcowkit: <why>" and a hint to --help; returns 1. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* getopt_long helpers: message for an unknown option or missing value. */
+int cli_bad_option(const char *cmd, char **argv, int optopt_char);
+
+/*
+ * Parse a size as qemu-img does: plain bytes (decimal or 0x hex), or a
+ * number with one of the suffixes b/B, k/K, m/M, g/G, t/T, p/P, e/E
+ * (powers of 1024); a fraction is allowed only with a suffix.  Values
+ * above max are rejected.  On failure *why is a short reason.
+ */
+int cli_parse_size(const char *s, uint64_t max, uint64_t *out,
+                   const char **why);
+/* As cli_parse_size with max INT64_MAX; prints an error naming what. */
+int cli_parse_size_arg(const char *s, const char *what, uint64_t *out);
+
+/*
+ * "qcow", "raw" -> format; NULL -> AUTO.  Anything else prints
+ * "qcowkit: Unknown file format 'X'" and returns -1.
+ */
+int cli_parse_format(const char *name, enum qcowkit_format *format);
+const char *cli_format_name(enum qcowkit_format format);
+
+/* Open an image; prints the error and returns a negative errno. */
+int cli_open(const char *path, enum qcowkit_format format, unsigned flags,
+             enum qcowkit_format backing_format, struct qcowkit_image **img);
+
+/* Virtual size of an open image (0 on error). */
+uint64_t cli_image_size(struct qcowkit_image *img);
+/* Fill an info structure; returns 0 or a negative errno. */
+int cli_get_info(struct qcowkit_image *img, struct qcowkit_info *info);
+
+/* qemu's size_to_str(): "1 MiB", "1.5 KiB", "977 KiB", "512 B". */
+void cli_size_to_str(uint64_t val, char *buf, size_t len);
+/* qemu-io's cvtstr(): "4 KiB", "512 bytes", "1.500 KiB". */
+void cli_cvtstr(double value, char *buf, size_t len);
+
+/* Write s as a JSON string (with quotes) to f. */
+void cli_json_string(FILE *f, const char *s);
+
+/*
+ * Resolve a backing file name against the folder of the image that
+ * names it, as QEMU does.  Returns a malloc'd string.
+ */
+char *cli_backing_path(const char *image, const char *backing);
+
+/* Split "k=v,k=v" into calls of fn; returns -1 after printing an error. */
+int cli_parse_opts(const char *opts,
+                   int (*fn)(void *ctx, const char *key, const char *value),
+                   void *ctx);
+
+/* Status of a guest range through a whole backing chain, as QEMU sees. */
+#define CLI_ST_DATA         1u
+#define CLI_ST_ZERO         2u
+#define CLI_ST_OFFSET_VALID 4u
+#define CLI_ST_ALLOCATED    8u
+#define CLI_ST_COMPRESSED   16u
+
+struct cli_status {
+    uint64_t length;
+    unsigned flags;
+    int depth;                   /* layer that answered, 0 = top */
+    uint64_t host_offset;        /* valid with CLI_ST_OFFSET_VALID */
+    struct qcowkit_image *layer; /* the layer that answered */
+};
+
+/*
+ * Status of [offset, offset+count) of img and its backing chain, starting
+ * at offset, as `qemu-img map` computes it.  count must be > 0 and the
+ * range inside img.  Raw layers report holes of their file as zero.
+ */
+int cli_chain_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
+                     struct cli_status *st);
+/* Release what cli_chain_status cached (file descriptors). */
+void cli_chain_status_done(void);
+
+/* qemu's progress meter: "    (12.34/100%)\r" on stdout. */
+void cli_progress_init(bool enabled, float min_skip);
+void cli_progress_print(float delta, int max);
+void cli_progress_end(void);
+
+/* Is buf all zero bytes? */
+bool cli_is_zero(const void *buf, size_t len);
+
+#endif /* QCOWKIT_CLI_H */

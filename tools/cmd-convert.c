@@ -1,0 +1,490 @@
+/* cmd-convert.c - qcowkit convert: copy an image into a new one
+ * (qemu-img convert). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define WINDOW     (2u << 20)
+#define MAX_SPARSE (16u << 20)
+
+struct convert_opts {
+    enum qcowkit_format out_format;
+    char *backing_file;
+    char *backing_fmt;
+    uint32_t cluster_size;
+    bool help;
+};
+
+static int keep_string(char **slot, const char *value)
+{
+    char *copy = strdup(value);
+
+    if (!copy) {
+        cli_error("out of memory");
+        return -1;
+    }
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+static int convert_option(void *ctx, const char *key, const char *value)
+{
+    struct convert_opts *o = ctx;
+    uint64_t v;
+    const char *why;
+
+    if (strcmp(key, "help") == 0 || strcmp(key, "?") == 0) {
+        o->help = true;
+        return 0;
+    }
+    if (!value) {
+        cli_error("Invalid parameter '%s': expected %s=VALUE", key, key);
+        return -1;
+    }
+    if (o->out_format == QCOWKIT_FORMAT_QCOW) {
+        if (strcmp(key, "backing_file") == 0)
+            return keep_string(&o->backing_file, value);
+        if (strcmp(key, "backing_fmt") == 0)
+            return keep_string(&o->backing_fmt, value);
+        if (strcmp(key, "cluster_size") == 0) {
+            if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
+                (v & (v - 1)) != 0) {
+                cli_error("Invalid cluster_size '%s': must be a power of two "
+                          "between 512 and 65536",
+                          value);
+                return -1;
+            }
+            o->cluster_size = (uint32_t)v;
+            return 0;
+        }
+    }
+    if (strcmp(key, "size") == 0) {
+        cli_error("Invalid parameter 'size': convert takes the size of the "
+                  "source image");
+        return -1;
+    }
+    cli_error("Invalid parameter '%s'", key);
+    return -1;
+}
+
+static bool valid_cache_mode(const char *mode)
+{
+    static const char *const modes[] = {"none", "writeback", "writethrough",
+                                        "directsync", "unsafe"};
+
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(mode, modes[i]) == 0)
+            return true;
+    return false;
+}
+
+struct copy_state {
+    struct qcowkit_image *src, *dst;
+    uint64_t size;
+    uint64_t sparse;       /* -S in bytes, 0 = write everything */
+    uint32_t cluster_size; /* of the target, 0 for raw */
+    bool compress, has_backing, no_create;
+    uint8_t *buf, *cmp;
+};
+
+static int write_error(int err, uint64_t offset)
+{
+    const char *msg = qcowkit_errmsg();
+
+    cli_error("error while writing at byte %" PRIu64 ": %s", offset,
+              msg && *msg ? msg : strerror(-err));
+    return -1;
+}
+
+static int read_error(int err, uint64_t offset)
+{
+    const char *msg = qcowkit_errmsg();
+
+    cli_error("error while reading at byte %" PRIu64 ": %s", offset,
+              msg && *msg ? msg : strerror(-err));
+    return -1;
+}
+
+/* Does the whole source range read as zeros by its block status alone? */
+static int range_is_zero(struct copy_state *s, uint64_t offset, uint64_t len,
+                         bool *zero)
+{
+    uint64_t end = offset + len;
+
+    *zero = false;
+    while (offset < end) {
+        struct cli_status st;
+        int err = cli_chain_status(s->src, offset, end - offset, &st);
+
+        if (err < 0)
+            return read_error(err, offset);
+        if (!(st.flags & CLI_ST_ZERO))
+            return 0;
+        offset += st.length;
+    }
+    *zero = true;
+    return 0;
+}
+
+static int put_data(struct copy_state *s, const uint8_t *buf, uint64_t len,
+                    uint64_t offset)
+{
+    int err = s->compress ? qcowkit_pwrite_compressed(s->dst, buf, len, offset)
+                          : qcowkit_pwrite(s->dst, buf, len, offset);
+
+    return err < 0 ? write_error(err, offset) : 0;
+}
+
+/* Zeros into a target that may not read zeros there (-n). */
+static int put_zeroes(struct copy_state *s, uint64_t len, uint64_t offset)
+{
+    int err;
+
+    if (!s->no_create)
+        return 0;
+    err = qcowkit_pwrite_zeroes(s->dst, len, offset);
+    return err < 0 ? write_error(err, offset) : 0;
+}
+
+/* Target with a backing file: write only the clusters that differ. */
+static int copy_window_backing(struct copy_state *s, uint64_t offset,
+                               uint64_t len)
+{
+    uint64_t unit = s->cluster_size, i;
+    int err = qcowkit_pread(s->dst, s->cmp, len, offset);
+
+    if (err < 0)
+        return read_error(err, offset);
+    for (i = 0; i < len; i += unit) {
+        uint64_t n = len - i < unit ? len - i : unit;
+        if (memcmp(s->buf + i, s->cmp + i, n) != 0 &&
+            put_data(s, s->buf + i, n, offset + i) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Whole clusters, compressed; zero clusters stay unallocated. */
+static int copy_window_compressed(struct copy_state *s, uint64_t offset,
+                                  uint64_t len)
+{
+    uint64_t unit = s->cluster_size, i;
+
+    for (i = 0; i < len; i += unit) {
+        uint64_t n = len - i < unit ? len - i : unit;
+        if (cli_is_zero(s->buf + i, n)) {
+            if (put_zeroes(s, n, offset + i) < 0)
+                return -1;
+        } else if (put_data(s, s->buf + i, n, offset + i) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Length of the -S piece at offset within a window of len bytes. */
+static uint64_t piece(const struct copy_state *s, uint64_t offset, uint64_t at,
+                      uint64_t len)
+{
+    uint64_t n = s->sparse - (offset + at) % s->sparse;
+
+    return n < len - at ? n : len - at;
+}
+
+/* Runs of data are written; zero pieces of -S bytes are skipped. */
+static int copy_window_sparse(struct copy_state *s, uint64_t offset,
+                              uint64_t len)
+{
+    uint64_t i = 0;
+
+    if (s->sparse == 0)
+        return put_data(s, s->buf, len, offset);
+    while (i < len) {
+        uint64_t j = i + piece(s, offset, i, len);
+        bool zero = cli_is_zero(s->buf + i, j - i);
+
+        /* Pieces are aligned to -S in the guest; extend the run. */
+        while (j < len) {
+            uint64_t n = piece(s, offset, j, len);
+            if (cli_is_zero(s->buf + j, n) != zero)
+                break;
+            j += n;
+        }
+        if (zero ? put_zeroes(s, j - i, offset + i) < 0
+                 : put_data(s, s->buf + i, j - i, offset + i) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+static int copy_image(struct copy_state *s)
+{
+    uint64_t window = WINDOW, offset;
+
+    if (s->sparse > window)
+        window = s->sparse;
+    if (s->cluster_size > window)
+        window = s->cluster_size;
+    s->buf = malloc(window);
+    s->cmp = s->has_backing ? malloc(window) : NULL;
+    if (!s->buf || (s->has_backing && !s->cmp)) {
+        cli_error("out of memory");
+        return -1;
+    }
+    cli_progress_print(0, 100);
+    for (offset = 0; offset < s->size; offset += window) {
+        uint64_t len = s->size - offset < window ? s->size - offset : window;
+        bool zero = false;
+        int err;
+
+        if (!s->has_backing && range_is_zero(s, offset, len, &zero) < 0)
+            return -1;
+        if (zero) {
+            if (put_zeroes(s, len, offset) < 0)
+                return -1;
+        } else {
+            err = qcowkit_pread(s->src, s->buf, len, offset);
+            if (err < 0)
+                return read_error(err, offset);
+            if (s->has_backing)
+                err = copy_window_backing(s, offset, len);
+            else if (s->compress)
+                err = copy_window_compressed(s, offset, len);
+            else
+                err = copy_window_sparse(s, offset, len);
+            if (err < 0)
+                return -1;
+        }
+        cli_progress_print((float)len * 100.0f / (float)s->size, 0);
+    }
+    return 0;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    enum { OPT_IMAGE_OPTS = 256, OPT_TARGET_IS_ZERO, OPT_SALVAGE };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"force-share", no_argument, NULL, 'U'},
+        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {"target-image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {"target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO},
+        {"salvage", no_argument, NULL, OPT_SALVAGE},
+        {NULL, 0, NULL, 0},
+    };
+    const char *src_fmt = NULL, *out_fmt = "raw", *opt_B = NULL;
+    const char *opt_F = NULL, *cache = "unsafe", *src_path, *dst_path = NULL;
+    struct convert_opts o;
+    struct copy_state s;
+    enum qcowkit_format src_format, backing_format;
+    bool progress = false, quiet = false;
+    int c, err, ret = 1;
+
+    memset(&o, 0, sizeof o);
+    memset(&s, 0, sizeof s);
+    s.sparse = 4096;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:",
+                            longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            src_fmt = optarg;
+            break;
+        case 'O':
+            out_fmt = optarg;
+            break;
+        case 'B':
+            opt_B = optarg;
+            break;
+        case 'F':
+            opt_F = optarg;
+            break;
+        case 'c':
+            s.compress = true;
+            break;
+        case 'o':
+            break; /* parsed below, once -O is known */
+        case 'S': {
+            const char *why;
+            uint64_t v;
+            if (cli_parse_size(optarg, MAX_SPARSE, &v, &why) < 0 ||
+                v % 512 != 0) {
+                cli_error("Invalid buffer size for sparse output specified. "
+                          "Valid sizes are multiples of 512 up to %u. Select "
+                          "0 to disable sparse detection (fully allocates "
+                          "output).",
+                          MAX_SPARSE);
+                return 1;
+            }
+            s.sparse = v;
+            break;
+        }
+        case 'p':
+            progress = true;
+            break;
+        case 't':
+            cache = optarg;
+            if (!valid_cache_mode(cache)) {
+                cli_error("Invalid cache option: %s", cache);
+                return 1;
+            }
+            break;
+        case 'T':
+            if (!valid_cache_mode(optarg)) {
+                cli_error("Invalid source cache option: %s", optarg);
+                return 1;
+            }
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'n':
+            s.no_create = true;
+            break;
+        case 'C':
+        case 'W':
+        case 'U':
+        case 'm':
+        case 'r':
+        case OPT_TARGET_IS_ZERO:
+        case OPT_SALVAGE:
+            break; /* accepted; they do not change the result */
+        case 'l':
+            cli_error("Snapshots are not supported by qcow images");
+            return 1;
+        case 'h':
+            printf("usage: %s %s\n", CLI_NAME, cli_usage("convert"));
+            return 0;
+        case OPT_IMAGE_OPTS:
+            cli_error("--image-opts is not supported");
+            return 1;
+        default:
+            return cli_bad_option("convert", argv, c);
+        }
+    }
+    if (quiet)
+        progress = false;
+    if (cli_parse_format(out_fmt, &o.out_format) < 0 ||
+        cli_parse_format(src_fmt, &src_format) < 0)
+        return 1;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:",
+                            longopts, NULL)) != -1) {
+        if (c == 'o' && cli_parse_opts(optarg, convert_option, &o) < 0)
+            goto out;
+    }
+    if (o.help) {
+        printf("Supported options:\n");
+        if (o.out_format == QCOWKIT_FORMAT_QCOW)
+            printf("  backing_file=<str>     - File name of a base image\n"
+                   "  backing_fmt=<str>      - Image format of the base "
+                   "image\n"
+                   "  cluster_size=<size>    - qcow cluster size "
+                   "(qcowkit extension)\n");
+        ret = 0;
+        goto out;
+    }
+    if (argc - optind < 2) {
+        cli_usage_error("convert", "Must specify image file name");
+        goto out;
+    }
+    if (argc - optind > 2) {
+        cli_usage_error("convert", "Only one source image is supported");
+        goto out;
+    }
+    src_path = argv[optind];
+    dst_path = argv[optind + 1];
+    if (opt_B && keep_string(&o.backing_file, opt_B) < 0)
+        goto out;
+    if (opt_F && keep_string(&o.backing_fmt, opt_F) < 0)
+        goto out;
+    if (o.backing_file && o.out_format == QCOWKIT_FORMAT_RAW) {
+        cli_error("%s: Backing file not supported for file format 'raw'",
+                  dst_path);
+        goto out;
+    }
+    if (o.backing_file && !o.backing_fmt) {
+        cli_error("Use of backing file requires explicit backing format");
+        goto out;
+    }
+    if (cli_parse_format(o.backing_fmt, &backing_format) < 0)
+        goto out;
+    if (s.compress && o.out_format != QCOWKIT_FORMAT_QCOW) {
+        cli_error("Compression not supported for this file format");
+        goto out;
+    }
+    if (s.no_create && o.backing_file) {
+        /* qemu-img ignores -B with -n; the target keeps its own. */
+        free(o.backing_file);
+        o.backing_file = NULL;
+    }
+
+    if (cli_open(src_path, src_format, QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_AUTO,
+                 &s.src) < 0)
+        goto out;
+    s.size = cli_image_size(s.src);
+
+    if (!s.no_create) {
+        struct qcowkit_create_opts co;
+        qcowkit_create_opts_init(&co);
+        co.format = o.out_format;
+        co.size = s.size;
+        co.backing_file = o.backing_file;
+        co.cluster_size = o.cluster_size;
+        err = qcowkit_create(dst_path, &co, QCOWKIT_IO_TRUNC);
+        if (err < 0) {
+            cli_lib_error(err, NULL);
+            goto out;
+        }
+    }
+    if (cli_open(dst_path, o.out_format, QCOWKIT_OPEN_RDWR, backing_format,
+                 &s.dst) < 0)
+        goto out;
+    {
+        struct qcowkit_info info;
+        err = cli_get_info(s.dst, &info);
+        if (err < 0) {
+            cli_lib_error(err, NULL);
+            goto out;
+        }
+        s.cluster_size = info.cluster_size;
+        s.has_backing = info.backing_file[0] != '\0';
+        if (info.virtual_size < s.size) {
+            cli_error("%s: target image of %" PRIu64
+                      " bytes is smaller than the source (%" PRIu64 " bytes)",
+                      dst_path, info.virtual_size, s.size);
+            goto out;
+        }
+    }
+
+    cli_progress_init(progress, 1.0f);
+    err = copy_image(&s);
+    if (err == 0 && strcmp(cache, "unsafe") != 0) {
+        err = qcowkit_flush(s.dst);
+        if (err < 0)
+            write_error(err, 0);
+    }
+    cli_progress_end();
+    if (err < 0)
+        goto out;
+    ret = 0;
+out:
+    cli_chain_status_done();
+    if (s.dst && qcowkit_close(s.dst) < 0 && ret == 0) {
+        cli_lib_error(-EIO, dst_path);
+        ret = 1;
+    }
+    qcowkit_close(s.src);
+    free(s.buf);
+    free(s.cmp);
+    free(o.backing_file);
+    free(o.backing_fmt);
+    return ret;
+}

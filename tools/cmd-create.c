@@ -1,0 +1,273 @@
+/* cmd-create.c - qcowkit create: a new qcow or raw image (qemu-img create). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct create_args {
+    const char *file;
+    enum qcowkit_format format;
+    bool have_size;
+    uint64_t size;
+    char *backing_file;
+    char *backing_fmt;
+    uint32_t cluster_size;
+    bool help;
+};
+
+static void print_create_options(enum qcowkit_format format)
+{
+    printf("Supported options:\n");
+    if (format == QCOWKIT_FORMAT_QCOW) {
+        printf("  backing_file=<str>     - File name of a base image\n"
+               "  backing_fmt=<str>      - Image format of the base image\n"
+               "  cluster_size=<size>    - qcow cluster size (512..65536, "
+               "a power of two; qcowkit extension)\n");
+    }
+    printf("  size=<size>            - Virtual disk size\n");
+}
+
+static int set_string(char **slot, const char *value)
+{
+    char *copy = strdup(value);
+
+    if (!copy) {
+        cli_error("out of memory");
+        return -1;
+    }
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+static int create_option(void *ctx, const char *key, const char *value)
+{
+    struct create_args *a = ctx;
+    uint64_t v;
+    const char *why;
+
+    if (strcmp(key, "help") == 0 || strcmp(key, "?") == 0) {
+        a->help = true;
+        return 0;
+    }
+    if (!value) {
+        cli_error("Invalid parameter '%s': expected %s=VALUE", key, key);
+        return -1;
+    }
+    if (strcmp(key, "size") == 0) {
+        if (cli_parse_size(value, INT64_MAX, &v, &why) < 0) {
+            cli_error("Invalid size '%s' for parameter 'size': %s", value, why);
+            return -1;
+        }
+        a->size = v;
+        a->have_size = true;
+        return 0;
+    }
+    if (a->format == QCOWKIT_FORMAT_QCOW) {
+        if (strcmp(key, "backing_file") == 0)
+            return set_string(&a->backing_file, value);
+        if (strcmp(key, "backing_fmt") == 0)
+            return set_string(&a->backing_fmt, value);
+        if (strcmp(key, "cluster_size") == 0) {
+            if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
+                (v & (v - 1)) != 0) {
+                cli_error("Invalid cluster_size '%s': must be a power of two "
+                          "between 512 and 65536",
+                          value);
+                return -1;
+            }
+            a->cluster_size = (uint32_t)v;
+            return 0;
+        }
+    }
+    cli_error("Invalid parameter '%s'", key);
+    return -1;
+}
+
+/*
+ * Check the backing file as qemu-img does: it must open in the given
+ * format, and it supplies the size when none was given.
+ */
+static int check_backing(struct create_args *a, bool unsafe)
+{
+    enum qcowkit_format bfmt;
+    struct qcowkit_image *b;
+    struct qcowkit_open_opts o;
+    char *path;
+    int err;
+
+    if (strcmp(a->file, a->backing_file) == 0) {
+        cli_error("%s: Error: Trying to create an image with the same "
+                  "filename as the backing file",
+                  a->file);
+        return -1;
+    }
+    if (cli_parse_format(a->backing_fmt, &bfmt) < 0)
+        return -1;
+    if (unsafe) {
+        if (!a->backing_fmt) {
+            cli_error("%s: Backing file specified without backing format",
+                      a->file);
+            return -1;
+        }
+        return 0;
+    }
+    path = cli_backing_path(a->file, a->backing_file);
+    if (!path) {
+        cli_error("out of memory");
+        return -1;
+    }
+    qcowkit_open_opts_init(&o);
+    o.format = bfmt;
+    o.flags = QCOWKIT_OPEN_RDONLY | QCOWKIT_OPEN_NO_BACKING;
+    err = qcowkit_open(path, &o, &b);
+    free(path);
+    if (err < 0) {
+        cli_lib_error(err, a->file);
+        return -1;
+    }
+    if (!a->backing_fmt) {
+        struct qcowkit_info info;
+        if (cli_get_info(b, &info) == 0)
+            cli_error("%s: Backing file specified without backing format "
+                      "(detected format of %s)",
+                      a->file, cli_format_name(info.format));
+        else
+            cli_error("%s: Backing file specified without backing format",
+                      a->file);
+        qcowkit_close(b);
+        return -1;
+    }
+    if (!a->have_size) {
+        a->size = cli_image_size(b);
+        a->have_size = true;
+    }
+    qcowkit_close(b);
+    return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"object", required_argument, NULL, 'O'},
+        {NULL, 0, NULL, 0},
+    };
+    struct create_args a;
+    struct qcowkit_create_opts co;
+    const char *fmt = "raw", *opt_b = NULL, *opt_F = NULL;
+    bool quiet = false, unsafe = false;
+    int c, err, ret = 1;
+
+    memset(&a, 0, sizeof a);
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) !=
+           -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'b':
+            opt_b = optarg;
+            break;
+        case 'F':
+            opt_F = optarg;
+            break;
+        case 'o':
+            /* Parsed once the format is known; several -o accumulate. */
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'u':
+            unsafe = true;
+            break;
+        case 'h':
+            printf("usage: %s %s\n", CLI_NAME, cli_usage("create"));
+            return 0;
+        case 'O':
+            cli_error("--object is not supported");
+            return 1;
+        default:
+            return cli_bad_option("create", argv, c);
+        }
+    }
+    if (cli_parse_format(fmt, &a.format) < 0)
+        return 1;
+    /* Second pass for -o, now that the format is known. */
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) !=
+           -1) {
+        if (c == 'o' && cli_parse_opts(optarg, create_option, &a) < 0)
+            goto out;
+    }
+    if (a.help) {
+        print_create_options(a.format);
+        ret = 0;
+        goto out;
+    }
+    if (optind >= argc) {
+        cli_usage_error("create", "Expecting image file name");
+        goto out;
+    }
+    a.file = argv[optind++];
+    if (optind < argc) {
+        const char *why;
+        if (cli_parse_size(argv[optind], INT64_MAX, &a.size, &why) < 0) {
+            cli_error("Invalid image size specified: '%s': %s", argv[optind],
+                      why);
+            goto out;
+        }
+        a.have_size = true;
+        optind++;
+    }
+    if (optind < argc) {
+        cli_usage_error("create", "Unexpected argument: %s", argv[optind]);
+        goto out;
+    }
+    if (opt_b && set_string(&a.backing_file, opt_b) < 0)
+        goto out;
+    if (opt_F && set_string(&a.backing_fmt, opt_F) < 0)
+        goto out;
+    if (a.format == QCOWKIT_FORMAT_RAW && a.backing_file) {
+        cli_error("%s: Backing file not supported for file format 'raw'",
+                  a.file);
+        goto out;
+    }
+    if (a.backing_file && check_backing(&a, unsafe) < 0)
+        goto out;
+    if (!a.have_size) {
+        cli_error("%s: Image creation needs a size parameter", a.file);
+        goto out;
+    }
+    if (!quiet) {
+        printf("Formatting '%s', fmt=%s size=%llu", a.file,
+               cli_format_name(a.format), (unsigned long long)a.size);
+        if (a.backing_file)
+            printf(" backing_file=%s", a.backing_file);
+        if (a.backing_fmt)
+            printf(" backing_fmt=%s", a.backing_fmt);
+        if (a.cluster_size)
+            printf(" cluster_size=%u", (unsigned)a.cluster_size);
+        printf("\n");
+        fflush(stdout);
+    }
+    qcowkit_create_opts_init(&co);
+    co.format = a.format;
+    co.size = a.size;
+    co.backing_file = a.backing_file;
+    co.cluster_size = a.cluster_size;
+    err = qcowkit_create(a.file, &co, QCOWKIT_IO_TRUNC);
+    if (err < 0) {
+        cli_lib_error(err, NULL);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(a.backing_file);
+    free(a.backing_fmt);
+    return ret;
+}

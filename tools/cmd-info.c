@@ -1,0 +1,243 @@
+/* cmd-info.c - qcowkit info: describe an image (qemu-img info). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+/* One image of the chain, as qemu-img info reports it. */
+struct image_desc {
+    char *filename;
+    struct qcowkit_info info;
+    uint64_t virtual_size;
+    bool have_actual;
+    uint64_t actual_size;
+    char *full_backing; /* NULL without a backing file */
+};
+
+static void free_desc(struct image_desc *d)
+{
+    free(d->filename);
+    free(d->full_backing);
+}
+
+static int describe(const char *path, enum qcowkit_format format,
+                    struct image_desc *d)
+{
+    struct qcowkit_image *img;
+    struct stat st;
+    int err;
+
+    memset(d, 0, sizeof *d);
+    err = cli_open(path, format, QCOWKIT_OPEN_RDONLY | QCOWKIT_OPEN_NO_BACKING,
+                   QCOWKIT_FORMAT_AUTO, &img);
+    if (err < 0)
+        return err;
+    err = cli_get_info(img, &d->info);
+    qcowkit_close(img);
+    if (err < 0) {
+        cli_lib_error(err, NULL);
+        return err;
+    }
+    d->filename = strdup(path);
+    d->virtual_size = d->info.virtual_size;
+    /* QEMU sees raw files in whole sectors. */
+    if (d->info.format == QCOWKIT_FORMAT_RAW)
+        d->virtual_size = (d->virtual_size + 511) & ~UINT64_C(511);
+    if (stat(path, &st) == 0) {
+        d->have_actual = true;
+        d->actual_size = (uint64_t)st.st_blocks * 512;
+    }
+    if (d->info.backing_file[0])
+        d->full_backing = cli_backing_path(path, d->info.backing_file);
+    if (!d->filename || (d->info.backing_file[0] && !d->full_backing)) {
+        cli_error("out of memory");
+        free_desc(d);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void print_human(const struct image_desc *d)
+{
+    char buf[64];
+
+    printf("image: %s\n", d->filename);
+    printf("file format: %s\n", cli_format_name(d->info.format));
+    cli_size_to_str(d->virtual_size, buf, sizeof buf);
+    printf("virtual size: %s (%llu bytes)\n", buf,
+           (unsigned long long)d->virtual_size);
+    if (d->have_actual) {
+        cli_size_to_str(d->actual_size, buf, sizeof buf);
+        printf("disk size: %s\n", buf);
+    } else {
+        printf("disk size: unavailable\n");
+    }
+    if (d->info.crypt_method)
+        printf("encrypted: yes\n");
+    if (d->info.cluster_size)
+        printf("cluster_size: %u\n", (unsigned)d->info.cluster_size);
+    if (d->full_backing) {
+        printf("backing file: %s", d->info.backing_file);
+        if (strcmp(d->full_backing, d->info.backing_file) != 0)
+            printf(" (actual path: %s)", d->full_backing);
+        printf("\n");
+    }
+}
+
+/* The keys in the order qemu-img 7.2 prints them for qcow and raw. */
+static void print_json(const struct image_desc *d, const char *indent)
+{
+    printf("%s{\n", indent);
+    printf("%s    \"virtual-size\": %llu,\n", indent,
+           (unsigned long long)d->virtual_size);
+    printf("%s    \"filename\": ", indent);
+    cli_json_string(stdout, d->filename);
+    printf(",\n");
+    if (d->info.cluster_size)
+        printf("%s    \"cluster-size\": %u,\n", indent,
+               (unsigned)d->info.cluster_size);
+    printf("%s    \"format\": \"%s\",\n", indent,
+           cli_format_name(d->info.format));
+    if (d->have_actual)
+        printf("%s    \"actual-size\": %llu,\n", indent,
+               (unsigned long long)d->actual_size);
+    if (d->full_backing) {
+        printf("%s    \"full-backing-filename\": ", indent);
+        cli_json_string(stdout, d->full_backing);
+        printf(",\n");
+    }
+    if (d->info.crypt_method)
+        printf("%s    \"encrypted\": true,\n", indent);
+    if (d->full_backing) {
+        printf("%s    \"backing-filename\": ", indent);
+        cli_json_string(stdout, d->info.backing_file);
+        printf(",\n");
+    }
+    printf("%s    \"dirty-flag\": false\n", indent);
+    printf("%s}", indent);
+}
+
+int cmd_info(int argc, char **argv)
+{
+    enum { OPT_OUTPUT = 256, OPT_CHAIN, OPT_IMAGE_OPTS };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, OPT_OUTPUT},
+        {"backing-chain", no_argument, NULL, OPT_CHAIN},
+        {"force-share", no_argument, NULL, 'U'},
+        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {NULL, 0, NULL, 0},
+    };
+    const char *fmt = NULL, *output = "human";
+    enum qcowkit_format format;
+    bool chain = false, json;
+    struct image_desc *descs = NULL;
+    size_t n = 0, i;
+    char *path;
+    int c, ret = 1;
+
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case OPT_OUTPUT:
+            output = optarg;
+            break;
+        case OPT_CHAIN:
+            chain = true;
+            break;
+        case 'U':
+            break;
+        case 'h':
+            printf("usage: %s %s\n", CLI_NAME, cli_usage("info"));
+            return 0;
+        case OPT_IMAGE_OPTS:
+            cli_error("--image-opts is not supported");
+            return 1;
+        default:
+            return cli_bad_option("info", argv, c);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("info", "Expecting one image file name");
+    if (strcmp(output, "json") == 0)
+        json = true;
+    else if (strcmp(output, "human") == 0)
+        json = false;
+    else {
+        cli_error("--output must be used with human or json as argument.");
+        return 1;
+    }
+    if (cli_parse_format(fmt, &format) < 0)
+        return 1;
+
+    path = strdup(argv[optind]);
+    while (path) {
+        struct image_desc *grown;
+        struct stat st_new;
+
+        grown = realloc(descs, (n + 1) * sizeof *descs);
+        if (!grown) {
+            cli_error("out of memory");
+            goto out;
+        }
+        descs = grown;
+        if (describe(path, format, &descs[n]) < 0)
+            goto out;
+        n++;
+        free(path);
+        path = NULL;
+        if (!chain || !descs[n - 1].full_backing)
+            break;
+        /* A loop in the chain: the same file seen before. */
+        if (stat(descs[n - 1].full_backing, &st_new) == 0) {
+            for (i = 0; i < n; i++) {
+                struct stat st_old;
+                if (stat(descs[i].filename, &st_old) == 0 &&
+                    st_old.st_dev == st_new.st_dev &&
+                    st_old.st_ino == st_new.st_ino) {
+                    cli_error("Backing file '%s' creates an infinite loop.",
+                              descs[n - 1].full_backing);
+                    goto out;
+                }
+            }
+        }
+        path = strdup(descs[n - 1].full_backing);
+        format = QCOWKIT_FORMAT_AUTO;
+    }
+    if (n == 0) {
+        cli_error("out of memory");
+        goto out;
+    }
+    if (json && chain) {
+        printf("[\n");
+        for (i = 0; i < n; i++) {
+            print_json(&descs[i], "    ");
+            printf(i + 1 < n ? ",\n" : "\n");
+        }
+        printf("]\n");
+    } else if (json) {
+        print_json(&descs[0], "");
+        printf("\n");
+    } else {
+        for (i = 0; i < n; i++) {
+            if (i)
+                printf("\n");
+            print_human(&descs[i]);
+        }
+    }
+    ret = 0;
+out:
+    free(path);
+    for (i = 0; i < n; i++)
+        free_desc(&descs[i]);
+    free(descs);
+    return ret;
+}

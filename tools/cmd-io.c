@@ -1,0 +1,872 @@
+/* cmd-io.c - qcowkit io: a subset of qemu-io, with its output text.
+ * Commands come from -c options or, without them, from standard input. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define REQUEST_MAX_BYTES UINT64_C(2147483136) /* QEMU's per-request limit */
+#define SECTOR            512u
+
+struct io_ctx {
+    struct qcowkit_image *img;
+    bool read_only;
+    bool quit;
+};
+
+struct io_cmd {
+    const char *name;
+    const char *altname;
+    int (*fn)(struct io_ctx *ctx, int argc, char **argv);
+    int argmin, argmax; /* argmax -1: no limit */
+    const char *args;   /* NULL: none shown */
+    const char *oneline;
+};
+
+static const struct io_cmd *find_cmd(const char *name);
+
+static void usage(const struct io_cmd *c)
+{
+    printf("%s %s -- %s\n", c->name, c->args ? c->args : "", c->oneline);
+}
+
+/* qemu-io's cvtnum(): a size with suffixes; negative errno on error. */
+static int64_t cvtnum(const char *s)
+{
+    uint64_t v;
+    const char *why;
+    int err = cli_parse_size(s, INT64_MAX, &v, &why);
+
+    return err < 0 ? err : (int64_t)v;
+}
+
+static void print_cvtnum_err(int64_t rc, const char *arg)
+{
+    if (rc == -EINVAL)
+        printf("Parsing error: non-numeric argument, or "
+               "extraneous/unrecognized suffix -- %s\n",
+               arg);
+    else if (rc == -ERANGE)
+        printf("Parsing error: argument too large -- %s\n", arg);
+    else
+        printf("Parsing error: %s\n", arg);
+}
+
+static int parse_pattern(const char *arg)
+{
+    char *end = NULL;
+    long pattern = strtol(arg, &end, 0);
+
+    if (pattern < 0 || pattern > UCHAR_MAX || *end != '\0') {
+        printf("%s is not a valid pattern byte\n", arg);
+        return -1;
+    }
+    return (int)pattern;
+}
+
+/* ------------------------------------------------------------ reporting */
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void timestr(double t, char *buf, size_t len, bool fixed)
+{
+    unsigned long secs = (unsigned long)t;
+    double frac = t - (double)secs;
+
+    if (fixed || secs >= 3600)
+        snprintf(buf, len, "%lu:%02lu:%05.2f", secs / 3600, (secs % 3600) / 60,
+                 (double)(secs % 60) + frac);
+    else
+        snprintf(buf, len, "%05.2f sec", (double)(secs % 60) + frac);
+}
+
+static double tdiv(double value, double t)
+{
+    return value / t;
+}
+
+static void print_report(const char *op, double t, int64_t offset,
+                         int64_t count, int64_t total, int cnt, bool compact)
+{
+    char s1[64], s2[64], ts[64];
+
+    timestr(t, ts, sizeof ts, compact);
+    if (!compact) {
+        cli_cvtstr((double)total, s1, sizeof s1);
+        cli_cvtstr(tdiv((double)total, t), s2, sizeof s2);
+        printf("%s %" PRId64 "/%" PRId64 " bytes at offset %" PRId64 "\n", op,
+               total, count, offset);
+        printf("%s, %d ops; %s (%s/sec and %.4f ops/sec)\n", s1, cnt, ts, s2,
+               tdiv((double)cnt, t));
+    } else {
+        printf("%" PRId64 ",%d,%s,%.3f,%.3f\n", total, cnt, ts,
+               tdiv((double)total, t), tdiv((double)cnt, t));
+    }
+}
+
+static void dump_buffer(const uint8_t *buf, int64_t offset, int64_t len)
+{
+    for (int64_t i = 0; i < len; i += 16) {
+        int j;
+
+        printf("%08" PRIx64 ":  ", (uint64_t)(offset + i));
+        for (j = 0; j < 16 && i + j < len; j++)
+            printf("%02x ", buf[i + j]);
+        printf(" ");
+        for (j = 0; j < 16 && i + j < len; j++)
+            putchar(isalnum(buf[i + j]) ? buf[i + j] : '.');
+        printf("\n");
+    }
+}
+
+/* QEMU answers requests outside the image with EIO. */
+static int check_request(struct io_ctx *ctx, int64_t offset, int64_t count)
+{
+    uint64_t size = cli_image_size(ctx->img);
+
+    if ((uint64_t)offset > size || size - (uint64_t)offset < (uint64_t)count)
+        return -EIO;
+    return 0;
+}
+
+/* ----------------------------------------------------------------- read */
+
+static int read_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    const struct io_cmd *me = find_cmd("read");
+    bool Cflag = false, qflag = false, vflag = false, Pflag = false;
+    bool lflag = false, sflag = false, bflag = false;
+    int64_t offset, count, pattern_offset = 0, pattern_count = 0;
+    double t1, t2;
+    uint8_t *buf;
+    int c, pattern = 0, ret;
+
+    optind = 0;
+    opterr = 1;
+    while ((c = getopt(argc, argv, "bCl:pP:qs:v")) != -1) {
+        switch (c) {
+        case 'b':
+            bflag = true;
+            break;
+        case 'C':
+            Cflag = true;
+            break;
+        case 'l':
+            lflag = true;
+            pattern_count = cvtnum(optarg);
+            if (pattern_count < 0) {
+                print_cvtnum_err(pattern_count, optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'p':
+            break; /* ignored, as in qemu-io */
+        case 'P':
+            Pflag = true;
+            pattern = parse_pattern(optarg);
+            if (pattern < 0)
+                return -EINVAL;
+            break;
+        case 'q':
+            qflag = true;
+            break;
+        case 's':
+            sflag = true;
+            pattern_offset = cvtnum(optarg);
+            if (pattern_offset < 0) {
+                print_cvtnum_err(pattern_offset, optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'v':
+            vflag = true;
+            break;
+        default:
+            fflush(stderr);
+            usage(me);
+            return -EINVAL;
+        }
+    }
+    if (optind != argc - 2) {
+        usage(me);
+        return -EINVAL;
+    }
+    offset = cvtnum(argv[optind]);
+    if (offset < 0) {
+        print_cvtnum_err(offset, argv[optind]);
+        return -EINVAL;
+    }
+    optind++;
+    count = cvtnum(argv[optind]);
+    if (count < 0) {
+        print_cvtnum_err(count, argv[optind]);
+        return -EINVAL;
+    } else if ((uint64_t)count > REQUEST_MAX_BYTES) {
+        printf("length cannot exceed %" PRIu64 ", given %s\n",
+               REQUEST_MAX_BYTES, argv[optind]);
+        return -EINVAL;
+    }
+    if (!Pflag && (lflag || sflag)) {
+        usage(me);
+        return -EINVAL;
+    }
+    if (!lflag)
+        pattern_count = count - pattern_offset;
+    if (pattern_count < 0 || pattern_count + pattern_offset > count) {
+        printf("pattern verification range exceeds end of read data\n");
+        return -EINVAL;
+    }
+    if (bflag) {
+        /* qcow images have no VM state. */
+        printf("read failed: %s\n", strerror(ENOTSUP));
+        return -ENOTSUP;
+    }
+
+    buf = malloc(count ? (size_t)count : 1);
+    if (!buf) {
+        printf("read failed: %s\n", strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    memset(buf, 0xab, (size_t)count);
+    t1 = now();
+    ret = check_request(ctx, offset, count);
+    if (ret == 0 && count)
+        ret = qcowkit_pread(ctx->img, buf, (size_t)count, (uint64_t)offset);
+    t2 = now();
+    if (ret < 0) {
+        printf("read failed: %s\n", strerror(-ret));
+        goto out;
+    }
+    if (Pflag && pattern_count > 0) {
+        for (int64_t i = 0; i < pattern_count; i++) {
+            if (buf[pattern_offset + i] != pattern) {
+                printf("Pattern verification failed at offset %" PRId64
+                       ", %" PRId64 " bytes\n",
+                       offset + pattern_offset, pattern_count);
+                ret = -EINVAL;
+                break;
+            }
+        }
+    }
+    if (qflag)
+        goto out;
+    if (vflag)
+        dump_buffer(buf, offset, count);
+    print_report("read", t2 - t1, offset, count, count, 1, Cflag);
+out:
+    free(buf);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- write */
+
+/* qemu-io's -s: the file's bytes, repeated to fill len. */
+static uint8_t *load_source(const char *path, int64_t len)
+{
+    FILE *f = fopen(path, "r");
+    uint8_t *buf;
+    size_t got;
+
+    if (!f) {
+        fflush(stdout);
+        perror(path);
+        return NULL;
+    }
+    buf = malloc(len ? (size_t)len : 1);
+    if (!buf) {
+        fclose(f);
+        return NULL;
+    }
+    got = fread(buf, 1, (size_t)len, f);
+    if (ferror(f)) {
+        fflush(stdout);
+        perror(path);
+        goto fail;
+    }
+    if (got == 0 && len > 0) {
+        fflush(stdout);
+        fprintf(stderr, "%s: file is empty\n", path);
+        goto fail;
+    }
+    for (size_t at = got; at < (size_t)len; at += got) {
+        size_t n = (size_t)len - at < got ? (size_t)len - at : got;
+        memcpy(buf + at, buf, n);
+    }
+    fclose(f);
+    return buf;
+fail:
+    fclose(f);
+    free(buf);
+    return NULL;
+}
+
+/*
+ * write -z without -u: qcow has no way to store zeros cheaply, so QEMU
+ * writes zero-filled data (the clusters become allocated).  Do the same;
+ * -u lets the library leave zero clusters unallocated.  (With -c, as in
+ * qemu-io, the zeros are not compressed.)
+ */
+static int write_zero_buffer(struct io_ctx *ctx, int64_t offset, int64_t count)
+{
+    const size_t chunk = 1u << 20;
+    uint8_t *zeros = calloc(1, chunk);
+    int ret = 0;
+
+    if (!zeros)
+        return -ENOMEM;
+    while (count > 0 && ret == 0) {
+        size_t n = (uint64_t)count < chunk ? (size_t)count : chunk;
+        ret = qcowkit_pwrite(ctx->img, zeros, n, (uint64_t)offset);
+        offset += (int64_t)n;
+        count -= (int64_t)n;
+    }
+    free(zeros);
+    return ret;
+}
+
+static int write_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    const struct io_cmd *me = find_cmd("write");
+    bool Cflag = false, qflag = false, Pflag = false, zflag = false;
+    bool bflag = false, cflag = false, fflag = false, uflag = false;
+    bool nflag = false;
+    const char *source = NULL;
+    int64_t offset, count;
+    double t1, t2;
+    uint8_t *buf = NULL;
+    int c, pattern = 0xcd, ret;
+
+    optind = 0;
+    opterr = 1;
+    while ((c = getopt(argc, argv, "bcCfnpP:qs:uz")) != -1) {
+        switch (c) {
+        case 'b':
+            bflag = true;
+            break;
+        case 'c':
+            cflag = true;
+            break;
+        case 'C':
+            Cflag = true;
+            break;
+        case 'f':
+            fflag = true;
+            break;
+        case 'n':
+            nflag = true;
+            break;
+        case 'p':
+            break; /* ignored, as in qemu-io */
+        case 'P':
+            Pflag = true;
+            pattern = parse_pattern(optarg);
+            if (pattern < 0)
+                return -EINVAL;
+            break;
+        case 'q':
+            qflag = true;
+            break;
+        case 's':
+            source = optarg;
+            break;
+        case 'u':
+            uflag = true;
+            break;
+        case 'z':
+            zflag = true;
+            break;
+        default:
+            fflush(stderr);
+            usage(me);
+            return -EINVAL;
+        }
+    }
+    if (optind != argc - 2) {
+        usage(me);
+        return -EINVAL;
+    }
+    if (bflag && zflag) {
+        printf("-b and -z cannot be specified at the same time\n");
+        return -EINVAL;
+    }
+    if (fflag && (bflag || cflag)) {
+        printf("-f and -b or -c cannot be specified at the same time\n");
+        return -EINVAL;
+    }
+    if (uflag && !zflag) {
+        printf("-u requires -z to be specified\n");
+        return -EINVAL;
+    }
+    if ((int)zflag + (int)Pflag + (int)(source != NULL) > 1) {
+        printf("Only one of -z, -P, and -s can be specified at the same "
+               "time\n");
+        return -EINVAL;
+    }
+    offset = cvtnum(argv[optind]);
+    if (offset < 0) {
+        print_cvtnum_err(offset, argv[optind]);
+        return -EINVAL;
+    }
+    optind++;
+    count = cvtnum(argv[optind]);
+    if (count < 0) {
+        print_cvtnum_err(count, argv[optind]);
+        return -EINVAL;
+    } else if ((uint64_t)count > REQUEST_MAX_BYTES && !(zflag && nflag)) {
+        printf("length cannot exceed %" PRIu64 " without -n, given %s\n",
+               REQUEST_MAX_BYTES, argv[optind]);
+        return -EINVAL;
+    }
+    if (bflag || cflag) {
+        if (offset % SECTOR) {
+            printf("%" PRId64 " is not a sector-aligned value for 'offset'\n",
+                   offset);
+            return -EINVAL;
+        }
+        if (count % SECTOR) {
+            printf("%" PRId64 " is not a sector-aligned value for 'count'\n",
+                   count);
+            return -EINVAL;
+        }
+    }
+    if (bflag) {
+        printf("write failed: %s\n", strerror(ENOTSUP));
+        return -ENOTSUP;
+    }
+    if (ctx->read_only) {
+        fflush(stdout);
+        fprintf(stderr, "%s: Block node is read-only\n", CLI_NAME);
+        return -EACCES;
+    }
+    if (!zflag) {
+        if (source) {
+            buf = load_source(source, count);
+            if (!buf)
+                return -EINVAL;
+        } else {
+            buf = malloc(count ? (size_t)count : 1);
+            if (!buf) {
+                printf("write failed: %s\n", strerror(ENOMEM));
+                return -ENOMEM;
+            }
+            memset(buf, pattern, (size_t)count);
+        }
+    }
+
+    t1 = now();
+    ret = check_request(ctx, offset, count);
+    if (ret == 0 && count) {
+        if (zflag && uflag)
+            ret = qcowkit_pwrite_zeroes(ctx->img, (size_t)count,
+                                        (uint64_t)offset);
+        else if (zflag)
+            ret = write_zero_buffer(ctx, offset, count);
+        else if (cflag)
+            ret = qcowkit_pwrite_compressed(ctx->img, buf, (size_t)count,
+                                            (uint64_t)offset);
+        else
+            ret =
+                qcowkit_pwrite(ctx->img, buf, (size_t)count, (uint64_t)offset);
+        if (ret == 0 && fflag)
+            ret = qcowkit_flush(ctx->img);
+    }
+    t2 = now();
+    if (ret < 0) {
+        printf("write failed: %s\n", strerror(-ret));
+        goto out;
+    }
+    if (qflag)
+        goto out;
+    print_report("wrote", t2 - t1, offset, count, count, 1, Cflag);
+out:
+    free(buf);
+    return ret;
+}
+
+/* ------------------------------------------------------- other commands */
+
+static int flush_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return qcowkit_flush(ctx->img);
+}
+
+static int length_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    char s[64];
+
+    (void)argc;
+    (void)argv;
+    cli_cvtstr((double)cli_image_size(ctx->img), s, sizeof s);
+    printf("%s\n", s);
+    return 0;
+}
+
+static int info_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    struct qcowkit_info info;
+    char s1[64], s2[64];
+    int err = cli_get_info(ctx->img, &info);
+
+    (void)argc;
+    (void)argv;
+    if (err < 0)
+        return err;
+    cli_cvtstr((double)info.cluster_size, s1, sizeof s1);
+    cli_cvtstr(0, s2, sizeof s2);
+    printf("format name: %s\n", cli_format_name(info.format));
+    printf("cluster size: %s\n", s1);
+    printf("vm state offset: %s\n", s2);
+    return 0;
+}
+
+/* Is offset allocated in this layer (not its backing)?  *pnum: run. */
+static int is_allocated(struct io_ctx *ctx, uint64_t offset, uint64_t bytes,
+                        uint64_t *pnum)
+{
+    struct qcowkit_extent e;
+    uint64_t size = cli_image_size(ctx->img);
+    int err;
+
+    if (offset >= size || bytes == 0) {
+        *pnum = 0;
+        return 0;
+    }
+    if (bytes > size - offset)
+        bytes = size - offset;
+    err = qcowkit_block_status(ctx->img, offset, bytes, &e);
+    if (err < 0)
+        return err;
+    *pnum = e.length;
+    return (e.flags & QCOWKIT_EXTENT_ALLOCATED) ? 1 : 0;
+}
+
+static int map_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    uint64_t size = cli_image_size(ctx->img), offset = 0;
+
+    (void)argc;
+    (void)argv;
+    if (size == 0)
+        return 0;
+    do {
+        uint64_t num, more;
+        char s1[64], s2[64];
+        int first = is_allocated(ctx, offset, size - offset, &num), ret;
+
+        if (first < 0) {
+            fflush(stdout);
+            fprintf(stderr, "Failed to get allocation status: %s\n",
+                    strerror(-first));
+            return first;
+        }
+        /* Merge runs with the same status, as qemu-io does. */
+        while (offset + num < size) {
+            ret = is_allocated(ctx, offset + num, size - offset - num, &more);
+            if (ret != first || more == 0)
+                break;
+            num += more;
+        }
+        cli_cvtstr((double)num, s1, sizeof s1);
+        cli_cvtstr((double)offset, s2, sizeof s2);
+        printf("%s (0x%" PRIx64 ") bytes %s at offset %s (0x%" PRIx64 ")\n", s1,
+               num, first ? "    allocated" : "not allocated", s2, offset);
+        offset += num;
+    } while (offset < size);
+    return 0;
+}
+
+static int alloc_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    int64_t offset, count = SECTOR, remaining, sum = 0;
+    char s1[64];
+
+    offset = cvtnum(argv[1]);
+    if (offset < 0) {
+        print_cvtnum_err(offset, argv[1]);
+        return -EINVAL;
+    }
+    if (argc == 3) {
+        count = cvtnum(argv[2]);
+        if (count < 0) {
+            print_cvtnum_err(count, argv[2]);
+            return -EINVAL;
+        }
+    }
+    remaining = count;
+    for (int64_t at = offset; remaining > 0;) {
+        uint64_t num;
+        int ret = is_allocated(ctx, (uint64_t)at, (uint64_t)remaining, &num);
+
+        if (ret < 0) {
+            printf("is_allocated failed: %s\n", strerror(-ret));
+            return ret;
+        }
+        if (num == 0) {
+            count -= remaining; /* past the end of the image */
+            break;
+        }
+        at += (int64_t)num;
+        remaining -= (int64_t)num;
+        if (ret)
+            sum += (int64_t)num;
+    }
+    cli_cvtstr((double)offset, s1, sizeof s1);
+    printf("%" PRId64 "/%" PRId64 " bytes allocated at offset %s\n", sum, count,
+           s1);
+    return 0;
+}
+
+static int quit_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    ctx->quit = true;
+    return 0;
+}
+
+static int help_f(struct io_ctx *ctx, int argc, char **argv);
+
+static const struct io_cmd io_cmds[] = {
+    {"alloc", NULL, alloc_f, 1, 2, "offset [count]",
+     "checks if offset is allocated in the file"},
+    {"flush", "f", flush_f, 0, 0, NULL, "flush all in-core file state to disk"},
+    {"help", "?", help_f, 0, 1, "[command]", "help for one or all commands"},
+    {"info", "i", info_f, 0, 0, NULL,
+     "prints information about the current file"},
+    {"length", "l", length_f, 0, 0, NULL,
+     "gets the length of the current file"},
+    {"map", NULL, map_f, 0, 0, "", "prints the allocated areas of a file"},
+    {"quit", "q", quit_f, 0, 0, NULL, "exit the program"},
+    {"read", "r", read_f, 2, -1,
+     "[-abCqv] [-P pattern [-s off] [-l len]] off len",
+     "reads a number of bytes at a specified offset"},
+    {"write", "w", write_f, 2, -1,
+     "[-bcCfnquz] [-P pattern | -s source_file] off len",
+     "writes a number of bytes at a specified offset"},
+};
+
+#define N_IO_CMDS (sizeof io_cmds / sizeof io_cmds[0])
+
+static const struct io_cmd *find_cmd(const char *name)
+{
+    for (size_t i = 0; i < N_IO_CMDS; i++)
+        if (strcmp(io_cmds[i].name, name) == 0 ||
+            (io_cmds[i].altname && strcmp(io_cmds[i].altname, name) == 0))
+            return &io_cmds[i];
+    return NULL;
+}
+
+static void help_oneline(const struct io_cmd *c)
+{
+    printf("%s ", c->name);
+    if (c->args)
+        printf("%s ", c->args);
+    printf("-- %s\n", c->oneline);
+}
+
+static int help_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    (void)ctx;
+    if (argc == 1) {
+        for (size_t i = 0; i < N_IO_CMDS; i++)
+            help_oneline(&io_cmds[i]);
+        printf("\nUse 'help commandname' for extended help.\n");
+        return 0;
+    }
+    const struct io_cmd *c = find_cmd(argv[1]);
+    if (!c) {
+        printf("command %s not found\n", argv[1]);
+        return -EINVAL;
+    }
+    help_oneline(c);
+    return 0;
+}
+
+/* ------------------------------------------------------------ the loop */
+
+/* Split a line on blanks (no quoting, as qemu-io) and run it. */
+static int run_command(struct io_ctx *ctx, const char *line)
+{
+    char *copy = strdup(line), *save = NULL, *tok;
+    char **argv = NULL;
+    int argc = 0, ret = 0;
+    const struct io_cmd *c;
+
+    if (!copy)
+        return -ENOMEM;
+    for (tok = strtok_r(copy, " \t\n", &save); tok;
+         tok = strtok_r(NULL, " \t\n", &save)) {
+        char **grown = realloc(argv, (size_t)(argc + 2) * sizeof *argv);
+        if (!grown) {
+            ret = -ENOMEM;
+            goto out;
+        }
+        argv = grown;
+        argv[argc++] = tok;
+        argv[argc] = NULL;
+    }
+    if (argc == 0)
+        goto out;
+    c = find_cmd(argv[0]);
+    if (!c) {
+        fflush(stdout);
+        fprintf(stderr, "command \"%s\" not found\n", argv[0]);
+        ret = -EINVAL;
+        goto out;
+    }
+    if (argc - 1 < c->argmin || (c->argmax != -1 && argc - 1 > c->argmax)) {
+        fflush(stdout);
+        if (c->argmax == -1)
+            fprintf(stderr,
+                    "bad argument count %d to %s, expected at least %d "
+                    "arguments\n",
+                    argc - 1, argv[0], c->argmin);
+        else if (c->argmin == c->argmax)
+            fprintf(stderr,
+                    "bad argument count %d to %s, expected %d arguments\n",
+                    argc - 1, argv[0], c->argmin);
+        else
+            fprintf(stderr,
+                    "bad argument count %d to %s, expected between %d and "
+                    "%d arguments\n",
+                    argc - 1, argv[0], c->argmin, c->argmax);
+        ret = -EINVAL;
+        goto out;
+    }
+    fflush(stdout);
+    ret = c->fn(ctx, argc, argv);
+    fflush(stdout);
+out:
+    free(argv);
+    free(copy);
+    return ret;
+}
+
+int cmd_io(int argc, char **argv)
+{
+    enum { OPT_IMAGE_OPTS = 256 };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"cmd", required_argument, NULL, 'c'},
+        {"format", required_argument, NULL, 'f'},
+        {"read-only", no_argument, NULL, 'r'},
+        {"cache", required_argument, NULL, 't'},
+        {"force-share", no_argument, NULL, 'U'},
+        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {NULL, 0, NULL, 0},
+    };
+    struct io_ctx ctx;
+    const char **cmds = NULL;
+    const char *fmt = NULL;
+    enum qcowkit_format format;
+    int ncmds = 0, c, ret, last_error = 0;
+
+    memset(&ctx, 0, sizeof ctx);
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:f:hnrsSt:TUd:km:i:", longopts,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'c': {
+            const char **grown =
+                realloc(cmds, (size_t)(ncmds + 1) * sizeof *cmds);
+            if (!grown) {
+                cli_error("out of memory");
+                free(cmds);
+                return 1;
+            }
+            cmds = grown;
+            cmds[ncmds++] = optarg;
+            break;
+        }
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'r':
+            ctx.read_only = true;
+            break;
+        case 'n':
+        case 's':
+        case 'S':
+        case 't':
+        case 'T':
+        case 'U':
+        case 'd':
+        case 'k':
+        case 'm':
+        case 'i':
+            break; /* accepted for qemu-io compatibility */
+        case 'h':
+            printf("usage: %s %s\n", CLI_NAME, cli_usage("io"));
+            free(cmds);
+            return 0;
+        case OPT_IMAGE_OPTS:
+            cli_error("--image-opts is not supported");
+            free(cmds);
+            return 1;
+        default:
+            free(cmds);
+            return cli_bad_option("io", argv, c);
+        }
+    }
+    if (optind != argc - 1) {
+        free(cmds);
+        if (optind >= argc)
+            return cli_usage_error("io", "Expecting one image file name");
+        return cli_usage_error("io", "Unexpected argument: %s", argv[argc - 1]);
+    }
+    if (cli_parse_format(fmt, &format) < 0) {
+        free(cmds);
+        return 1;
+    }
+    if (cli_open(argv[optind], format,
+                 ctx.read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR,
+                 QCOWKIT_FORMAT_AUTO, &ctx.img) < 0) {
+        free(cmds);
+        return 1;
+    }
+    if (ncmds > 0) {
+        for (int i = 0; i < ncmds && !ctx.quit; i++) {
+            ret = run_command(&ctx, cmds[i]);
+            if (ret < 0)
+                last_error = ret;
+        }
+    } else {
+        char line[4096];
+        /* qemu-io prompts even when stdin is not a terminal. */
+        for (;;) {
+            printf("%s> ", CLI_NAME);
+            fflush(stdout);
+            if (!fgets(line, sizeof line, stdin))
+                break;
+            ret = run_command(&ctx, line);
+            if (ret < 0)
+                last_error = ret;
+            if (ctx.quit)
+                break;
+        }
+    }
+    free(cmds);
+    fflush(stdout);
+    ret = qcowkit_close(ctx.img);
+    if (ret < 0) {
+        cli_lib_error(ret, NULL);
+        last_error = ret;
+    }
+    return last_error ? 1 : 0;
+}

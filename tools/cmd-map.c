@@ -1,0 +1,196 @@
+/* cmd-map.c - qcowkit map: where the guest data lies (qemu-img map). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct map_entry {
+    uint64_t start, length;
+    bool data, zero, present, has_offset;
+    uint64_t offset;
+    int depth;
+    const char *filename; /* NULL unless has_offset */
+};
+
+static bool mergeable(const struct map_entry *curr,
+                      const struct map_entry *next)
+{
+    if (curr->length == 0)
+        return false;
+    if (curr->zero != next->zero || curr->data != next->data ||
+        curr->depth != next->depth || curr->present != next->present ||
+        !curr->filename != !next->filename ||
+        curr->has_offset != next->has_offset)
+        return false;
+    if (curr->filename && strcmp(curr->filename, next->filename) != 0)
+        return false;
+    if (curr->has_offset && curr->offset + curr->length != next->offset)
+        return false;
+    return true;
+}
+
+/* Print one entry; may normalise next (human output), as qemu-img does. */
+static int dump_entry(bool json, const struct map_entry *e,
+                      struct map_entry *next)
+{
+    if (json) {
+        printf("{ \"start\": %" PRIu64 ", \"length\": %" PRIu64
+               ", \"depth\": %d, \"present\": %s, \"zero\": %s, \"data\": %s",
+               e->start, e->length, e->depth, e->present ? "true" : "false",
+               e->zero ? "true" : "false", e->data ? "true" : "false");
+        if (e->has_offset)
+            printf(", \"offset\": %" PRIu64, e->offset);
+        putchar('}');
+        if (next)
+            puts(",");
+        return 0;
+    }
+    if (e->data && !e->has_offset) {
+        cli_error("File contains external, encrypted or compressed "
+                  "clusters.");
+        return -EINVAL;
+    }
+    if (e->data && !e->zero)
+        printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start,
+               e->length, e->has_offset ? e->offset : 0,
+               e->filename ? e->filename : "");
+    /* Human output does not tell zero from unallocated: merge them. */
+    if (next && (!next->data || next->zero) && (!e->data || e->zero)) {
+        next->data = false;
+        next->zero = true;
+    }
+    return 0;
+}
+
+static int entry_at(struct qcowkit_image *img, uint64_t offset, uint64_t count,
+                    struct map_entry *e)
+{
+    struct cli_status st;
+    int err = cli_chain_status(img, offset, count, &st);
+
+    if (err < 0)
+        return err;
+    memset(e, 0, sizeof *e);
+    e->start = offset;
+    e->length = st.length;
+    e->data = st.flags & CLI_ST_DATA;
+    e->zero = st.flags & CLI_ST_ZERO;
+    e->present = st.flags & CLI_ST_ALLOCATED;
+    e->has_offset = st.flags & CLI_ST_OFFSET_VALID;
+    e->offset = st.host_offset;
+    e->depth = st.depth;
+    e->filename = e->has_offset ? qcowkit_name(st.layer) : NULL;
+    return 0;
+}
+
+int cmd_map(int argc, char **argv)
+{
+    enum { OPT_OUTPUT = 256, OPT_START, OPT_MAX_LEN, OPT_IMAGE_OPTS };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, OPT_OUTPUT},
+        {"start-offset", required_argument, NULL, OPT_START},
+        {"max-length", required_argument, NULL, OPT_MAX_LEN},
+        {"force-share", no_argument, NULL, 'U'},
+        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {NULL, 0, NULL, 0},
+    };
+    const char *fmt = NULL, *output = "human";
+    enum qcowkit_format format;
+    struct qcowkit_image *img = NULL;
+    struct map_entry curr, next;
+    uint64_t start = 0, max_len = INT64_MAX, length;
+    bool json;
+    int c, err, ret = 1;
+
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case OPT_OUTPUT:
+            output = optarg;
+            break;
+        case OPT_START:
+            if (cli_parse_size_arg(optarg, "start offset", &start) < 0)
+                return 1;
+            break;
+        case OPT_MAX_LEN:
+            if (cli_parse_size_arg(optarg, "max length", &max_len) < 0)
+                return 1;
+            break;
+        case 'U':
+            break;
+        case 'h':
+            printf("usage: %s %s\n", CLI_NAME, cli_usage("map"));
+            return 0;
+        case OPT_IMAGE_OPTS:
+            cli_error("--image-opts is not supported");
+            return 1;
+        default:
+            return cli_bad_option("map", argv, c);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("map", "Expecting one image file name");
+    if (strcmp(output, "json") == 0)
+        json = true;
+    else if (strcmp(output, "human") == 0)
+        json = false;
+    else {
+        cli_error("--output must be used with human or json as argument.");
+        return 1;
+    }
+    if (cli_parse_format(fmt, &format) < 0)
+        return 1;
+    if (cli_open(argv[optind], format, QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_AUTO,
+                 &img) < 0)
+        return 1;
+
+    length = cli_image_size(img);
+    if (max_len < length - (start < length ? start : length))
+        length = start + max_len;
+    if (json)
+        putchar('[');
+    else
+        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+
+    memset(&curr, 0, sizeof curr);
+    curr.start = start;
+    while (curr.start + curr.length < length) {
+        uint64_t offset = curr.start + curr.length;
+        uint64_t n = length - offset;
+
+        /* Ask for at most 1 GiB at a time, as qemu-img does. */
+        if (n > (UINT64_C(1) << 30))
+            n = UINT64_C(1) << 30;
+        err = entry_at(img, offset, n, &next);
+        if (err < 0) {
+            cli_lib_error(err, "Could not read file metadata");
+            goto out;
+        }
+        if (mergeable(&curr, &next)) {
+            curr.length += next.length;
+            continue;
+        }
+        if (curr.length > 0 && dump_entry(json, &curr, &next) < 0)
+            goto out;
+        curr = next;
+    }
+    if (dump_entry(json, &curr, NULL) < 0)
+        goto out;
+    if (json)
+        puts("]");
+    ret = 0;
+out:
+    fflush(stdout);
+    cli_chain_status_done();
+    err = qcowkit_close(img);
+    return ret;
+}
