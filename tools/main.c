@@ -26,6 +26,9 @@ static const struct command commands[] = {
     {"map", cmd_map,
      "map [-f FMT] [--output=human|json] [--start-offset=OFFSET] "
      "[--max-length=LEN] [-U] FILE"},
+    {"check", cmd_check,
+     "check [-f FMT] [--output=human|json] [-r leaks|all] [-T SRC_CACHE] [-q] "
+     "[-U] FILE"},
     {"io", cmd_io,
      "io [-f FMT] [-r] [-c CMD]... FILE   (commands: read, write, flush, "
      "map, alloc, length, info, help)"},
