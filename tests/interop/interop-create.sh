@@ -165,9 +165,19 @@ geometry_rw() {
     run qemu-io -f raw "${IO_ARGS[@]}" "$name.ref-a"
     io_args all.list plain
     run qemu-io -f raw "${IO_ARGS[@]}" "$name.ref"
-    same_reading "$name.a.qcow" "$name.ref-a"
-    same_reading "$name.b.qcow" "$name.ref"
-    same_reading "$name.c.qcow" "$name.ref"
+    if [ "$size" -le $((64 << 20)) ]; then
+        same_reading "$name.a.qcow" "$name.ref-a"
+        same_reading "$name.b.qcow" "$name.ref"
+        same_reading "$name.c.qcow" "$name.ref"
+    else
+        # Large and sparse: compare instead of converting to raw and cmp.
+        for h in a b c; do
+            local r=$name.ref
+            [ $h = a ] && r=$name.ref-a
+            qemu_same "$name.$h.qcow" "$r"
+            run "$QCOWKIT" compare "$name.$h.qcow" "$r"
+        done
+    fi
 }
 
 case_geometry_9_6() { geometry_rw g9-6 $((200 * 1024 + 512)) 9 6; }

@@ -98,7 +98,7 @@ case_chain3() {
     cp base.raw ref.raw
     local i=20 l
     for l in l1 l2 l3; do
-        writes $l.qcow qcow $((i++)) 20 20
+        writes $l.qcow qcow $((i++)) 15 18
         replay $l.qcow.writes ref.raw
     done
     same_reading l3.qcow ref.raw
@@ -113,7 +113,7 @@ case_chain3() {
     truncate -s 3M ref3.raw
     i=30
     for l in q0 q1 q2 q3; do
-        writes $l.qcow qcow $((i++)) 15 21
+        writes $l.qcow qcow $((i++)) 12 19
         replay $l.qcow.writes ref3.raw
     done
     same_reading q3.qcow ref3.raw

@@ -29,7 +29,7 @@ io)
         for a in "$@"; do args+=("${a/#write -c /write }"); done
         set -- "${args[@]}"
     fi
-    exec qemu-io "$@" ;;
+    exec qemu-io -t unsafe "$@" ;;
 *)
     echo "qemu-shim.sh: unknown subcommand $cmd" >&2
     exit 2 ;;
