@@ -63,6 +63,87 @@ const char *cli_format_name(enum qcowkit_format format);
 int cli_open(const char *path, enum qcowkit_format format, unsigned flags,
              enum qcowkit_format backing_format, struct qcowkit_image **img);
 
+/*
+ * Secrets, as QEMU's `--object secret,id=ID,data=STRING` or
+ * `--object secret,id=ID,file=PATH[,format=raw|base64]` (the file's bytes
+ * are used as they are, a trailing newline included).  cli_object_add()
+ * parses one --object argument; it prints an error and returns -1 on
+ * failure.  Secrets are wiped at exit.
+ */
+int cli_object_add(const char *spec);
+/*
+ * The bytes of secret id.  On failure returns -1 and sets *why to QEMU's
+ * message ("No secret with id 'X'", "Data from secret X is not valid
+ * UTF-8").
+ */
+int cli_secret_get(const char *id, const uint8_t **data, size_t *len,
+                   const char **why);
+
+/*
+ * An image named on the command line: a FILE, or with --image-opts
+ * "driver=qcow|raw,file.filename=PATH[,file.driver=file]
+ * [,encrypt.key-secret=ID][,encrypt.format=aes]
+ * [,backing.encrypt.key-secret=ID]".
+ */
+struct cli_image_spec {
+    char *arg; /* as given, for messages */
+    bool image_opts;
+    char *filename; /* the image file */
+    enum qcowkit_format format;
+    char *key_secret;         /* encrypt.key-secret, or NULL */
+    char *backing_key_secret; /* backing.encrypt.key-secret, or NULL */
+    char *encrypt_format;     /* encrypt.format, or NULL */
+};
+
+/*
+ * Parse an image argument.  format is -f (AUTO if not given); with
+ * image_opts it must be AUTO ("--image-opts and --format are mutually
+ * exclusive").  Prints an error and returns -1 on failure.
+ */
+int cli_image_spec_parse(const char *arg, bool image_opts,
+                         enum qcowkit_format format,
+                         struct cli_image_spec *spec);
+void cli_image_spec_free(struct cli_image_spec *spec);
+/* QEMU's name of the image: FILE, or json:{...} with a key secret. */
+char *cli_image_spec_name(const struct cli_image_spec *spec,
+                          enum qcowkit_format detected);
+
+#define CLI_OPEN_NEED_KEY 1u /* refuse an encrypted chain without a key */
+#define CLI_OPEN_NO_KEY   2u /* metadata only: do not look secrets up */
+
+/*
+ * Open an image named by spec: looks its secret up (an unknown id is an
+ * error only when the chain is encrypted, as in QEMU), checks
+ * encrypt.format against the header, and with CLI_OPEN_NEED_KEY refuses
+ * an encrypted image (or backing chain) opened without a key.  flags are
+ * QCOWKIT_OPEN_*; FORCE_SHARE with RDWR is refused as QEMU refuses it.
+ * Prints the error and returns a negative errno.
+ */
+int cli_open_spec(const struct cli_image_spec *spec, unsigned flags,
+                  enum qcowkit_format backing_format, unsigned cli_flags,
+                  struct qcowkit_image **img);
+/* cli_image_spec_parse() + cli_open_spec(); *path (optional) gets a
+ * malloc'd copy of the image file name. */
+int cli_open_image(const char *arg, bool image_opts, enum qcowkit_format format,
+                   unsigned flags, enum qcowkit_format backing_format,
+                   unsigned cli_flags, struct qcowkit_image **img, char **path);
+
+/* Is any image of the chain encrypted (crypt_method != 0)? */
+bool cli_chain_encrypted(struct qcowkit_image *img);
+
+/*
+ * The key of a new image from the -o options encryption=on|off,
+ * encrypt.format=aes and encrypt.key-secret=ID (any may be NULL), checked
+ * as QEMU 7.2 checks them.  *key is NULL for an unencrypted image.  Prints
+ * "FILE: <why>" and returns -1 on error.
+ */
+int cli_create_key(const char *file, const char *encryption,
+                   const char *encrypt_format, const char *key_secret,
+                   const uint8_t **key, size_t *key_len);
+
+/* The one-line warning printed when an AES-encrypted image is created. */
+void cli_warn_aes_create(void);
+
 /* Virtual size of an open image (0 on error). */
 uint64_t cli_image_size(struct qcowkit_image *img);
 /* Fill an info structure; returns 0 or a negative errno. */

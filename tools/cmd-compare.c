@@ -206,17 +206,20 @@ out:
 
 int cmd_compare(int argc, char **argv)
 {
-    enum { OPT_IMAGE_OPTS = 256 };
+    enum { OPT_IMAGE_OPTS = 256, OPT_OBJECT };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"force-share", no_argument, NULL, 'U'},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {"object", required_argument, NULL, OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     const char *fmt1 = NULL, *fmt2 = NULL;
     enum qcowkit_format format1, format2;
     struct qcowkit_image *img1 = NULL, *img2 = NULL;
-    bool strict = false, progress = false;
+    char *name1 = NULL, *name2 = NULL;
+    unsigned open_flags = QCOWKIT_OPEN_RDONLY;
+    bool strict = false, progress = false, image_opts = false;
     int c, ret;
 
     quiet = false;
@@ -243,13 +246,18 @@ int cmd_compare(int argc, char **argv)
             strict = true;
             break;
         case 'U':
+            open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
             break;
         case 'h':
             printf("usage: %s %s\n", CLI_NAME, cli_usage("compare"));
             return 0;
         case OPT_IMAGE_OPTS:
-            cli_error("--image-opts is not supported");
-            return 2;
+            image_opts = true;
+            break;
+        case OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 2;
+            break;
         default:
             return cli_bad_option("compare", argv, c);
         }
@@ -262,19 +270,24 @@ int cmd_compare(int argc, char **argv)
     if (cli_parse_format(fmt1, &format1) < 0 ||
         cli_parse_format(fmt2, &format2) < 0)
         return 2;
-    if (cli_open(argv[optind], format1, QCOWKIT_OPEN_RDONLY,
-                 QCOWKIT_FORMAT_AUTO, &img1) < 0)
+    if (cli_open_image(argv[optind], image_opts, format1, open_flags,
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &img1,
+                       &name1) < 0)
         return 2;
-    if (cli_open(argv[optind + 1], format2, QCOWKIT_OPEN_RDONLY,
-                 QCOWKIT_FORMAT_AUTO, &img2) < 0) {
+    if (cli_open_image(argv[optind + 1], image_opts, format2, open_flags,
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &img2,
+                       &name2) < 0) {
         qcowkit_close(img1);
+        free(name1);
         return 2;
     }
     cli_progress_init(progress, 2.0f);
-    ret = compare_images(img1, argv[optind], img2, argv[optind + 1], strict);
+    ret = compare_images(img1, name1, img2, name2, strict);
     cli_progress_end();
     cli_chain_status_done();
     qcowkit_close(img2);
     qcowkit_close(img1);
+    free(name1);
+    free(name2);
     return ret;
 }

@@ -16,6 +16,9 @@ struct convert_opts {
     char *backing_file;
     char *backing_fmt;
     uint32_t cluster_size;
+    char *encryption;     /* -o encryption=on|off */
+    char *encrypt_format; /* -o encrypt.format= */
+    char *key_secret;     /* -o encrypt.key-secret= */
     bool help;
 };
 
@@ -51,6 +54,12 @@ static int convert_option(void *ctx, const char *key, const char *value)
             return keep_string(&o->backing_file, value);
         if (strcmp(key, "backing_fmt") == 0)
             return keep_string(&o->backing_fmt, value);
+        if (strcmp(key, "encryption") == 0)
+            return keep_string(&o->encryption, value);
+        if (strcmp(key, "encrypt.format") == 0)
+            return keep_string(&o->encrypt_format, value);
+        if (strcmp(key, "encrypt.key-secret") == 0)
+            return keep_string(&o->key_secret, value);
         if (strcmp(key, "cluster_size") == 0) {
             if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
                 (v & (v - 1)) != 0) {
@@ -268,12 +277,19 @@ static int copy_image(struct copy_state *s)
 
 int cmd_convert(int argc, char **argv)
 {
-    enum { OPT_IMAGE_OPTS = 256, OPT_TARGET_IS_ZERO, OPT_SALVAGE };
+    enum {
+        OPT_IMAGE_OPTS = 256,
+        OPT_TARGET_IS_ZERO,
+        OPT_SALVAGE,
+        OPT_TARGET_IMAGE_OPTS,
+        OPT_OBJECT
+    };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"force-share", no_argument, NULL, 'U'},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
-        {"target-image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {"target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS},
+        {"object", required_argument, NULL, OPT_OBJECT},
         {"target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO},
         {"salvage", no_argument, NULL, OPT_SALVAGE},
         {NULL, 0, NULL, 0},
@@ -283,11 +299,17 @@ int cmd_convert(int argc, char **argv)
     struct convert_opts o;
     struct copy_state s;
     enum qcowkit_format src_format, backing_format;
-    bool progress = false, quiet = false;
+    struct cli_image_spec dst_spec;
+    const uint8_t *key = NULL;
+    size_t key_len = 0;
+    unsigned src_flags = QCOWKIT_OPEN_RDONLY;
+    bool progress = false, quiet = false, image_opts = false;
+    bool target_image_opts = false;
     int c, err, ret = 1;
 
     memset(&o, 0, sizeof o);
     memset(&s, 0, sizeof s);
+    memset(&dst_spec, 0, sizeof dst_spec);
     s.sparse = 4096;
     optind = 0;
     opterr = 0;
@@ -348,9 +370,15 @@ int cmd_convert(int argc, char **argv)
         case 'n':
             s.no_create = true;
             break;
+        case 'U':
+            src_flags |= QCOWKIT_OPEN_FORCE_SHARE;
+            break;
+        case OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
+            break;
         case 'C':
         case 'W':
-        case 'U':
         case 'm':
         case 'r':
         case OPT_TARGET_IS_ZERO:
@@ -363,8 +391,11 @@ int cmd_convert(int argc, char **argv)
             printf("usage: %s %s\n", CLI_NAME, cli_usage("convert"));
             return 0;
         case OPT_IMAGE_OPTS:
-            cli_error("--image-opts is not supported");
-            return 1;
+            image_opts = true;
+            break;
+        case OPT_TARGET_IMAGE_OPTS:
+            target_image_opts = true;
+            break;
         default:
             return cli_bad_option("convert", argv, c);
         }
@@ -420,14 +451,27 @@ int cmd_convert(int argc, char **argv)
         cli_error("Compression not supported for this file format");
         goto out;
     }
+    if (target_image_opts && !s.no_create) {
+        cli_error("--target-image-opts requires use of -n flag");
+        goto out;
+    }
+    if (!s.no_create && cli_create_key(dst_path, o.encryption, o.encrypt_format,
+                                       o.key_secret, &key, &key_len) < 0)
+        goto out;
+    if (s.compress && key) {
+        cli_error("Compression and encryption not supported at the same "
+                  "time");
+        goto out;
+    }
     if (s.no_create && o.backing_file) {
         /* qemu-img ignores -B with -n; the target keeps its own. */
         free(o.backing_file);
         o.backing_file = NULL;
     }
 
-    if (cli_open(src_path, src_format, QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_AUTO,
-                 &s.src) < 0)
+    if (cli_open_image(src_path, image_opts, src_format, src_flags,
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &s.src,
+                       NULL) < 0)
         goto out;
     s.size = cli_image_size(s.src);
 
@@ -438,14 +482,30 @@ int cmd_convert(int argc, char **argv)
         co.size = s.size;
         co.backing_file = o.backing_file;
         co.cluster_size = o.cluster_size;
+        co.key = key;
+        co.key_len = key_len;
+        if (key)
+            cli_warn_aes_create();
         err = qcowkit_create(dst_path, &co, QCOWKIT_IO_TRUNC);
         if (err < 0) {
             cli_lib_error(err, NULL);
             goto out;
         }
     }
-    if (cli_open(dst_path, o.out_format, QCOWKIT_OPEN_RDWR, backing_format,
-                 &s.dst) < 0)
+    /* The target: FILE (with the key it was created with), or with
+     * --target-image-opts and -n an existing image and its key secret. */
+    if (cli_image_spec_parse(dst_path, target_image_opts,
+                             target_image_opts ? QCOWKIT_FORMAT_AUTO
+                                               : o.out_format,
+                             &dst_spec) < 0)
+        goto out;
+    if (!target_image_opts && key &&
+        !(dst_spec.key_secret = strdup(o.key_secret))) {
+        cli_error("out of memory");
+        goto out;
+    }
+    if (cli_open_spec(&dst_spec, QCOWKIT_OPEN_RDWR, backing_format,
+                      CLI_OPEN_NEED_KEY, &s.dst) < 0)
         goto out;
     {
         struct qcowkit_info info;
@@ -484,6 +544,10 @@ out:
     qcowkit_close(s.src);
     free(s.buf);
     free(s.cmp);
+    cli_image_spec_free(&dst_spec);
+    free(o.encryption);
+    free(o.encrypt_format);
+    free(o.key_secret);
     free(o.backing_file);
     free(o.backing_fmt);
     return ret;

@@ -14,6 +14,9 @@ struct create_args {
     char *backing_file;
     char *backing_fmt;
     uint32_t cluster_size;
+    char *encryption;     /* -o encryption=on|off, as given */
+    char *encrypt_format; /* -o encrypt.format= */
+    char *key_secret;     /* -o encrypt.key-secret= */
     bool help;
 };
 
@@ -24,7 +27,13 @@ static void print_create_options(enum qcowkit_format format)
         printf("  backing_file=<str>     - File name of a base image\n"
                "  backing_fmt=<str>      - Image format of the base image\n"
                "  cluster_size=<size>    - qcow cluster size (512..65536, "
-               "a power of two; qcowkit extension)\n");
+               "a power of two; qcowkit extension)\n"
+               "  encrypt.format=<str>   - Encrypt the image, format choices: "
+               "'aes'\n"
+               "  encrypt.key-secret=<str> - ID of the secret that provides "
+               "the AES encryption key\n"
+               "  encryption=<bool (on/off)> - Encrypt the image with format "
+               "'aes'. (Deprecated in favor of encrypt.format=aes)\n");
     }
     printf("  size=<size>            - Virtual disk size\n");
 }
@@ -70,6 +79,12 @@ static int create_option(void *ctx, const char *key, const char *value)
             return set_string(&a->backing_file, value);
         if (strcmp(key, "backing_fmt") == 0)
             return set_string(&a->backing_fmt, value);
+        if (strcmp(key, "encryption") == 0)
+            return set_string(&a->encryption, value);
+        if (strcmp(key, "encrypt.format") == 0)
+            return set_string(&a->encrypt_format, value);
+        if (strcmp(key, "encrypt.key-secret") == 0)
+            return set_string(&a->key_secret, value);
         if (strcmp(key, "cluster_size") == 0) {
             if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
                 (v & (v - 1)) != 0) {
@@ -158,6 +173,8 @@ int cmd_create(int argc, char **argv)
     struct create_args a;
     struct qcowkit_create_opts co;
     const char *fmt = "raw", *opt_b = NULL, *opt_F = NULL;
+    const uint8_t *key = NULL;
+    size_t key_len = 0;
     bool quiet = false, unsafe = false;
     int c, err, ret = 1;
 
@@ -189,8 +206,9 @@ int cmd_create(int argc, char **argv)
             printf("usage: %s %s\n", CLI_NAME, cli_usage("create"));
             return 0;
         case 'O':
-            cli_error("--object is not supported");
-            return 1;
+            if (cli_object_add(optarg) < 0)
+                return 1;
+            break;
         default:
             return cli_bad_option("create", argv, c);
         }
@@ -243,6 +261,9 @@ int cmd_create(int argc, char **argv)
         cli_error("%s: Image creation needs a size parameter", a.file);
         goto out;
     }
+    if (cli_create_key(a.file, a.encryption, a.encrypt_format, a.key_secret,
+                       &key, &key_len) < 0)
+        goto out;
     if (!quiet) {
         printf("Formatting '%s', fmt=%s size=%llu", a.file,
                cli_format_name(a.format), (unsigned long long)a.size);
@@ -250,6 +271,12 @@ int cmd_create(int argc, char **argv)
             printf(" backing_file=%s", a.backing_file);
         if (a.backing_fmt)
             printf(" backing_fmt=%s", a.backing_fmt);
+        if (a.encryption)
+            printf(" encryption=%s", a.encryption);
+        if (a.encrypt_format)
+            printf(" encrypt.format=%s", a.encrypt_format);
+        if (a.key_secret)
+            printf(" encrypt.key-secret=%s", a.key_secret);
         if (a.cluster_size)
             printf(" cluster_size=%u", (unsigned)a.cluster_size);
         printf("\n");
@@ -260,6 +287,10 @@ int cmd_create(int argc, char **argv)
     co.size = a.size;
     co.backing_file = a.backing_file;
     co.cluster_size = a.cluster_size;
+    co.key = key;
+    co.key_len = key_len;
+    if (key)
+        cli_warn_aes_create();
     err = qcowkit_create(a.file, &co, QCOWKIT_IO_TRUNC);
     if (err < 0) {
         cli_lib_error(err, NULL);
@@ -269,5 +300,8 @@ int cmd_create(int argc, char **argv)
 out:
     free(a.backing_file);
     free(a.backing_fmt);
+    free(a.encryption);
+    free(a.encrypt_format);
+    free(a.key_secret);
     return ret;
 }

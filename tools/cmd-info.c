@@ -9,7 +9,8 @@
 
 /* One image of the chain, as qemu-img info reports it. */
 struct image_desc {
-    char *filename;
+    char *filename; /* as QEMU names it */
+    char *path;     /* the image file */
     struct qcowkit_info info;
     uint64_t virtual_size;
     bool have_actual;
@@ -20,19 +21,30 @@ struct image_desc {
 static void free_desc(struct image_desc *d)
 {
     free(d->filename);
+    free(d->path);
     free(d->full_backing);
 }
 
+/* spec: the image as named on the command line; NULL for a backing file. */
 static int describe(const char *path, enum qcowkit_format format,
+                    const struct cli_image_spec *spec, unsigned open_flags,
                     struct image_desc *d)
 {
+    struct cli_image_spec plain;
     struct qcowkit_image *img;
     struct stat st;
     int err;
 
     memset(d, 0, sizeof *d);
-    err = cli_open(path, format, QCOWKIT_OPEN_RDONLY | QCOWKIT_OPEN_NO_BACKING,
-                   QCOWKIT_FORMAT_AUTO, &img);
+    if (!spec) {
+        memset(&plain, 0, sizeof plain);
+        plain.arg = (char *)path;
+        plain.filename = (char *)path;
+        plain.format = format;
+        spec = &plain;
+    }
+    err = cli_open_spec(spec, open_flags | QCOWKIT_OPEN_NO_BACKING,
+                        QCOWKIT_FORMAT_AUTO, CLI_OPEN_NO_KEY, &img);
     if (err < 0)
         return err;
     err = cli_get_info(img, &d->info);
@@ -41,7 +53,9 @@ static int describe(const char *path, enum qcowkit_format format,
         cli_lib_error(err, NULL);
         return err;
     }
-    d->filename = strdup(path);
+    /* QEMU names an image opened with a key secret json:{...}. */
+    d->filename = cli_image_spec_name(spec, d->info.format);
+    d->path = strdup(path);
     d->virtual_size = d->info.virtual_size;
     /* QEMU sees raw files in whole sectors. */
     if (d->info.format == QCOWKIT_FORMAT_RAW)
@@ -52,7 +66,8 @@ static int describe(const char *path, enum qcowkit_format format,
     }
     if (d->info.backing_file[0])
         d->full_backing = cli_backing_path(path, d->info.backing_file);
-    if (!d->filename || (d->info.backing_file[0] && !d->full_backing)) {
+    if (!d->filename || !d->path ||
+        (d->info.backing_file[0] && !d->full_backing)) {
         cli_error("out of memory");
         free_desc(d);
         return -ENOMEM;
@@ -122,7 +137,7 @@ static void print_json(const struct image_desc *d, const char *indent)
 
 int cmd_info(int argc, char **argv)
 {
-    enum { OPT_OUTPUT = 256, OPT_CHAIN, OPT_IMAGE_OPTS };
+    enum { OPT_OUTPUT = 256, OPT_CHAIN, OPT_IMAGE_OPTS, OPT_OBJECT };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"format", required_argument, NULL, 'f'},
@@ -130,11 +145,14 @@ int cmd_info(int argc, char **argv)
         {"backing-chain", no_argument, NULL, OPT_CHAIN},
         {"force-share", no_argument, NULL, 'U'},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {"object", required_argument, NULL, OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     const char *fmt = NULL, *output = "human";
     enum qcowkit_format format;
-    bool chain = false, json;
+    struct cli_image_spec spec;
+    unsigned open_flags = QCOWKIT_OPEN_RDONLY;
+    bool chain = false, json, image_opts = false;
     struct image_desc *descs = NULL;
     size_t n = 0, i;
     char *path;
@@ -154,13 +172,18 @@ int cmd_info(int argc, char **argv)
             chain = true;
             break;
         case 'U':
+            open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
             break;
         case 'h':
             printf("usage: %s %s\n", CLI_NAME, cli_usage("info"));
             return 0;
         case OPT_IMAGE_OPTS:
-            cli_error("--image-opts is not supported");
-            return 1;
+            image_opts = true;
+            break;
+        case OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
+            break;
         default:
             return cli_bad_option("info", argv, c);
         }
@@ -177,8 +200,10 @@ int cmd_info(int argc, char **argv)
     }
     if (cli_parse_format(fmt, &format) < 0)
         return 1;
+    if (cli_image_spec_parse(argv[optind], image_opts, format, &spec) < 0)
+        return 1;
 
-    path = strdup(argv[optind]);
+    path = strdup(spec.filename);
     while (path) {
         struct image_desc *grown;
         struct stat st_new;
@@ -189,7 +214,8 @@ int cmd_info(int argc, char **argv)
             goto out;
         }
         descs = grown;
-        if (describe(path, format, &descs[n]) < 0)
+        if (describe(path, format, n == 0 ? &spec : NULL, open_flags,
+                     &descs[n]) < 0)
             goto out;
         n++;
         free(path);
@@ -200,7 +226,7 @@ int cmd_info(int argc, char **argv)
         if (stat(descs[n - 1].full_backing, &st_new) == 0) {
             for (i = 0; i < n; i++) {
                 struct stat st_old;
-                if (stat(descs[i].filename, &st_old) == 0 &&
+                if (stat(descs[i].path, &st_old) == 0 &&
                     st_old.st_dev == st_new.st_dev &&
                     st_old.st_ino == st_new.st_ino) {
                     cli_error("Backing file '%s' creates an infinite loop.",
@@ -235,6 +261,7 @@ int cmd_info(int argc, char **argv)
     }
     ret = 0;
 out:
+    cli_image_spec_free(&spec);
     free(path);
     for (i = 0; i < n; i++)
         free_desc(&descs[i]);

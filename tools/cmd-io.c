@@ -18,6 +18,7 @@
 struct io_ctx {
     struct qcowkit_image *img;
     bool read_only;
+    bool encrypted; /* the top image is AES-encrypted */
     bool quit;
 };
 
@@ -446,6 +447,15 @@ static int write_f(struct io_ctx *ctx, int argc, char **argv)
         printf("write failed: %s\n", strerror(ENOTSUP));
         return -ENOTSUP;
     }
+    if (cflag && ctx->encrypted) {
+        /* The format stores compressed clusters in plaintext. */
+        fflush(stdout);
+        fprintf(stderr,
+                "%s: write failed: Compression and encryption not "
+                "supported at the same time\n",
+                CLI_NAME);
+        return -ENOTSUP;
+    }
     if (ctx->read_only) {
         fflush(stdout);
         fprintf(stderr, "%s: Block node is read-only\n", CLI_NAME);
@@ -759,9 +769,10 @@ out:
 
 int cmd_io(int argc, char **argv)
 {
-    enum { OPT_IMAGE_OPTS = 256 };
+    enum { OPT_IMAGE_OPTS = 256, OPT_OBJECT };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"object", required_argument, NULL, OPT_OBJECT},
         {"cmd", required_argument, NULL, 'c'},
         {"format", required_argument, NULL, 'f'},
         {"read-only", no_argument, NULL, 'r'},
@@ -774,6 +785,8 @@ int cmd_io(int argc, char **argv)
     const char **cmds = NULL;
     const char *fmt = NULL;
     enum qcowkit_format format;
+    struct qcowkit_info info;
+    bool image_opts = false, force_share = false;
     int ncmds = 0, c, ret, last_error = 0;
 
     memset(&ctx, 0, sizeof ctx);
@@ -800,12 +813,20 @@ int cmd_io(int argc, char **argv)
         case 'r':
             ctx.read_only = true;
             break;
+        case 'U':
+            force_share = true;
+            break;
+        case OPT_OBJECT:
+            if (cli_object_add(optarg) < 0) {
+                free(cmds);
+                return 1;
+            }
+            break;
         case 'n':
         case 's':
         case 'S':
         case 't':
         case 'T':
-        case 'U':
         case 'd':
         case 'k':
         case 'm':
@@ -816,9 +837,8 @@ int cmd_io(int argc, char **argv)
             free(cmds);
             return 0;
         case OPT_IMAGE_OPTS:
-            cli_error("--image-opts is not supported");
-            free(cmds);
-            return 1;
+            image_opts = true;
+            break;
         default:
             free(cmds);
             return cli_bad_option("io", argv, c);
@@ -834,12 +854,28 @@ int cmd_io(int argc, char **argv)
         free(cmds);
         return 1;
     }
-    if (cli_open(argv[optind], format,
-                 ctx.read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR,
-                 QCOWKIT_FORMAT_AUTO, &ctx.img) < 0) {
+    if (force_share && !ctx.read_only) {
+        /* qemu-io's words, before anything is opened. */
+        if (image_opts)
+            cli_error("can't open: force-share=on can only be used with "
+                      "read-only images");
+        else
+            cli_error("can't open device %s: force-share=on can only be "
+                      "used with read-only images",
+                      argv[optind]);
         free(cmds);
         return 1;
     }
+    /* As qemu-io, an encrypted image opens only with its key. */
+    if (cli_open_image(
+            argv[optind], image_opts, format,
+            (ctx.read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR) |
+                (force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
+            QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &ctx.img, NULL) < 0) {
+        free(cmds);
+        return 1;
+    }
+    ctx.encrypted = cli_get_info(ctx.img, &info) == 0 && info.crypt_method;
     if (ncmds > 0) {
         for (int i = 0; i < ncmds && !ctx.quit; i++) {
             ret = run_command(&ctx, cmds[i]);

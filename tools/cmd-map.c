@@ -88,7 +88,13 @@ static int entry_at(struct qcowkit_image *img, uint64_t offset, uint64_t count,
 
 int cmd_map(int argc, char **argv)
 {
-    enum { OPT_OUTPUT = 256, OPT_START, OPT_MAX_LEN, OPT_IMAGE_OPTS };
+    enum {
+        OPT_OUTPUT = 256,
+        OPT_START,
+        OPT_MAX_LEN,
+        OPT_IMAGE_OPTS,
+        OPT_OBJECT
+    };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"format", required_argument, NULL, 'f'},
@@ -97,6 +103,7 @@ int cmd_map(int argc, char **argv)
         {"max-length", required_argument, NULL, OPT_MAX_LEN},
         {"force-share", no_argument, NULL, 'U'},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {"object", required_argument, NULL, OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     const char *fmt = NULL, *output = "human";
@@ -104,7 +111,8 @@ int cmd_map(int argc, char **argv)
     struct qcowkit_image *img = NULL;
     struct map_entry curr, next;
     uint64_t start = 0, max_len = INT64_MAX, length;
-    bool json;
+    unsigned open_flags = QCOWKIT_OPEN_RDONLY;
+    bool json, image_opts = false;
     int c, err, ret = 1;
 
     optind = 0;
@@ -126,13 +134,18 @@ int cmd_map(int argc, char **argv)
                 return 1;
             break;
         case 'U':
+            open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
             break;
         case 'h':
             printf("usage: %s %s\n", CLI_NAME, cli_usage("map"));
             return 0;
         case OPT_IMAGE_OPTS:
-            cli_error("--image-opts is not supported");
-            return 1;
+            image_opts = true;
+            break;
+        case OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
+            break;
         default:
             return cli_bad_option("map", argv, c);
         }
@@ -149,8 +162,9 @@ int cmd_map(int argc, char **argv)
     }
     if (cli_parse_format(fmt, &format) < 0)
         return 1;
-    if (cli_open(argv[optind], format, QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_AUTO,
-                 &img) < 0)
+    /* Block status needs no key: map works on encrypted images without. */
+    if (cli_open_image(argv[optind], image_opts, format, open_flags,
+                       QCOWKIT_FORMAT_AUTO, 0, &img, NULL) < 0)
         return 1;
 
     length = cli_image_size(img);
