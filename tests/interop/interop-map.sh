@@ -224,6 +224,38 @@ sys.exit(0 if q == k else "info --backing-chain: qemu-img %r\n qcowkit %r" % (q,
 ' q.info k.info
 }
 
+# The human-readable forms too: `map` and `info` without --output, and
+# info --backing-chain; stdout and exit status must be the same (qemu-img
+# map refuses compressed images in human form: so must qcowkit).
+case_human() {
+    make_data base.raw 3000000 3
+    run qemu-img create -f qcow -b base.raw -F raw mid.qcow 3M
+    run qemu-img create -f qcow -b mid.qcow -F qcow top.qcow
+    run qemu-io -c 'write -P 1 1000 100000' mid.qcow
+    run qemu-io -c 'write -P 3 50000 10' -c 'write -P 4 2999000 10000' top.qcow
+    run qemu-img create -f qcow c.qcow 1M
+    run qemu-io -c 'write -c -P 1 8192 4096' c.qcow
+    mkdir sub
+    local img sub args qrc krc
+    for img in top.qcow mid.qcow base.raw c.qcow; do
+        for sub in map info "info --backing-chain"; do
+            for args in "$img" "sub/../$img"; do
+                qrc=0 krc=0
+                # shellcheck disable=SC2086
+                qemu-img $sub "$args" >q.out 2>/dev/null || qrc=$?
+                # shellcheck disable=SC2086
+                "$QCOWKIT" $sub "$args" >k.out 2>/dev/null || krc=$?
+                [ "$qrc" = "$krc" ] ||
+                    die "$sub $args: qemu-img exit $qrc, qcowkit exit $krc"
+                cmp -s q.out k.out || {
+                    diff q.out k.out >&2 || true
+                    die "$sub $args: qcowkit's output differs from qemu-img's"
+                }
+            done
+        done
+    done
+}
+
 run_case empty case_empty
 run_case written case_written
 run_case compressed case_compressed
@@ -234,4 +266,5 @@ run_case short-backing case_short_backing
 run_case sparse-raw-backing case_sparse_raw_backing
 run_case raw case_raw
 run_case options case_options
+run_case human case_human
 finish
