@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libdeflate.h>
 #include <zlib.h>
 
 #include "internal.h"
@@ -49,24 +50,55 @@ int qk_inflate_cluster(struct qcowkit_image *img, uint64_t entry,
     return err;
 }
 
-size_t qk_deflate(const uint8_t *src, size_t len, uint8_t *dst, size_t cap)
+/*
+ * A deflater for one call of qcowkit_pwrite_compressed: libdeflate where
+ * its 32 KiB window cannot matter (clusters of at most 4 KiB, so no match
+ * reaches further back than QEMU's 4 KiB window), zlib with QEMU's window
+ * for larger clusters.  Made once per call, reused for every cluster.
+ */
+struct packer {
+    struct libdeflate_compressor *fast;
+    z_stream zs;
+    bool zs_ready;
+};
+
+static int packer_init(struct packer *p, uint32_t cluster_size)
 {
-    z_stream s;
-    size_t out_len;
+    memset(p, 0, sizeof *p);
+    if (cluster_size <= 4096) {
+        p->fast = libdeflate_alloc_compressor(6);
+        return p->fast ? 0 : -ENOMEM;
+    }
+    if (deflateInit2(&p->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+                     -QCOW_WINDOW_BITS, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -ENOMEM;
+    p->zs_ready = true;
+    return 0;
+}
+
+static void packer_free(struct packer *p)
+{
+    if (p->fast)
+        libdeflate_free_compressor(p->fast);
+    if (p->zs_ready)
+        deflateEnd(&p->zs);
+}
+
+/* Deflate len bytes; the stream's length, or 0 if it does not shrink. */
+static size_t packer_pack(struct packer *p, const uint8_t *src, size_t len,
+                          uint8_t *dst)
+{
     int ret;
 
-    memset(&s, 0, sizeof s);
-    if (deflateInit2(&s, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -QCOW_WINDOW_BITS,
-                     9, Z_DEFAULT_STRATEGY) != Z_OK)
-        return 0;
-    s.next_in = (Bytef *)src;
-    s.avail_in = (uInt)len;
-    s.next_out = dst;
-    s.avail_out = (uInt)cap;
-    ret = deflate(&s, Z_FINISH);
-    out_len = cap - s.avail_out;
-    deflateEnd(&s);
-    return ret == Z_STREAM_END && out_len < len ? out_len : 0;
+    if (p->fast)
+        return libdeflate_deflate_compress(p->fast, src, len, dst, len - 1);
+    deflateReset(&p->zs);
+    p->zs.next_in = (Bytef *)src;
+    p->zs.avail_in = (uInt)len;
+    p->zs.next_out = dst;
+    p->zs.avail_out = (uInt)len - 1;
+    ret = deflate(&p->zs, Z_FINISH);
+    return ret == Z_STREAM_END ? len - 1 - p->zs.avail_out : 0;
 }
 
 /* Store one deflated cluster at the end of the file; lock held. */
@@ -97,8 +129,9 @@ static int store_compressed(struct qcowkit_image *img, const uint8_t *data,
     return 0;
 }
 
-static int write_one(struct qcowkit_image *img, const uint8_t *src, size_t n,
-                     uint64_t offset, uint8_t *padded, uint8_t *packed)
+static int write_one(struct qcowkit_image *img, struct packer *packer,
+                     const uint8_t *src, size_t n, uint64_t offset,
+                     uint8_t *padded, uint8_t *packed)
 {
     const uint8_t *cluster = src;
     size_t size;
@@ -109,7 +142,7 @@ static int write_one(struct qcowkit_image *img, const uint8_t *src, size_t n,
         memset(padded + n, 0, img->cluster_size - n);
         cluster = padded;
     }
-    size = qk_deflate(cluster, img->cluster_size, packed, img->cluster_size);
+    size = packer_pack(packer, cluster, img->cluster_size, packed);
     if (size == 0)
         return qcowkit_pwrite(img, src, n, offset);
     pthread_mutex_lock(&img->lock);
@@ -123,6 +156,7 @@ int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
 {
     const uint8_t *p = buf;
     uint8_t *padded, *packed;
+    struct packer packer;
     int err = qk_check_range(img, count, offset, true);
 
     if (err < 0 || img->format == QCOWKIT_FORMAT_RAW)
@@ -142,15 +176,19 @@ int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
                         (unsigned long long)offset);
     padded = malloc(img->cluster_size);
     packed = malloc(img->cluster_size);
-    if (!padded || !packed)
-        err = qk_error(-ENOMEM, "%s: out of memory", img->name);
+    if (!padded || !packed || packer_init(&packer, img->cluster_size) < 0) {
+        free(padded);
+        free(packed);
+        return qk_error(-ENOMEM, "%s: out of memory", img->name);
+    }
     while (err == 0 && count > 0) {
         size_t n = count < img->cluster_size ? count : img->cluster_size;
-        err = write_one(img, p, n, offset, padded, packed);
+        err = write_one(img, &packer, p, n, offset, padded, packed);
         p += n;
         count -= n;
         offset += n;
     }
+    packer_free(&packer);
     free(padded);
     free(packed);
     return err;

@@ -229,8 +229,6 @@ int qk_lookup(struct qcowkit_image *img, uint64_t guest_offset,
 /* compress.c */
 int qk_inflate_cluster(struct qcowkit_image *img, uint64_t entry,
                        uint64_t guest_offset, uint8_t *out);
-/* Deflate src (cluster_size bytes); returns the length, or 0 if no gain. */
-size_t qk_deflate(const uint8_t *src, size_t len, uint8_t *dst, size_t cap);
 
 /* rw.c: read guest data of the backing chain (zeros past its end). */
 int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
