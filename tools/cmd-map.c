@@ -162,9 +162,10 @@ int cmd_map(int argc, char **argv)
     }
     if (cli_parse_format(fmt, &format) < 0)
         return 1;
-    /* Block status needs no key: map works on encrypted images without. */
+    /* As qemu-img, an encrypted image opens only with its key (although
+     * block status alone would not need it). */
     if (cli_open_image(argv[optind], image_opts, format, open_flags,
-                       QCOWKIT_FORMAT_AUTO, 0, &img, NULL) < 0)
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &img, NULL) < 0)
         return 1;
 
     length = cli_image_size(img);
