@@ -256,6 +256,39 @@ case_human() {
     done
 }
 
+# compare: exit status and stdout as qemu-img compare's, for identical and
+# different images, different sizes (a warning; "Strict mode" with -s),
+# and -s on images that differ only in allocation.
+case_compare() {
+    make_data a.raw $((2 << 20)) 1
+    python3 -c 'import sys; open(sys.argv[2], "wb").write(open(sys.argv[1], "rb").read())' \
+        a.raw dense.raw # a copy without holes
+    cp dense.raw b.raw
+    run qemu-io -f raw -c 'write -P 0x5c 777777 1' b.raw
+    run qemu-img convert -O qcow a.raw a.qcow
+    qemu_compress a.raw ac.qcow
+    cp dense.raw big.raw
+    truncate -s 3M big.raw
+    cp big.raw big2.raw
+    run qemu-io -f raw -c 'write -P 1 2500000 1' big2.raw
+    local pair qrc krc
+    for pair in "a.qcow dense.raw" "a.qcow b.raw" "ac.qcow a.qcow" "ac.qcow b.raw" \
+        "a.qcow big.raw" "a.qcow big2.raw" "big2.raw a.qcow" \
+        "-s a.qcow big.raw" "-s a.qcow a.qcow" "-s ac.qcow a.qcow" \
+        "-s dense.raw b.raw" "-s a.qcow b.raw"; do
+        qrc=0 krc=0
+        # shellcheck disable=SC2086
+        qemu-img compare $pair >q.out 2>/dev/null || qrc=$?
+        # shellcheck disable=SC2086
+        "$QCOWKIT" compare $pair >k.out 2>/dev/null || krc=$?
+        [ "$qrc" = "$krc" ] || die "compare $pair: qemu-img exit $qrc, qcowkit exit $krc"
+        cmp -s q.out k.out || {
+            diff q.out k.out >&2 || true
+            die "compare $pair: qcowkit's output differs from qemu-img's"
+        }
+    done
+}
+
 run_case empty case_empty
 run_case written case_written
 run_case compressed case_compressed
@@ -267,4 +300,5 @@ run_case sparse-raw-backing case_sparse_raw_backing
 run_case raw case_raw
 run_case options case_options
 run_case human case_human
+run_case compare case_compare
 finish

@@ -300,6 +300,13 @@ case_convert() {
     qemu_raw ovl.qcow ovl.raw
     run "$QCOWKIT" convert -f qcow -O qcow ovl.qcow flat.qcow
     check flat.qcow ovl.raw
+    # With -B: a new overlay on the same backing file.  (Which clusters it
+    # stores may differ from qemu-img's; what it reads as may not.)
+    run "$QCOWKIT" convert -O qcow -B src.raw -F raw ovl.qcow newovl.qcow
+    check newovl.qcow ovl.raw
+    [ "$(qemu-img info --output=json newovl.qcow | python3 -c \
+        'import json,sys; print(json.load(sys.stdin).get("backing-filename"))')" = src.raw ] ||
+        die "convert -B: the output's backing file is not src.raw"
 }
 
 run_case plain case_plain
