@@ -418,7 +418,14 @@ int cmd_convert(int argc, char **argv)
                    "  backing_fmt=<str>      - Image format of the base "
                    "image\n"
                    "  cluster_size=<size>    - qcow cluster size "
-                   "(qcowkit extension)\n");
+                   "(qcowkit extension)\n"
+                   "  encrypt.format=<str>   - Encrypt the image, format "
+                   "choices: 'aes'\n"
+                   "  encrypt.key-secret=<str> - ID of the secret that "
+                   "provides the AES encryption key\n"
+                   "  encryption=<bool (on/off)> - Encrypt the image with "
+                   "format 'aes'. (Deprecated in favor of "
+                   "encrypt.format=aes)\n");
         ret = 0;
         goto out;
     }
