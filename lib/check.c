@@ -12,8 +12,8 @@
 
 #include "internal.h"
 
-#define WINDOW_BYTES   (UINT64_C(32) << 30)
-#define WINDOW_SECTORS (WINDOW_BYTES / QCOW_SECTOR)
+/* The most of the file one pass maps: 16 MiB of bitmaps. */
+#define MAX_WINDOW_BYTES (UINT64_C(32) << 30)
 
 struct checker {
     struct qcowkit_image *img;
@@ -23,6 +23,8 @@ struct checker {
     struct qcowkit_check_report r;
     uint64_t file_size;
     uint64_t win_start; /* byte offset of the window, sector aligned */
+    uint64_t win_bytes; /* the window's size: no more than the file needs */
+    uint64_t win_sectors;
     bool first_pass;
     uint8_t *used;   /* per sector: header, L1, L2 or normal cluster */
     uint8_t *packed; /* per sector: some compressed cluster's bytes */
@@ -75,7 +77,7 @@ static bool mark(struct checker *c, uint64_t offset, uint64_t len,
         c->r.image_end_offset = offset + len;
     for (uint64_t s = first; s <= last; s++) {
         uint64_t i;
-        if (s < win_first || s - win_first >= WINDOW_SECTORS)
+        if (s < win_first || s - win_first >= c->win_sectors)
             continue;
         i = s - win_first;
         if (bit(c->used, i) || (!compressed && bit(c->packed, i)))
@@ -279,7 +281,7 @@ static bool holds_data(struct checker *c, uint64_t offset)
 static void find_leaks(struct checker *c)
 {
     uint64_t cs = c->img->cluster_size;
-    uint64_t end = c->win_start + WINDOW_BYTES;
+    uint64_t end = c->win_start + c->win_bytes;
     uint64_t run_start = 0, run_len = 0;
 
     if (end > c->file_size)
@@ -315,8 +317,8 @@ static int check_window(struct checker *c)
     struct qcowkit_image *img = c->img;
     int err = 0;
 
-    memset(c->used, 0, WINDOW_SECTORS / 8);
-    memset(c->packed, 0, WINDOW_SECTORS / 8);
+    memset(c->used, 0, c->win_sectors / 8);
+    memset(c->packed, 0, c->win_sectors / 8);
     c->prev_host = 0;
     mark_metadata(c);
     for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
@@ -352,7 +354,7 @@ static int run_passes(struct checker *c)
 
     c->first_pass = true;
     for (c->win_start = 0; err == 0 && c->win_start < c->file_size;
-         c->win_start += WINDOW_BYTES) {
+         c->win_start += c->win_bytes) {
         err = check_window(c);
         c->first_pass = false;
     }
@@ -384,8 +386,12 @@ static int check_locked(struct checker *c)
         return err;
     c->r.total_clusters =
         (img->virtual_size + img->cluster_size - 1) / img->cluster_size;
-    c->used = calloc(1, WINDOW_SECTORS / 8);
-    c->packed = calloc(1, WINDOW_SECTORS / 8);
+    c->win_bytes = qk_align_up(c->file_size, 8 * QCOW_SECTOR);
+    if (c->win_bytes > MAX_WINDOW_BYTES || c->win_bytes == 0)
+        c->win_bytes = c->win_bytes ? MAX_WINDOW_BYTES : 8 * QCOW_SECTOR;
+    c->win_sectors = c->win_bytes / QCOW_SECTOR;
+    c->used = calloc(1, c->win_sectors / 8);
+    c->packed = calloc(1, c->win_sectors / 8);
     c->raw_table = malloc((size_t)img->l2_entries * 8);
     c->inflated = malloc(img->cluster_size);
     if (!c->used || !c->packed || !c->raw_table || !c->inflated)
