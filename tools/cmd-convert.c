@@ -3,13 +3,16 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
-#define WINDOW     (2u << 20)
-#define MAX_SPARSE (16u << 20)
+#define WINDOW      (2u << 20)
+#define MAX_SPARSE  (16u << 20)
+#define MAX_WORKERS 16 /* -m, as qemu-img's coroutines */
 
 struct convert_opts {
     enum qcowkit_format out_format;
@@ -95,11 +98,54 @@ static bool valid_cache_mode(const char *mode)
 struct copy_state {
     struct qcowkit_image *src, *dst;
     uint64_t size;
+    uint64_t dst_size;     /* virtual size of the target */
     uint64_t sparse;       /* -S in bytes, 0 = write everything */
     uint32_t cluster_size; /* of the target, 0 for raw */
     bool compress, has_backing, no_create;
-    uint8_t *buf, *cmp;
+    unsigned workers; /* -m: threads that copy */
+    bool ordered;     /* writes in guest order (no -W) */
+
+    /* The copy loop's shared state, guarded by mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t turn;
+    uint64_t window; /* bytes per job, a multiple of the target cluster */
+    uint64_t unit;   /* alignment of jobs that start after a zero run */
+    uint64_t next;   /* first byte not handed out yet */
+    uint64_t status_end;
+    bool status_zero; /* [.., status_end) reads as zeros */
+    uint64_t next_seq, write_seq;
+    bool failed;
 };
+
+/* One piece of work: a range read, checked and written by one worker. */
+struct copy_job {
+    uint64_t offset, len;
+    uint64_t seq;
+    bool zero; /* reads as zeros by its block status */
+};
+
+struct copy_worker {
+    struct copy_state *s;
+    uint8_t *buf, *cmp;
+    pthread_t thread;
+    int ret;
+};
+
+/* Report the first failure only; the other workers then stop. */
+static int copy_fail(struct copy_state *s, bool write, int err, uint64_t offset)
+{
+    const char *msg = qcowkit_errmsg();
+
+    pthread_mutex_lock(&s->mu);
+    if (!s->failed)
+        cli_error("error while %s at byte %" PRIu64 ": %s",
+                  write ? "writing" : "reading", offset,
+                  msg && *msg ? msg : strerror(-err));
+    s->failed = true;
+    pthread_cond_broadcast(&s->turn);
+    pthread_mutex_unlock(&s->mu);
+    return -1;
+}
 
 static int write_error(int err, uint64_t offset)
 {
@@ -110,43 +156,13 @@ static int write_error(int err, uint64_t offset)
     return -1;
 }
 
-static int read_error(int err, uint64_t offset)
-{
-    const char *msg = qcowkit_errmsg();
-
-    cli_error("error while reading at byte %" PRIu64 ": %s", offset,
-              msg && *msg ? msg : strerror(-err));
-    return -1;
-}
-
-/* Does the whole source range read as zeros by its block status alone? */
-static int range_is_zero(struct copy_state *s, uint64_t offset, uint64_t len,
-                         bool *zero)
-{
-    uint64_t end = offset + len;
-
-    *zero = false;
-    while (offset < end) {
-        struct cli_status st;
-        int err = cli_chain_status(s->src, offset, end - offset, &st);
-
-        if (err < 0)
-            return read_error(err, offset);
-        if (!(st.flags & CLI_ST_ZERO))
-            return 0;
-        offset += st.length;
-    }
-    *zero = true;
-    return 0;
-}
-
 static int put_data(struct copy_state *s, const uint8_t *buf, uint64_t len,
                     uint64_t offset)
 {
     int err = s->compress ? qcowkit_pwrite_compressed(s->dst, buf, len, offset)
                           : qcowkit_pwrite(s->dst, buf, len, offset);
 
-    return err < 0 ? write_error(err, offset) : 0;
+    return err < 0 ? copy_fail(s, true, err, offset) : 0;
 }
 
 /* Zeros into a target that may not read zeros there (-n). */
@@ -157,41 +173,60 @@ static int put_zeroes(struct copy_state *s, uint64_t len, uint64_t offset)
     if (!s->no_create)
         return 0;
     err = qcowkit_pwrite_zeroes(s->dst, len, offset);
-    return err < 0 ? write_error(err, offset) : 0;
+    return err < 0 ? copy_fail(s, true, err, offset) : 0;
 }
 
 /* Target with a backing file: write only the clusters that differ. */
-static int copy_window_backing(struct copy_state *s, uint64_t offset,
+static int copy_window_backing(struct copy_worker *w, uint64_t offset,
                                uint64_t len)
 {
+    struct copy_state *s = w->s;
     uint64_t unit = s->cluster_size, i;
-    int err = qcowkit_pread(s->dst, s->cmp, len, offset);
+    int err = qcowkit_pread(s->dst, w->cmp, len, offset);
 
     if (err < 0)
-        return read_error(err, offset);
+        return copy_fail(s, false, err, offset);
     for (i = 0; i < len; i += unit) {
         uint64_t n = len - i < unit ? len - i : unit;
-        if (memcmp(s->buf + i, s->cmp + i, n) != 0 &&
-            put_data(s, s->buf + i, n, offset + i) < 0)
+        if (memcmp(w->buf + i, w->cmp + i, n) != 0 &&
+            put_data(s, w->buf + i, n, offset + i) < 0)
             return -1;
     }
     return 0;
 }
 
-/* Whole clusters, compressed; zero clusters stay unallocated. */
-static int copy_window_compressed(struct copy_state *s, uint64_t offset,
+/*
+ * Whole clusters, compressed, a run of them per call; zero clusters stay
+ * unallocated.  A source that ends inside the target's last cluster is
+ * padded with zeros to the target's end.
+ */
+static int copy_window_compressed(struct copy_worker *w, uint64_t offset,
                                   uint64_t len)
 {
-    uint64_t unit = s->cluster_size, i;
+    struct copy_state *s = w->s;
+    uint64_t unit = s->cluster_size, i = 0;
 
-    for (i = 0; i < len; i += unit) {
-        uint64_t n = len - i < unit ? len - i : unit;
-        if (cli_is_zero(s->buf + i, n)) {
-            if (put_zeroes(s, n, offset + i) < 0)
-                return -1;
-        } else if (put_data(s, s->buf + i, n, offset + i) < 0) {
+    if (offset + len == s->size && s->dst_size > s->size && len % unit) {
+        uint64_t pad = unit - len % unit;
+        if (pad > s->dst_size - s->size)
+            pad = s->dst_size - s->size;
+        memset(w->buf + len, 0, pad);
+        len += pad;
+    }
+    while (i < len) {
+        uint64_t j = i, n;
+        bool zero = cli_is_zero(w->buf + i, len - i < unit ? len - i : unit);
+
+        do {
+            n = len - j < unit ? len - j : unit;
+            if (cli_is_zero(w->buf + j, n) != zero)
+                break;
+            j += n;
+        } while (j < len);
+        if (zero ? put_zeroes(s, j - i, offset + i) < 0
+                 : put_data(s, w->buf + i, j - i, offset + i) < 0)
             return -1;
-        }
+        i = j;
     }
     return 0;
 }
@@ -206,73 +241,222 @@ static uint64_t piece(const struct copy_state *s, uint64_t offset, uint64_t at,
 }
 
 /* Runs of data are written; zero pieces of -S bytes are skipped. */
-static int copy_window_sparse(struct copy_state *s, uint64_t offset,
+static int copy_window_sparse(struct copy_worker *w, uint64_t offset,
                               uint64_t len)
 {
+    struct copy_state *s = w->s;
     uint64_t i = 0;
 
     if (s->sparse == 0)
-        return put_data(s, s->buf, len, offset);
+        return put_data(s, w->buf, len, offset);
     while (i < len) {
         uint64_t j = i + piece(s, offset, i, len);
-        bool zero = cli_is_zero(s->buf + i, j - i);
+        bool zero = cli_is_zero(w->buf + i, j - i);
 
         /* Pieces are aligned to -S in the guest; extend the run. */
         while (j < len) {
             uint64_t n = piece(s, offset, j, len);
-            if (cli_is_zero(s->buf + j, n) != zero)
+            if (cli_is_zero(w->buf + j, n) != zero)
                 break;
             j += n;
         }
         if (zero ? put_zeroes(s, j - i, offset + i) < 0
-                 : put_data(s, s->buf + i, j - i, offset + i) < 0)
+                 : put_data(s, w->buf + i, j - i, offset + i) < 0)
             return -1;
         i = j;
     }
     return 0;
 }
 
+/* Block status is asked for at most this much at once. */
+#define STATUS_MAX (UINT64_C(1) << 30)
+
+/*
+ * Hand out the next job (mu held): ranges that read as zeros by their
+ * block status are skipped whole, unless zeros must be written (-n, or
+ * -S 0 without -c, which fully allocates as qemu-img does); everything
+ * else goes in windows aligned to the window size.  Returns 1 with a
+ * job, 0 at the end, -1 on error.
+ */
+static int next_job(struct copy_state *s, struct copy_job *job)
+{
+    while (!s->failed && s->next < s->size) {
+        uint64_t off = s->next;
+        uint64_t end = off - off % s->window + s->window;
+
+        if (end > s->size)
+            end = s->size;
+        if (!s->has_backing && off >= s->status_end) {
+            struct cli_status st;
+            uint64_t want =
+                s->size - off < STATUS_MAX ? s->size - off : STATUS_MAX;
+            int err = cli_chain_status(s->src, off, want, &st);
+            if (err < 0) {
+                const char *msg = qcowkit_errmsg();
+                cli_error("error while reading at byte %" PRIu64 ": %s", off,
+                          msg && *msg ? msg : strerror(-err));
+                s->failed = true;
+                return -1;
+            }
+            s->status_end = off + st.length;
+            s->status_zero = (st.flags & CLI_ST_ZERO) != 0;
+        }
+        if (!s->has_backing && s->status_zero) {
+            uint64_t zend = s->status_end;
+            if (zend < s->size)
+                zend -= zend % s->unit;
+            if (zend > off) {
+                if (s->no_create || (s->sparse == 0 && !s->compress)) {
+                    job->offset = off;
+                    job->len = (zend < end ? zend : end) - off;
+                    job->zero = true;
+                    job->seq = s->next_seq++;
+                    s->next = off + job->len;
+                    return 1;
+                }
+                s->next = zend;
+                cli_progress_print(
+                    (float)(zend - off) * 100.0f / (float)s->size, 0);
+                continue;
+            }
+        }
+        job->offset = off;
+        job->len = end - off;
+        job->zero = false;
+        job->seq = s->next_seq++;
+        s->next = end;
+        return 1;
+    }
+    return s->failed ? -1 : 0;
+}
+
+/* Read (or make) the job's data, then write it, in turn if ordered. */
+static int run_job(struct copy_worker *w, const struct copy_job *job)
+{
+    struct copy_state *s = w->s;
+    int err = 0;
+
+    if (job->zero && !s->no_create)
+        memset(w->buf, 0, job->len);
+    else if (!job->zero) {
+        err = qcowkit_pread(s->src, w->buf, job->len, job->offset);
+        if (err < 0)
+            return copy_fail(s, false, err, job->offset);
+    }
+    if (s->ordered) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->failed && s->write_seq != job->seq)
+            pthread_cond_wait(&s->turn, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (job->zero)
+        err = s->no_create ? put_zeroes(s, job->len, job->offset)
+                           : put_data(s, w->buf, job->len, job->offset);
+    else if (s->has_backing)
+        err = copy_window_backing(w, job->offset, job->len);
+    else if (s->compress)
+        err = copy_window_compressed(w, job->offset, job->len);
+    else
+        err = copy_window_sparse(w, job->offset, job->len);
+    pthread_mutex_lock(&s->mu);
+    if (s->ordered) {
+        s->write_seq++;
+        pthread_cond_broadcast(&s->turn);
+    }
+    if (err == 0)
+        cli_progress_print((float)job->len * 100.0f / (float)s->size, 0);
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+static void *copy_worker_main(void *opaque)
+{
+    struct copy_worker *w = opaque;
+    struct copy_state *s = w->s;
+    struct copy_job job;
+    int more;
+
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        more = next_job(s, &job);
+        pthread_mutex_unlock(&s->mu);
+        if (more <= 0) {
+            w->ret = more;
+            break;
+        }
+        if (run_job(w, &job) < 0) {
+            w->ret = -1;
+            break;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Copy with a pool of workers (-m).  Each takes the next window, reads
+ * it (reads run in parallel) and writes it.  Without -W, writes to a
+ * qcow target go in guest order, so that its clusters are laid out as
+ * qemu-img lays them out; a raw target is the same whatever the order,
+ * and compressed clusters are stored as each worker finishes them.
+ */
 static int copy_image(struct copy_state *s)
 {
-    uint64_t window = WINDOW, offset;
+    uint64_t window = WINDOW, align = s->cluster_size ? s->cluster_size : 512;
+    struct copy_worker *w;
+    unsigned n, started = 0, i;
+    int ret = 0;
 
     if (s->sparse > window)
         window = s->sparse;
-    if (s->cluster_size > window)
-        window = s->cluster_size;
-    s->buf = malloc(window);
-    s->cmp = s->has_backing ? malloc(window) : NULL;
-    if (!s->buf || (s->has_backing && !s->cmp)) {
+    window = (window + align - 1) / align * align;
+    s->window = window;
+    s->unit = align;
+    n = s->workers ? s->workers : 1;
+    if ((uint64_t)n > s->size / window + 1)
+        n = (unsigned)(s->size / window + 1);
+    w = calloc(n, sizeof *w);
+    if (!w) {
         cli_error("out of memory");
         return -1;
     }
-    cli_progress_print(0, 100);
-    for (offset = 0; offset < s->size; offset += window) {
-        uint64_t len = s->size - offset < window ? s->size - offset : window;
-        bool zero = false;
-        int err;
-
-        if (!s->has_backing && range_is_zero(s, offset, len, &zero) < 0)
-            return -1;
-        if (zero) {
-            if (put_zeroes(s, len, offset) < 0)
-                return -1;
-        } else {
-            err = qcowkit_pread(s->src, s->buf, len, offset);
-            if (err < 0)
-                return read_error(err, offset);
-            if (s->has_backing)
-                err = copy_window_backing(s, offset, len);
-            else if (s->compress)
-                err = copy_window_compressed(s, offset, len);
-            else
-                err = copy_window_sparse(s, offset, len);
-            if (err < 0)
-                return -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->turn, NULL);
+    for (i = 0; i < n; i++) {
+        w[i].s = s;
+        w[i].buf = malloc(window);
+        w[i].cmp = s->has_backing ? malloc(window) : NULL;
+        if (!w[i].buf || (s->has_backing && !w[i].cmp)) {
+            cli_error("out of memory");
+            ret = -1;
+            goto out;
         }
-        cli_progress_print((float)len * 100.0f / (float)s->size, 0);
     }
-    return 0;
+    cli_progress_print(0, 100);
+    if (n == 1) {
+        copy_worker_main(&w[0]);
+    } else {
+        for (i = 0; i < n; i++) {
+            if (pthread_create(&w[i].thread, NULL, copy_worker_main, &w[i]))
+                break;
+            started++;
+        }
+        if (started == 0)
+            copy_worker_main(&w[0]);
+        for (i = 0; i < started; i++)
+            pthread_join(w[i].thread, NULL);
+    }
+    for (i = 0; i < n; i++)
+        if (w[i].ret < 0)
+            ret = -1;
+out:
+    for (i = 0; i < n; i++) {
+        free(w[i].buf);
+        free(w[i].cmp);
+    }
+    free(w);
+    pthread_cond_destroy(&s->turn);
+    pthread_mutex_destroy(&s->mu);
+    return ret;
 }
 
 int cmd_convert(int argc, char **argv)
@@ -304,7 +488,7 @@ int cmd_convert(int argc, char **argv)
     size_t key_len = 0;
     unsigned src_flags = QCOWKIT_OPEN_RDONLY;
     bool progress = false, quiet = false, image_opts = false;
-    bool target_image_opts = false;
+    bool target_image_opts = false, out_of_order = false;
     int c, err, ret = 1;
 
     memset(&o, 0, sizeof o);
@@ -377,9 +561,22 @@ int cmd_convert(int argc, char **argv)
             if (cli_object_add(optarg) < 0)
                 return 1;
             break;
-        case 'C':
         case 'W':
-        case 'm':
+            out_of_order = true;
+            break;
+        case 'm': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end || v < 1 || v > MAX_WORKERS) {
+                cli_error("Invalid number of coroutines. Allowed number of "
+                          "coroutines is between 1 and %d",
+                          MAX_WORKERS);
+                return 1;
+            }
+            s.workers = (unsigned)v;
+            break;
+        }
+        case 'C':
         case 'r':
         case OPT_TARGET_IS_ZERO:
         case OPT_SALVAGE:
@@ -522,6 +719,7 @@ int cmd_convert(int argc, char **argv)
             goto out;
         }
         s.cluster_size = info.cluster_size;
+        s.dst_size = info.virtual_size;
         s.has_backing = info.backing_file[0] != '\0';
         if (info.virtual_size < s.size) {
             cli_error("%s: target image of %" PRIu64
@@ -531,6 +729,13 @@ int cmd_convert(int argc, char **argv)
         }
     }
 
+    /* Default -m: one worker per online CPU (qemu-img: 8 coroutines). */
+    if (s.workers == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        s.workers = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : cpus;
+    }
+    s.ordered =
+        !out_of_order && s.cluster_size != 0 && (!s.compress || s.has_backing);
     cli_progress_init(progress, 1.0f);
     err = copy_image(&s);
     if (err == 0 && strcmp(cache, "unsafe") != 0) {
@@ -549,8 +754,6 @@ out:
         ret = 1;
     }
     qcowkit_close(s.src);
-    free(s.buf);
-    free(s.cmp);
     cli_image_spec_free(&dst_spec);
     free(o.encryption);
     free(o.encrypt_format);
