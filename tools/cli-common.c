@@ -182,11 +182,16 @@ too_large:
 int cli_parse_size_arg(const char *s, const char *what, uint64_t *out)
 {
     const char *why = "";
+    int err = cli_parse_size(s, INT64_MAX, out, &why);
 
-    if (cli_parse_size(s, INT64_MAX, out, &why) == 0)
+    if (err == 0)
         return 0;
-    cli_error("Invalid %s '%s': %s (must be between 0 and %lld)", what, s, why,
-              (long long)INT64_MAX);
+    /* A value out of range already says the range. */
+    if (err == -ERANGE)
+        cli_error("Invalid %s '%s': %s", what, s, why);
+    else
+        cli_error("Invalid %s '%s': %s (must be between 0 and %lld)", what, s,
+                  why, (long long)INT64_MAX);
     return -1;
 }
 

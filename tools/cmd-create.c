@@ -101,6 +101,95 @@ static int create_option(void *ctx, const char *key, const char *value)
     return -1;
 }
 
+/* A backend that stores nothing, for a dry run of qcowkit_create_io(). */
+static int null_pread(void *opaque, void *buf, size_t count, uint64_t offset)
+{
+    (void)opaque;
+    (void)offset;
+    memset(buf, 0, count);
+    return 0;
+}
+
+static int null_pwrite(void *opaque, const void *buf, size_t count,
+                       uint64_t offset)
+{
+    (void)opaque;
+    (void)buf;
+    (void)count;
+    (void)offset;
+    return 0;
+}
+
+static int null_flush(void *opaque)
+{
+    (void)opaque;
+    return 0;
+}
+
+static int null_get_size(void *opaque, uint64_t *size)
+{
+    (void)opaque;
+    *size = 0;
+    return 0;
+}
+
+static int null_truncate(void *opaque, uint64_t size)
+{
+    (void)opaque;
+    (void)size;
+    return 0;
+}
+
+/*
+ * qcowkit_create() empties an existing file before it checks the options,
+ * so a refused create (size 0, too large, ...) would destroy the file it
+ * was pointed at.  Check them on a backend that stores nothing first.
+ */
+static int dry_run(const char *path, const struct qcowkit_create_opts *co)
+{
+    static const struct qcowkit_io_ops null_ops = {
+        .struct_size = sizeof null_ops,
+        .pread = null_pread,
+        .pwrite = null_pwrite,
+        .flush = null_flush,
+        .get_size = null_get_size,
+        .truncate = null_truncate,
+    };
+    struct qcowkit_io *io;
+    int err = qcowkit_io_new(&null_ops, NULL, path, &io);
+
+    if (err == 0)
+        err = qcowkit_create_io(io, path, co);
+    qcowkit_io_close(io);
+    if (err < 0)
+        cli_lib_error(err, NULL);
+    return err;
+}
+
+/*
+ * qemu-img takes the write lock of an existing file before truncating it;
+ * qcowkit_create() truncates first.  So look for another user first and
+ * refuse with the library's "in use" message, leaving the file alone.
+ */
+static int refuse_if_in_use(const char *path)
+{
+    struct qcowkit_open_opts o;
+    struct qcowkit_image *img;
+    int err;
+
+    qcowkit_open_opts_init(&o);
+    o.flags = QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_BACKING;
+    o.format = QCOWKIT_FORMAT_RAW; /* only the lock: nothing is parsed */
+    err = qcowkit_open(path, &o, &img);
+    if (err == -EBUSY) {
+        cli_lib_error(err, NULL);
+        return -1;
+    }
+    if (err == 0)
+        qcowkit_close(img);
+    return 0; /* any other failure is qcowkit_create()'s to report */
+}
+
 /*
  * Check the backing file as qemu-img does: it must open in the given
  * format, and it supplies the size when none was given.
@@ -291,6 +380,8 @@ int cmd_create(int argc, char **argv)
     co.key_len = key_len;
     if (key)
         cli_warn_aes_create();
+    if (dry_run(a.file, &co) < 0 || refuse_if_in_use(a.file) < 0)
+        goto out;
     err = qcowkit_create(a.file, &co, QCOWKIT_IO_TRUNC);
     if (err < 0) {
         cli_lib_error(err, NULL);

@@ -75,17 +75,16 @@ if __name__ == '__main__':
     else:
         sys.exit('unknown command ' + cmd)
 EOF
-qc() { python3 qc.py "$@"; }
+qc() { python3 -S qc.py "$@"; }
 
-# json KEY...: values of the JSON object on stdout, one per line ('-' if
-# absent); fails if it does not parse.
+# json KEY...: values of the JSON object on stdout (python3's json module
+# parses it), one per line ('-' if absent); fails if it does not parse.
 json() {
-    python3 -m json.tool out >/dev/null || fail "JSON does not parse: $(cat out)"
-    python3 -c '
+    python3 -S -c '
 import json, sys
 d = json.load(open("out"))
 for k in sys.argv[1:]:
-    print(d.get(k, "-"))' "$@"
+    print(d.get(k, "-"))' "$@" || fail "JSON does not parse: $(cat out)"
 }
 
 # The member order of qemu-img 7.2's ImageCheck JSON (QDict hash order).
@@ -140,6 +139,7 @@ expect_out "No errors were found on the image.
 8/256 = 3.12% allocated, 0.00% fragmented, 50.00% compressed clusters
 Image end offset: $(stat -c %s clean.qcow)"
 expect_rc 0 "$Q" check --output=json clean.qcow
+python3 -m json.tool out >/dev/null || fail "JSON does not parse: $(cat out)"
 json_order
 [ "$(json leaks corruptions compressed-clusters allocated-clusters \
     total-clusters check-errors format | tr '\n' ' ')" == \
