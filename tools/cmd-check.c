@@ -23,6 +23,18 @@ struct check_result {
 
 static bool quiet;
 
+/* qemu-img's cache modes (-T). */
+static bool valid_cache_mode(const char *mode)
+{
+    static const char *const modes[] = {"none", "writeback", "writethrough",
+                                        "directsync", "unsafe"};
+
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(mode, modes[i]) == 0)
+            return true;
+    return false;
+}
+
 static void qprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void qprintf(const char *fmt, ...)
@@ -162,7 +174,7 @@ int cmd_check(int argc, char **argv)
     struct qcowkit_info info;
     struct check_result res;
     unsigned repair = 0, open_flags;
-    bool json, force_share = false, refused = false;
+    bool json, force_share = false, refused = false, image_opts = false;
     int c, err, ret = 1;
 
     quiet = false;
@@ -188,7 +200,12 @@ int cmd_check(int argc, char **argv)
                                        optarg);
             break;
         case 'T':
-            break; /* the cache mode does not change results */
+            /* The cache mode does not change results, but is checked. */
+            if (!valid_cache_mode(optarg)) {
+                cli_error("Invalid source cache option: %s", optarg);
+                return 1;
+            }
+            break;
         case 'q':
             quiet = true;
             break;
@@ -199,11 +216,12 @@ int cmd_check(int argc, char **argv)
             printf("usage: %s %s\n", CLI_NAME, cli_usage("check"));
             return 0;
         case OPT_IMAGE_OPTS:
-            cli_error("--image-opts is not supported");
-            return 1;
+            image_opts = true;
+            break;
         case OPT_OBJECT:
-            cli_error("--object is not supported");
-            return 1;
+            if (cli_object_add(optarg) < 0)
+                return 1;
+            break;
         default:
             return cli_bad_option("check", argv, c);
         }
@@ -227,7 +245,9 @@ int cmd_check(int argc, char **argv)
     open_flags = QCOWKIT_OPEN_NO_BACKING |
                  (repair ? QCOWKIT_OPEN_RDWR : QCOWKIT_OPEN_RDONLY) |
                  (force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0);
-    if (cli_open(path, format, open_flags, QCOWKIT_FORMAT_AUTO, &img) < 0)
+    /* The check reads no data: a key is looked up if given, not needed. */
+    if (cli_open_image(path, image_opts, format, open_flags,
+                       QCOWKIT_FORMAT_AUTO, 0, &img, NULL) < 0)
         return 1;
     err = cli_get_info(img, &info);
     if (err < 0) {

@@ -155,6 +155,16 @@ expect_rc 0 "$Q" check --output=json frag.qcow
 [ "$(json fragmented-clusters)" == 2 ] || fail "fragmented JSON: $(cat out)"
 json_order
 
+# An AES-encrypted image checks without its key: the check reads no data.
+"$Q" create -q -f qcow --object secret,id=s0,data=pw \
+    -o encrypt.format=aes,encrypt.key-secret=s0 enc.qcow 1M 2>/dev/null
+"$Q" io --object secret,id=s0,data=pw --image-opts -c 'write -P 1 0 8k' \
+    driver=qcow,file.filename=enc.qcow,encrypt.key-secret=s0 >/dev/null
+expect_rc 0 "$Q" check enc.qcow
+grep -q "^2/256 = 0.78% allocated" out || fail "encrypted: $(cat out)"
+expect_rc 0 "$Q" check --object secret,id=s0,data=pw --image-opts \
+    driver=qcow,file.filename=enc.qcow,encrypt.key-secret=s0
+
 # Images made by qcowkit: convert, convert -c, an overlay, a large image.
 head -c 1M /dev/urandom >rnd.raw
 python3 -c "import sys; sys.stdout.buffer.write(b'A' * (1 << 20) + bytes(65536))" >>rnd.raw
@@ -229,6 +239,7 @@ json_order
     fail "leak JSON: $(cat out)"
 
 cp leak.qcow leak2.qcow
+cp leak.qcow leak2.qcow.orig
 expect_rc 0 "$Q" check -r leaks leak.qcow
 expect_out "The following inconsistencies were found and repaired:
 
@@ -403,7 +414,14 @@ expect_err "Expecting one image file name"
 expect_rc 1 "$Q" check -f vhd empty.qcow
 expect_err "^qcowkit: Unknown file format 'vhd'$"
 expect_rc 1 "$Q" check -U -r leaks empty.qcow
-expect_err "^qcowkit: .*force-share"
+expect_err "^qcowkit: Could not open 'empty.qcow': force-share=on can only be used with read-only images$"
+expect_rc 1 "$Q" check -T bogus empty.qcow
+expect_err "^qcowkit: Invalid source cache option: bogus$"
+expect_rc 1 "$Q" check --image-opts -f qcow driver=qcow,file.filename=empty.qcow
+expect_err "^qcowkit: --image-opts and --format are mutually exclusive$"
+expect_rc 3 "$Q" check --output=json --image-opts driver=qcow,file.filename=leak2.qcow.orig
+[ "$(json filename leaks | tr '\n' ' ')" == "driver=qcow,file.filename=leak2.qcow.orig 2 " ] ||
+    fail "--image-opts JSON: $(cat out)"
 expect_rc 1 "$Q" check -r
 expect_err "missing argument for option '-r'"
 printf 'QFI\373garbage-header-that-is-not-valid-at-all-00000000000' >bad.qcow
