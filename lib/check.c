@@ -214,29 +214,46 @@ static void check_entry(struct checker *c, uint64_t entry, uint64_t entry_at,
         corrupt(c, entry_at, what, "is also used by another entry or table");
 }
 
-static int check_table(struct checker *c, uint64_t l1_index)
+static void describe_table(struct checker *c, uint64_t l1_index, char *what,
+                           size_t len)
+{
+    snprintf(what, len, "L2 table at offset %llu (L1 entry %llu)",
+             (unsigned long long)c->img->l1[l1_index],
+             (unsigned long long)l1_index);
+}
+
+/*
+ * First the tables themselves, so that a data entry pointing into a table
+ * is blamed, not the table.  A table that overlaps another is still
+ * walked: its clusters must not look leaked.
+ */
+static void mark_table(struct checker *c, uint64_t l1_index)
 {
     struct qcowkit_image *img = c->img;
-    uint64_t offset = img->l1[l1_index];
     uint64_t l1_at = img->header.l1_table_offset + l1_index * 8;
-    uint64_t bytes = (uint64_t)img->l2_entries * 8;
-    const char *why = table_problem(c, offset);
+    const char *why = table_problem(c, img->l1[l1_index]);
     char what[128];
-    int err;
 
-    snprintf(what, sizeof what, "L2 table at offset %llu (L1 entry %llu)",
-             (unsigned long long)offset, (unsigned long long)l1_index);
+    describe_table(c, l1_index, what, sizeof what);
     if (why) {
         if (c->first_pass)
             corrupt(c, l1_at, what, why);
-        return 0;
+        return;
     }
-    if (!mark(c, offset, bytes, false)) {
+    if (!mark(c, img->l1[l1_index], (uint64_t)img->l2_entries * 8, false))
         corrupt(c, l1_at, what,
-                "overlaps the header, the L1 table, another table or data");
+                "overlaps the header, the L1 table or another table");
+}
+
+static int walk_table(struct checker *c, uint64_t l1_index)
+{
+    struct qcowkit_image *img = c->img;
+    uint64_t offset = img->l1[l1_index];
+    int err;
+
+    if (table_problem(c, offset))
         return 0;
-    }
-    err = qk_read(img->io, c->raw_table, bytes, offset);
+    err = qk_read(img->io, c->raw_table, (size_t)img->l2_entries * 8, offset);
     for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++) {
         uint64_t entry = qk_be64(c->raw_table + (size_t)j * 8);
         uint64_t guest = (l1_index << (img->cluster_bits + img->l2_bits)) |
@@ -247,6 +264,16 @@ static int check_table(struct checker *c, uint64_t l1_index)
     return err;
 }
 
+/*
+ * Space is given back only while every corruption found so far was
+ * cleared: with untrusted tables left, "unreferenced" proves nothing.
+ */
+static bool leak_repair_allowed(const struct checker *c)
+{
+    return (c->flags & QCOWKIT_CHECK_REPAIR_LEAKS) &&
+           c->r.corruptions == c->r.corruptions_fixed;
+}
+
 /* Give back a run of leaked clusters, if asked to. */
 static void give_back(struct checker *c, uint64_t offset, uint64_t len)
 {
@@ -254,7 +281,7 @@ static void give_back(struct checker *c, uint64_t offset, uint64_t len)
 
     say(c, "Leaked clusters at offset %llu (%llu bytes)",
         (unsigned long long)offset, (unsigned long long)len);
-    if (!(c->flags & QCOWKIT_CHECK_REPAIR_LEAKS))
+    if (!leak_repair_allowed(c))
         return;
     if (qcowkit_io_discard(img->io, offset, len) == 0 ||
         offset >= c->r.image_end_offset) {
@@ -321,9 +348,12 @@ static int check_window(struct checker *c)
     memset(c->packed, 0, c->win_sectors / 8);
     c->prev_host = 0;
     mark_metadata(c);
+    for (uint64_t i = 0; i < img->l1_entries; i++)
+        if (img->l1[i])
+            mark_table(c, i);
     for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
         if (img->l1[i])
-            err = check_table(c, i);
+            err = walk_table(c, i);
     if (err == 0)
         find_leaks(c);
     return err;
@@ -358,10 +388,15 @@ static int run_passes(struct checker *c)
         err = check_window(c);
         c->first_pass = false;
     }
-    if (err == 0 && (c->flags & QCOWKIT_CHECK_REPAIR_LEAKS) &&
-        c->r.image_end_offset < c->file_size) {
+    /* A tail shorter than a cluster is slack, not a leak: left alone. */
+    if (err == 0 && leak_repair_allowed(c) &&
+        c->r.image_end_offset < c->file_size &&
+        c->file_size - c->r.image_end_offset >= img->cluster_size)
         err = qk_io_truncate_to(img, c->r.image_end_offset);
-    }
+    if (err == 0 && (c->flags & QCOWKIT_CHECK_REPAIR_LEAKS) &&
+        !leak_repair_allowed(c) && c->r.leaks)
+        say(c, "Leaks not repaired: the image has corruptions (repair them "
+               "with -r all)");
     if (err == 0 && c->flags)
         err = qk_sync(img->io);
     if (err == 0 && c->r.corruptions_fixed)

@@ -106,25 +106,39 @@ static int create_qcow(struct qcowkit_io *io, const char *name,
     return err;
 }
 
+/* The caller's options, checked, with fields it does not know zeroed. */
+static int take_opts(const struct qcowkit_create_opts *given, const char *name,
+                     struct qcowkit_create_opts *o)
+{
+    struct qk_header h;
+    uint64_t l1_entries;
+
+    if (!given || given->struct_size == 0)
+        return qk_error(-EINVAL, "qcowkit_create: missing options");
+    qcowkit_create_opts_init(o);
+    memcpy(o, given,
+           given->struct_size < sizeof *o ? given->struct_size : sizeof *o);
+    if (o->format == QCOWKIT_FORMAT_RAW)
+        return 0;
+    if (o->format != QCOWKIT_FORMAT_QCOW && o->format != 0)
+        return qk_error(-EINVAL, "%s: unknown image format %d", name,
+                        (int)o->format);
+    return build_header(o, name, &h, &l1_entries);
+}
+
 int qcowkit_create_io(struct qcowkit_io *io, const char *name,
                       const struct qcowkit_create_opts *opts)
 {
     struct qcowkit_create_opts o;
     int err;
 
-    if (!io || !opts || opts->struct_size == 0)
-        return qk_error(-EINVAL, "qcowkit_create: missing options");
-    qcowkit_create_opts_init(&o);
-    memcpy(&o, opts,
-           opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
+    if (!io)
+        return qk_error(-EINVAL, "qcowkit_create: no backend");
     name = name ? name : io->name;
-    if (o.format == QCOWKIT_FORMAT_RAW)
-        err = create_raw(io, name, o.size);
-    else if (o.format == QCOWKIT_FORMAT_QCOW || o.format == 0)
-        err = create_qcow(io, name, &o);
-    else
-        err = qk_error(-EINVAL, "%s: unknown image format %d", name,
-                       (int)o.format);
+    err = take_opts(opts, name, &o);
+    if (err == 0)
+        err = o.format == QCOWKIT_FORMAT_RAW ? create_raw(io, name, o.size)
+                                             : create_qcow(io, name, &o);
     if (err == 0)
         err = qk_sync(io);
     return err;
@@ -134,14 +148,19 @@ int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
                    unsigned flags)
 {
     unsigned io_flags = QCOWKIT_IO_RDWR | QCOWKIT_IO_CREATE;
+    struct qcowkit_create_opts o;
     struct qcowkit_io *io;
     int err;
 
+    /* Refuse bad options before an existing file is touched. */
+    err = take_opts(opts, path, &o);
+    if (err < 0)
+        return err;
     io_flags |= flags & QCOWKIT_IO_TRUNC ? QCOWKIT_IO_TRUNC : QCOWKIT_IO_EXCL;
     err = qcowkit_io_open_file(path, io_flags, &io);
     if (err < 0)
         return err;
-    err = qcowkit_create_io(io, path, opts);
+    err = qcowkit_create_io(io, path, &o);
     qcowkit_io_close(io);
     return err;
 }
