@@ -27,7 +27,8 @@ fi
 export TESTS_DIR QCOWKIT
 
 # The name of the running test, for messages.
-TEST_NAME=$(basename "$0" .sh)
+TEST_NAME=${0##*/}
+TEST_NAME=${TEST_NAME%.sh}
 
 # die MSG...: report a failure on stderr and exit 1.
 die() {
