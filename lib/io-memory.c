@@ -39,6 +39,8 @@ static int memory_pread(void *opaque, void *buf, size_t count, uint64_t offset)
     struct memory_backend *m = opaque;
     size_t have = 0;
 
+    if (count == 0)
+        return 0;
     pthread_mutex_lock(&m->lock);
     if (offset < m->len)
         have = m->len - offset < count ? m->len - offset : count;
@@ -54,6 +56,8 @@ static int memory_pwrite(void *opaque, const void *buf, size_t count,
     struct memory_backend *m = opaque;
     int err;
 
+    if (count == 0)
+        return 0;
     if (offset > UINT64_MAX - count)
         return -EFBIG;
     pthread_mutex_lock(&m->lock);
