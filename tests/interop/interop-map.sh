@@ -275,13 +275,26 @@ case_compare() {
     for pair in "a.qcow dense.raw" "a.qcow b.raw" "ac.qcow a.qcow" "ac.qcow b.raw" \
         "a.qcow big.raw" "a.qcow big2.raw" "big2.raw a.qcow" \
         "-s a.qcow big.raw" "-s a.qcow a.qcow" "-s ac.qcow a.qcow" \
-        "-s dense.raw b.raw" "-s a.qcow b.raw"; do
+        "-s dense.raw b.raw" "-s a.qcow dense.raw" "-s a.qcow b.raw"; do
         qrc=0 krc=0
         # shellcheck disable=SC2086
         qemu-img compare $pair >q.out 2>/dev/null || qrc=$?
         # shellcheck disable=SC2086
         "$QCOWKIT" compare $pair >k.out 2>/dev/null || krc=$?
         [ "$qrc" = "$krc" ] || die "compare $pair: qemu-img exit $qrc, qcowkit exit $krc"
+        # Strict mode: qemu-img counts its end-of-file status bit as a
+        # difference, so a dense raw file "mismatches" a qcow image at the
+        # start of any shorter extent; qcowkit compares only allocation and
+        # data (see README, Differences from QEMU), so its first mismatch
+        # may come later.  The verdict must agree; the offset must not be
+        # earlier than QEMU's.
+        if grep -q '^Strict mode: Offset' q.out && grep -q '^Strict mode: Offset' k.out; then
+            local qoff koff
+            qoff=$(sed -n 's/^Strict mode: Offset \([0-9]*\) .*/\1/p' q.out)
+            koff=$(sed -n 's/^Strict mode: Offset \([0-9]*\) .*/\1/p' k.out)
+            [ "$koff" -ge "$qoff" ] || die "compare $pair: qcowkit found a mismatch at $koff, before qemu-img's $qoff"
+            continue
+        fi
         cmp -s q.out k.out || {
             diff q.out k.out >&2 || true
             die "compare $pair: qcowkit's output differs from qemu-img's"
