@@ -34,7 +34,8 @@ run qcowkit create -f qcow -b base.raw -F raw overlay.qcow 64M
 run qcowkit io -c 'write -P 0xcd 512k 1M' overlay.qcow
 run qcowkit convert -c -O qcow overlay.qcow packed.qcow
 run qcowkit info packed.qcow
-run qcowkit map packed.qcow
+run qcowkit map overlay.qcow
+run qcowkit map --output=json packed.qcow
 run qcowkit compare overlay.qcow packed.qcow
 run ls -ls base.raw overlay.qcow packed.qcow
 
