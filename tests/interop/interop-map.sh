@@ -271,11 +271,15 @@ case_compare() {
     truncate -s 3M big.raw
     cp big.raw big2.raw
     run qemu-io -f raw -c 'write -P 1 2500000 1' big2.raw
+    # Incompressible, no zero clusters: the qcow copy is fully allocated.
+    make_data r.raw $((1 << 20)) 2 random
+    run qemu-img convert -O qcow r.raw r.qcow
     local pair qrc krc
     for pair in "a.qcow dense.raw" "a.qcow b.raw" "ac.qcow a.qcow" "ac.qcow b.raw" \
         "a.qcow big.raw" "a.qcow big2.raw" "big2.raw a.qcow" \
         "-s a.qcow big.raw" "-s a.qcow a.qcow" "-s ac.qcow a.qcow" \
-        "-s dense.raw b.raw" "-s a.qcow dense.raw" "-s a.qcow b.raw"; do
+        "-s dense.raw b.raw" "-s a.qcow dense.raw" "-s a.qcow b.raw" \
+        "-s r.qcow r.raw"; do
         qrc=0 krc=0
         # shellcheck disable=SC2086
         qemu-img compare $pair >q.out 2>/dev/null || qrc=$?
