@@ -278,8 +278,7 @@ case_compare() {
     for pair in "a.qcow dense.raw" "a.qcow b.raw" "ac.qcow a.qcow" "ac.qcow b.raw" \
         "a.qcow big.raw" "a.qcow big2.raw" "big2.raw a.qcow" \
         "-s a.qcow big.raw" "-s a.qcow a.qcow" "-s ac.qcow a.qcow" \
-        "-s dense.raw b.raw" "-s a.qcow dense.raw" "-s a.qcow b.raw" \
-        "-s r.qcow r.raw"; do
+        "-s dense.raw b.raw" "-s a.qcow dense.raw" "-s a.qcow b.raw"; do
         qrc=0 krc=0
         # shellcheck disable=SC2086
         qemu-img compare $pair >q.out 2>/dev/null || qrc=$?
@@ -304,6 +303,17 @@ case_compare() {
             die "compare $pair: qcowkit's output differs from qemu-img's"
         }
     done
+    # A deliberate difference (README): a fully allocated qcow copy and its
+    # raw source have the same allocation and data, so strict mode calls
+    # them identical; qemu-img reports a mismatch at 0, an artefact of its
+    # end-of-file status bit.
+    qrc=0 krc=0
+    qemu-img compare -s r.qcow r.raw >q.out 2>/dev/null || qrc=$?
+    "$QCOWKIT" compare -s r.qcow r.raw >k.out 2>/dev/null || krc=$?
+    [ "$krc" = 0 ] && grep -qx 'Images are identical.' k.out ||
+        die "compare -s r.qcow r.raw: qcowkit exit $krc: $(cat k.out)"
+    [ "$qrc" = 1 ] && grep -q '^Strict mode: Offset 0 ' q.out ||
+        die "compare -s r.qcow r.raw: qemu-img no longer reports its EOF-bit mismatch (exit $qrc): update the README"
 }
 
 run_case empty case_empty
