@@ -50,10 +50,34 @@ static bool continues(const struct qcowkit_image *img,
                         (offset & (img->cluster_size - 1));
 }
 
+/*
+ * Scan the entries of one L2 table from at while they continue the extent;
+ * returns the guest offset where the extent stops (or the table ends).
+ */
+static uint64_t scan_table(struct qcowkit_image *img, const uint64_t *table,
+                           const struct qcowkit_extent *e, uint64_t at,
+                           uint64_t end, bool *stopped)
+{
+    uint32_t idx = (at >> img->cluster_bits) & (img->l2_entries - 1);
+
+    *stopped = false;
+    for (; idx < img->l2_entries && at < end; idx++) {
+        uint64_t entry = table[idx];
+        if (at != e->offset && (!continues(img, e, entry, at) ||
+                                check_entry(img, entry, at) < 0)) {
+            *stopped = true;
+            break;
+        }
+        at += to_boundary(at, img->cluster_size);
+    }
+    return at;
+}
+
 static int qcow_status(struct qcowkit_image *img, uint64_t offset,
                        uint64_t count, struct qcowkit_extent *e)
 {
-    uint64_t at = offset, entry;
+    uint64_t at = offset, end = offset + count, entry;
+    bool stopped = false;
     int err;
 
     err = qk_lookup(img, at, &entry);
@@ -64,26 +88,22 @@ static int qcow_status(struct qcowkit_image *img, uint64_t offset,
     e->flags = flags_of(img, entry);
     if (e->flags & QCOWKIT_EXTENT_HOST_OFFSET)
         e->host_offset = entry + (offset & (img->cluster_size - 1));
-    while (at < offset + count) {
+    while (at < end && !stopped) {
         uint64_t l1_index = at >> (img->cluster_bits + img->l2_bits);
-        uint64_t step;
-        if (img->l1[l1_index] == 0 &&
-            img->cache.slot_of[l1_index] == QK_NO_SLOT) {
+        const uint64_t *table = qk_l2_get(img, l1_index, &err);
+        if (err < 0 && at == offset)
+            return err;
+        if (err < 0) /* the next call reports it */
+            break;
+        if (!table) { /* no table: a whole hole */
             if (e->flags != 0)
                 break;
-            step = to_boundary(at, table_span(img)); /* a whole hole */
-        } else {
-            err = qk_lookup(img, at, &entry);
-            if (err < 0)
-                return err;
-            if (at != offset && (!continues(img, e, entry, at) ||
-                                 check_entry(img, entry, at) < 0))
-                break;
-            step = to_boundary(at, img->cluster_size);
+            at += to_boundary(at, table_span(img));
+            continue;
         }
-        at += step;
+        at = scan_table(img, table, e, at, end, &stopped);
     }
-    e->length = (at < offset + count ? at : offset + count) - offset;
+    e->length = (at < end ? at : end) - offset;
     return 0;
 }
 
