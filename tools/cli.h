@@ -21,6 +21,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_io(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Print "qcowkit: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -32,6 +32,10 @@ static const struct command commands[] = {
     {"io", cmd_io,
      "io [-f FMT] [-r] [-c CMD]... FILE   (commands: read, write, flush, "
      "map, alloc, length, info, help)"},
+    {"bench", cmd_bench,
+     "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "
+     "[-n] [--no-drain] [-o OFFSET] [--pattern=N] [-q] [-s BUFFER_SIZE] "
+     "[-S STEP_SIZE] [-t CACHE] [-w] [-U] FILE"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
