@@ -47,25 +47,6 @@
 #define SMALL_MAX      (UINT64_C(1) << 20)
 #define MAX_IMAGE_FILE (UINT64_C(256) << 20)
 
-/*
- * Known library bugs, found by this harness (see fuzz/README.md).  With
- * FUZZ_TOLERATE_KNOWN set in the environment (fuzz/run.sh sets it) the
- * harness steps around them so that a long run can find other bugs;
- * corpus replay sets it for every input but the saved crash-* ones, which
- * keep failing until the library is fixed.
- *   1. After qcowkit_make_empty() the file is cut to the end of the L1
- *      table, as QEMU does, and the next L2 table lands in the sector the
- *      L1 table ends in; qcowkit_check then calls that table overlapping
- *      and REPAIR_ALL clears its L1 entry, losing data.
- *   2. The memory backend does pointer arithmetic on a NULL buffer for a
- *      zero-length write to a backend that never held data (UBSan).
- */
-static int tolerate_known(void)
-{
-    /* Not cached: replay.c changes it between inputs. */
-    return getenv("FUZZ_TOLERATE_KNOWN") != NULL;
-}
-
 static const uint8_t fuzz_key[] = "fuzz-password"; /* as the seeds */
 
 struct input {
@@ -117,7 +98,6 @@ struct state {
     uint8_t *buf; /* WINDOW bytes of scratch */
     unsigned op;
     unsigned checks;
-    bool emptied; /* make_empty succeeded (known bug 1) */
 };
 
 static void fail(struct state *s, const char *what, int err)
@@ -337,10 +317,6 @@ static void op_check(struct state *s)
     dump(s);
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    if (s->emptied && tolerate_known()) {
-        (void)qcowkit_check(s->img, 0, count_message, &messages, &r);
-        return;
-    }
     err = qcowkit_check(s->img, flags, count_message, &messages, &r);
     if (!s->strict || !s->qcow)
         return;
@@ -374,7 +350,6 @@ static void op_make_empty(struct state *s)
     if (err == 0) {
         for (unsigned i = 0; i < s->nwin; i++)
             memset(s->win[i].model, 0, s->win[i].len);
-        s->emptied = true;
     }
     /* A read-only raw image may say either. */
     if (s->strict && err != want && !(!s->qcow && err == -EROFS))
@@ -610,8 +585,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t len = in_u16(&in);
         if (len > in.n)
             len = in.n;
-        if (len == 0 && tolerate_known())
-            return 0; /* known bug 2 */
         if (qcowkit_io_new_memory(in.p, len, &s.io) != 0)
             return 0;
         in.p += len;

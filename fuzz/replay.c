@@ -75,15 +75,6 @@ static int run_file(const char *path)
     fclose(f);
     if (verbose)
         fprintf(stderr, "replay: %s (%zu bytes)\n", path, len);
-    /*
-     * Inputs merged from long runs may have stepped around known library
-     * bugs (see fuzz-ops.c) and are replayed the same way; the crash-*
-     * inputs that show those bugs are replayed strictly.
-     */
-    if (is_crash(path))
-        unsetenv("FUZZ_TOLERATE_KNOWN");
-    else
-        setenv("FUZZ_TOLERATE_KNOWN", "1", 1);
     /* A copy of exactly len bytes, so that ASan sees overreads. */
     {
         uint8_t *exact = malloc(len ? len : 1);

@@ -52,7 +52,6 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 # Step around the known library bugs listed in fuzz-ops.c (the saved
 # crash-* inputs still fail in the replay tests).
-export FUZZ_TOLERATE_KNOWN="${FUZZ_TOLERATE_KNOWN:-1}"
 
 mkdir -p "$builddir/fuzz-artifacts" "$builddir/fuzz-logs"
 summary=

@@ -6,6 +6,8 @@
 #   build/       gcc, as configured by meson.build      (every test)
 #   build-asan/  gcc, -Db_sanitize=address,undefined    (every test)
 #   build-tsan/  clang, -Db_sanitize=thread             (suite "threads" only)
+#   build-fuzz-ci/ clang, libFuzzer + ASan/UBSan         (suite "fuzz-run":
+#                bounded fuzzing, QCOWKIT_FUZZ_SECONDS per harness)
 # Sanitizer builds use -Dwerror=false (sanitizer instrumentation makes gcc
 # and clang emit spurious warnings); the plain build keeps -Werror.
 #
@@ -242,6 +244,26 @@ else
             "${COMMON[@]}" --timeout-multiplier 6 --suite threads \
             "${USER_NOSUITE_ARGS[@]}"
     fi
+fi
+
+# ---------------------------------------------------------------- stage 4
+# Bounded fuzzing (libFuzzer, clang, ASan+UBSan): every harness for
+# QCOWKIT_FUZZ_SECONDS (default 30) on a copy of its corpus.  Only in a full
+# run, or when the suite fuzz-run is asked for.
+fuzz_reason="only in a full run (no arguments) or with suite fuzz-run"
+if [ $# -eq 0 ]; then
+    fuzz_reason=""
+fi
+for s in "${USER_SUITES[@]}"; do
+    [ "$s" = fuzz-run ] && fuzz_reason=""
+done
+if [ -n "$fuzz_reason" ]; then
+    note "fuzz: skipped ($fuzz_reason)"
+elif build_stage fuzz build-fuzz-ci clang -Dfuzzing=true \
+    -Dfuzz_seconds="${QCOWKIT_FUZZ_SECONDS:-30}" \
+    -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=false; then
+    run_stage fuzz build-fuzz-ci "${SAN_ENV[@]}" -- \
+        "${COMMON[@]}" --suite fuzz-run
 fi
 
 # ---------------------------------------------------------------- summary
