@@ -270,6 +270,8 @@ int main(void)
     static const char *names[] = {"read", "write", "flush", "truncate"};
     static const uint32_t sizes[] = {4096, 512};
 
+    uint64_t points = 0;
+
     test_init(600);
     test_fail_hook = on_fail;
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]) * 2; s++) {
@@ -293,10 +295,12 @@ int main(void)
                     g_nth = nth;
                     one_run(g_cs, (enum qcowkit_io_op)op, nth, persistent,
                             NULL);
+                    points++;
                 }
             }
         }
     }
+    printf("fault points run: %" PRIu64 "\n", points);
     printf("test-fault: ok\n");
     return 0;
 }
