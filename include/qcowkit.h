@@ -281,6 +281,23 @@ int qcowkit_flush(struct qcowkit_image *img);
  */
 int qcowkit_make_empty(struct qcowkit_image *img);
 
+/*
+ * Change the virtual size (qcow: rounded up to 512).  Growing reads as
+ * zeros; shrinking drops everything past the new end, so that growing
+ * again reads zeros there too.  A bigger L1 table is written at the end
+ * of the file before the header points at it.  Raw images: the file is
+ * truncated or extended.  Must not race other calls on the handle.
+ */
+int qcowkit_resize(struct qcowkit_image *img, uint64_t size);
+
+/*
+ * Store a new backing file name (NULL or "" for none), as
+ * `qemu-img rebase -u` would if QEMU supported it for qcow: only the
+ * header changes, not the data.  The handle keeps reading through the
+ * backing image it opened; the new name takes effect at the next open.
+ */
+int qcowkit_set_backing(struct qcowkit_image *img, const char *name);
+
 /* ------------------------------------------------------------------ check */
 
 struct qcowkit_check_report {

@@ -129,6 +129,7 @@ struct qk_cache {
     uint32_t *slot_of; /* per L1 entry: slot index or QK_NO_SLOT */
     uint32_t dirty_count;
     uint8_t *scratch; /* one table in disk byte order */
+    uint64_t wanted;  /* capacity the cache size allows */
 };
 
 /* --------------------------------------------------------------- image */
@@ -199,6 +200,7 @@ int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p);
 /* Table access (table.c); all need img->lock held. */
 int qk_cache_init(struct qcowkit_image *img, uint64_t cache_bytes);
 void qk_cache_free(struct qcowkit_image *img);
+int qk_cache_grow(struct qcowkit_image *img, uint64_t l1_entries);
 void qk_cache_drop(struct qcowkit_image *img);
 /* The L2 table for l1_index, or NULL with *err 0 if there is none yet. */
 uint64_t *qk_l2_get(struct qcowkit_image *img, uint64_t l1_index, int *err);

@@ -21,6 +21,9 @@ int qk_cache_init(struct qcowkit_image *img, uint64_t cache_bytes)
 
     if (capacity < 4)
         capacity = 4;
+    if (capacity > UINT32_MAX - 1)
+        capacity = UINT32_MAX - 1;
+    c->wanted = capacity;
     if (capacity > img->l1_entries)
         capacity = img->l1_entries;
     c->capacity = (uint32_t)capacity;
@@ -33,6 +36,25 @@ int qk_cache_init(struct qcowkit_image *img, uint64_t cache_bytes)
     for (uint64_t i = 0; i < img->l1_entries; i++)
         c->slot_of[i] = QK_NO_SLOT;
     c->newest = c->oldest = QK_NO_SLOT;
+    return 0;
+}
+
+/* Room for more tables once the image has more L1 entries. */
+int qk_cache_grow(struct qcowkit_image *img, uint64_t l1_entries)
+{
+    struct qk_cache *c = &img->cache;
+    uint64_t capacity = c->wanted < l1_entries ? c->wanted : l1_entries;
+    struct qk_slot *slots;
+
+    if (capacity <= c->capacity)
+        return 0;
+    slots = realloc(c->slots, capacity * sizeof *slots);
+    if (!slots)
+        return qk_error(-ENOMEM, "%s: no memory for the table cache",
+                        img->name);
+    memset(slots + c->capacity, 0, (capacity - c->capacity) * sizeof *slots);
+    c->slots = slots;
+    c->capacity = (uint32_t)capacity;
     return 0;
 }
 
