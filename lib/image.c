@@ -65,9 +65,14 @@ static int load_backing_name(struct qcowkit_image *img)
                    h->backing_file_offset);
 }
 
-static uint64_t region_end(uint64_t offset, uint64_t len)
+void qk_update_meta_end(struct qcowkit_image *img)
 {
-    return offset + len;
+    const struct qk_header *h = &img->header;
+
+    img->meta_end = h->l1_table_offset + img->l1_entries * 8;
+    if (h->backing_file_offset &&
+        h->backing_file_offset + h->backing_file_size > img->meta_end)
+        img->meta_end = h->backing_file_offset + h->backing_file_size;
 }
 
 static int open_qcow(struct qcowkit_image *img, uint64_t file_size,
@@ -96,12 +101,7 @@ static int open_qcow(struct qcowkit_image *img, uint64_t file_size,
     img->offset_mask = (UINT64_C(1) << (63 - h->cluster_bits)) - 1;
     /* QEMU sees whole sectors only. */
     img->virtual_size = h->size & ~(uint64_t)(QCOW_SECTOR - 1);
-    img->meta_end = region_end(h->l1_table_offset, img->l1_entries * 8);
-    if (h->backing_file_offset &&
-        region_end(h->backing_file_offset, h->backing_file_size) >
-            img->meta_end)
-        img->meta_end =
-            region_end(h->backing_file_offset, h->backing_file_size);
+    qk_update_meta_end(img);
     img->file_end = file_size;
     err = load_l1(img);
     if (err == 0)

@@ -219,6 +219,8 @@ int qk_check_compressed(struct qcowkit_image *img, uint64_t entry,
                         uint64_t guest_offset);
 
 int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size);
+/* The end of the header, backing name and L1 table (what make-empty keeps). */
+void qk_update_meta_end(struct qcowkit_image *img);
 
 /* Reserve bytes at the end of the file; align is a power of two. */
 int qk_allocate(struct qcowkit_image *img, uint64_t bytes, uint64_t align,

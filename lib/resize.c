@@ -146,7 +146,7 @@ static int resize_qcow(struct qcowkit_image *img, uint64_t size)
     if (entries > img->l1_entries)
         img->l1_entries = entries;
     img->virtual_size = h.size;
-    img->meta_end = h.l1_table_offset + img->l1_entries * 8;
+    qk_update_meta_end(img);
     return 0;
 }
 
@@ -225,6 +225,7 @@ static int set_backing_locked(struct qcowkit_image *img, const char *name,
     if (err == 0) {
         memcpy(img->backing_file, name, len);
         img->backing_file[len] = '\0';
+        qk_update_meta_end(img);
     }
     return err;
 }

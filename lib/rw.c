@@ -202,8 +202,9 @@ static int write_partial(struct qcowkit_image *img, uint64_t entry,
 }
 
 /* How many clusters from offset (within one L2 table) need new space. */
-static int count_new(struct qcowkit_image *img, const uint64_t *table,
-                     uint64_t offset, uint64_t count, uint64_t *bytes)
+static uint64_t count_new(const struct qcowkit_image *img,
+                          const uint64_t *table, uint64_t offset,
+                          uint64_t count)
 {
     uint32_t idx = (offset >> img->cluster_bits) & (img->l2_entries - 1);
     uint64_t n = 0;
@@ -212,8 +213,7 @@ static int count_new(struct qcowkit_image *img, const uint64_t *table,
         n += in_cluster(img, offset + n, count - n);
         idx++;
     }
-    *bytes = n;
-    return 0;
+    return n;
 }
 
 /*
@@ -301,10 +301,8 @@ static int write_in_table(struct qcowkit_image *img, const uint8_t *buf,
         entry =
             table[(offset + done) >> img->cluster_bits & (img->l2_entries - 1)];
         if (!is_normal(entry)) {
-            err = count_new(img, table, offset + done, count - done, &n);
-            if (err == 0)
-                err =
-                    write_new_run(img, l1_index, buf + done, n, offset + done);
+            n = count_new(img, table, offset + done, count - done);
+            err = write_new_run(img, l1_index, buf + done, n, offset + done);
         } else {
             err = qk_check_normal(img, entry, offset + done);
             if (err == 0)
