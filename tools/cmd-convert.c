@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <libdeflate.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,8 @@ struct copy_job {
 struct copy_worker {
     struct copy_state *s;
     uint8_t *buf, *cmp;
+    struct libdeflate_compressor *probe; /* -c: finds incompressible data */
+    uint8_t *probe_out;
     pthread_t thread;
     int ret;
 };
@@ -219,16 +222,57 @@ static int copy_window_backing(struct copy_worker *w, uint64_t offset,
     return 0;
 }
 
+enum cluster_kind { CLUSTER_ZERO, CLUSTER_PACK, CLUSTER_PLAIN };
+
+/*
+ * Will this cluster stay as it is?  Clusters that deflate does not shrink
+ * are stored uncompressed and cluster-aligned; written one by one, while
+ * another worker appends compressed clusters, each would start a new
+ * aligned cluster after a partly used one.  So data that looks random
+ * (bytes about evenly spread: collision entropy above ~7.4 bits) and that
+ * a fast deflate (level 1) cannot shrink is written plainly, a run at a
+ * time.  Data that level 1
+ * cannot shrink but the library's level could is practically nonexistent
+ * (high entropy and no repeats).
+ */
+static bool incompressible(struct copy_worker *w, const uint8_t *p, size_t n)
+{
+    uint32_t hist[256] = {0};
+    uint64_t squares = 0;
+
+    for (size_t i = 0; i < n; i++)
+        hist[p[i]]++;
+    for (int i = 0; i < 256; i++)
+        squares += (uint64_t)hist[i] * hist[i];
+    /* Even bytes give squares ~ n * n / 256 + n; text gives far more. */
+    if (squares * 256 > (uint64_t)n * n * 3 / 2)
+        return false;
+    return libdeflate_deflate_compress(w->probe, p, n, w->probe_out, n - 1) ==
+           0;
+}
+
+static enum cluster_kind cluster_kind(struct copy_worker *w, const uint8_t *p,
+                                      size_t n)
+{
+    if (cli_is_zero(p, n))
+        return CLUSTER_ZERO;
+    if (w->probe && incompressible(w, p, n))
+        return CLUSTER_PLAIN;
+    return CLUSTER_PACK;
+}
+
 /*
  * Whole clusters, compressed, a run of them per call; zero clusters stay
- * unallocated.  A source that ends inside the target's last cluster is
- * padded with zeros to the target's end.
+ * unallocated and incompressible ones are written plainly, a run at a
+ * time.  A source that ends inside the target's last cluster is padded
+ * with zeros to the target's end.
  */
 static int copy_window_compressed(struct copy_worker *w, uint64_t offset,
                                   uint64_t len)
 {
     struct copy_state *s = w->s;
     uint64_t unit = s->cluster_size, i = 0;
+    enum cluster_kind next = CLUSTER_ZERO;
 
     if (offset + len == s->size && s->dst_size > s->size && len % unit) {
         uint64_t pad = unit - len % unit;
@@ -237,18 +281,28 @@ static int copy_window_compressed(struct copy_worker *w, uint64_t offset,
         memset(w->buf + len, 0, pad);
         len += pad;
     }
+    if (len > 0)
+        next = cluster_kind(w, w->buf, len < unit ? len : unit);
     while (i < len) {
+        enum cluster_kind kind = next;
         uint64_t j = i, n;
-        bool zero = cli_is_zero(w->buf + i, len - i < unit ? len - i : unit);
+        int err;
 
         do {
-            n = len - j < unit ? len - j : unit;
-            if (cli_is_zero(w->buf + j, n) != zero)
+            j += len - j < unit ? len - j : unit;
+            if (j >= len)
                 break;
-            j += n;
-        } while (j < len);
-        if (zero ? put_zeroes(s, j - i, offset + i) < 0
-                 : put_data(s, w->buf + i, j - i, offset + i) < 0)
+            n = len - j < unit ? len - j : unit;
+            next = cluster_kind(w, w->buf + j, n);
+        } while (next == kind);
+        if (kind == CLUSTER_ZERO)
+            err = put_zeroes(s, j - i, offset + i);
+        else if (kind == CLUSTER_PACK)
+            err = put_data(s, w->buf + i, j - i, offset + i);
+        else if ((err = qcowkit_pwrite(s->dst, w->buf + i, j - i, offset + i)) <
+                 0)
+            err = copy_fail(s, true, err, offset + i);
+        if (err < 0)
             return -1;
         i = j;
     }
@@ -449,7 +503,13 @@ static int copy_image(struct copy_state *s)
         w[i].s = s;
         w[i].buf = malloc(window);
         w[i].cmp = s->has_backing ? malloc(window) : NULL;
-        if (!w[i].buf || (s->has_backing && !w[i].cmp)) {
+        if (s->compress && !s->has_backing) {
+            w[i].probe = libdeflate_alloc_compressor(1);
+            w[i].probe_out = malloc(s->cluster_size);
+        }
+        if (!w[i].buf || (s->has_backing && !w[i].cmp) ||
+            (s->compress && !s->has_backing &&
+             (!w[i].probe || !w[i].probe_out))) {
             cli_error("out of memory");
             ret = -1;
             goto out;
@@ -476,6 +536,9 @@ out:
     for (i = 0; i < n; i++) {
         free(w[i].buf);
         free(w[i].cmp);
+        free(w[i].probe_out);
+        if (w[i].probe)
+            libdeflate_free_compressor(w[i].probe);
     }
     free(w);
     pthread_cond_destroy(&s->turn);
