@@ -22,6 +22,7 @@ int cmd_map(int argc, char **argv);
 int cmd_io(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_nbd(int argc, char **argv); /* tools/nbd/ */
 
 /* Print "qcowkit: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

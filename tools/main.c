@@ -36,6 +36,10 @@ static const struct command commands[] = {
      "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "
      "[-n] [--no-drain] [-o OFFSET] [--pattern=N] [-q] [-s BUFFER_SIZE] "
      "[-S STEP_SIZE] [-t CACHE] [-w] [-U] FILE"},
+    {"nbd", cmd_nbd,
+     "nbd [-f FMT] [-r] [-x EXPORT_NAME] [-k SOCKET | -p PORT [-b ADDR]] "
+     "[-e SHARED] [-t] [--pid-file=FILE] [-D DESCRIPTION] [-U] [-v] "
+     "[--object OBJ] [--image-opts] FILE"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
