@@ -1357,3 +1357,33 @@ bool cli_is_zero(const void *buf, size_t len)
         return false;
     return memcmp(p, p + 1, len - 1) == 0;
 }
+
+bool cli_cache_mode_valid(const char *mode)
+{
+    static const char *const modes[] = {"none", "writeback", "writethrough",
+                                        "directsync", "unsafe"};
+
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(mode, modes[i]) == 0)
+            return true;
+    return false;
+}
+
+int cli_refuse_if_in_use(const char *path)
+{
+    struct qcowkit_open_opts o;
+    struct qcowkit_image *img;
+    int err;
+
+    qcowkit_open_opts_init(&o);
+    o.flags = QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_BACKING;
+    o.format = QCOWKIT_FORMAT_RAW; /* only the lock: nothing is parsed */
+    err = qcowkit_open(path, &o, &img);
+    if (err == -EBUSY) {
+        cli_lib_error(err, NULL);
+        return -1;
+    }
+    if (err == 0)
+        qcowkit_close(img);
+    return 0;
+}

@@ -22,6 +22,11 @@ int cmd_map(int argc, char **argv);
 int cmd_io(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
+int cmd_dd(int argc, char **argv);
 int cmd_nbd(int argc, char **argv); /* tools/nbd/ */
 
 /* Print "qcowkit: <message>" as one line on stderr. */
@@ -202,5 +207,15 @@ void cli_progress_end(void);
 
 /* Is buf all zero bytes? */
 bool cli_is_zero(const void *buf, size_t len);
+
+/* Is mode one of qemu-img's cache modes (-t, -T)? */
+bool cli_cache_mode_valid(const char *mode);
+
+/*
+ * Refuse (print the library's "in use" message, return -1) when another
+ * user holds a lock on the existing file at path; 0 otherwise, also when
+ * the file cannot be opened (that is for the caller to report).
+ */
+int cli_refuse_if_in_use(const char *path);
 
 #endif /* QCOWKIT_CLI_H */

@@ -26,6 +26,21 @@ static const struct command commands[] = {
     {"map", cmd_map,
      "map [-f FMT] [--output=human|json] [--start-offset=OFFSET] "
      "[--max-length=LEN] [-U] FILE"},
+    {"commit", cmd_commit,
+     "commit [-q] [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-r RATE_LIMIT] "
+     "FILE"},
+    {"rebase", cmd_rebase,
+     "rebase [-q] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-p] [-u] [-c] "
+     "-b BACKING [-F BACKING_FMT] FILE"},
+    {"resize", cmd_resize,
+     "resize [-q] [-f FMT] [--shrink] [--object OBJ] [--image-opts] "
+     "FILE [+|-]SIZE"},
+    {"measure", cmd_measure,
+     "measure [--output=human|json] [-O OUTPUT_FMT] [-o OPTIONS] "
+     "[--size N | [-f FMT] FILE]"},
+    {"dd", cmd_dd,
+     "dd [-f FMT] [-O OUTPUT_FMT] [bs=BLOCK_SIZE] [count=BLOCKS] "
+     "[skip=BLOCKS] if=INPUT of=OUTPUT"},
     {"check", cmd_check,
      "check [-f FMT] [--output=human|json] [-r leaks|all] [-T SRC_CACHE] [-q] "
      "[-U] FILE"},

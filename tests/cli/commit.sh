@@ -1,0 +1,119 @@
+#!/bin/bash
+# qcowkit commit against qemu-img commit on the same chains (raw and qcow
+# backing files): afterwards the backing files and the overlays must hold
+# the same data.  qemu-img's commit job copies with parallel requests, so a
+# qcow backing file's new clusters land in an order that differs from run
+# to run: byte equality (cmp) is checked where no cluster is allocated,
+# data equality (qemu-img compare) everywhere.
+. "$(dirname "$0")/common.sh"
+have qemu-img && have qemu-io || { echo "qemu-img/qemu-io missing" >&2; exit 77; }
+
+# make_chain DIR BASE_FMT [WRITES...]: DIR/base.BASE_FMT and DIR/top.qcow,
+# made by qemu-img (both tools then start from identical files).
+make_chain() {
+    local dir=$1 bfmt=$2
+    shift 2
+    mkdir -p "$dir"
+    qemu-img create -q -f "$bfmt" "$dir/base.$bfmt" 4M
+    qemu-io -f "$bfmt" -c 'write -P 1 0 1M' -c 'write -P 7 2M 512k' \
+        "$dir/base.$bfmt" >/dev/null
+    qemu-img create -q -f qcow -b "base.$bfmt" -F "$bfmt" "$dir/top.qcow"
+    local w
+    for w in "$@"; do
+        qemu-io -f qcow -c "$w" "$dir/top.qcow" >/dev/null
+    done
+}
+
+# run_both BASE_FMT WRITES...: the same chain committed by each tool.
+run_both() {
+    local bfmt=$1
+    shift
+    rm -rf k q
+    make_chain k "$bfmt" "$@"
+    make_chain q "$bfmt" "$@"
+    qemu-img convert -O raw k/top.qcow want.raw
+    expect_rc 0 "$Q" commit k/top.qcow
+    expect_out "Image committed."
+    qemu-img commit -q q/top.qcow || fail "qemu-img commit"
+    # The base now holds what the overlay showed; the emptied overlay too.
+    qemu-img compare -q -f "$bfmt" -F raw "k/base.$bfmt" want.raw ||
+        fail "base after commit does not read as the overlay did"
+    qemu-img compare -q -f "$bfmt" -F "$bfmt" "k/base.$bfmt" "q/base.$bfmt" ||
+        fail "bases differ after commit ($bfmt)"
+    qemu-img compare -q k/top.qcow q/top.qcow || fail "overlays differ ($bfmt)"
+    qemu-img compare -q k/top.qcow want.raw || fail "overlay changed ($bfmt)"
+    expect_rc 0 "$Q" map --output=json k/top.qcow
+    ! grep -q '"depth": 0, "present": true' out || fail "overlay not emptied"
+}
+
+# Raw backing file: byte-identical results.
+run_both raw 'write -P 2 512k 1M' 'write -P 3 3M 4k' 'write -P 0 2M 4k' \
+    'write -P 9 4095k 1k'
+cmp k/base.raw q/base.raw || fail "raw bases are not byte-identical"
+
+# qcow backing file, the overlay writing only where the base has clusters:
+# every write lands in place, so the files are byte-identical.
+run_both qcow 'write -P 2 512k 64k' 'write -P 3 2100k 1000' \
+    'write -P 4 1023k 1k'
+cmp k/base.qcow q/base.qcow || fail "qcow bases are not byte-identical"
+
+# qcow backing file gaining clusters: the same data (compared above) and a
+# clean image.
+run_both qcow 'write -P 2 512k 1M' 'write -P 3 3M 4k' 'write -P 5 4000k 96k'
+expect_rc 0 "$Q" check k/base.qcow
+qemu-img check -q k/base.qcow 2>/dev/null || true
+
+# -d keeps the overlay's clusters; -b names the direct backing file
+# (and implies -d, as in qemu-img).
+for opt in -d "-b base.qcow" "-b $T/k/base.qcow"; do
+    rm -rf k
+    make_chain k qcow 'write -P 2 512k 64k'
+    # shellcheck disable=SC2086
+    expect_rc 0 "$Q" commit $opt k/top.qcow
+    expect_out "Image committed."
+    expect_rc 0 "$Q" map --output=json k/top.qcow
+    grep -q '"depth": 0, "present": true' out || fail "$opt emptied the overlay"
+    qemu-io -f qcow -c 'read -P 2 512k 64k' k/base.qcow | grep -q '^read' ||
+        fail "$opt: data not committed"
+done
+
+# Quiet, progress, rate limit (accepted, ignored with a note), cache modes.
+rm -rf k
+make_chain k qcow 'write -P 2 512k 64k'
+expect_rc 0 "$Q" commit -q -t none k/top.qcow
+expect_out ""
+make_chain k qcow 'write -P 2 512k 64k'
+expect_rc 0 "$Q" commit -r 1M -p k/top.qcow
+grep -q "Image committed." out || fail "commit -r -p"
+grep -q "100.00/100%" out || fail "commit -p shows no progress"
+expect_err "note: -r 1M is accepted and ignored"
+expect_rc 1 "$Q" commit -t bogus k/top.qcow
+expect_err "^qcowkit: Invalid cache option: bogus$"
+
+# A larger overlay grows its backing file (QEMU 7.2 cannot for qcow).
+rm -rf k
+make_chain k raw
+"$Q" resize -q k/top.qcow 6M
+qemu-io -f qcow -c 'write -P 8 5M 64k' k/top.qcow >/dev/null
+expect_rc 0 "$Q" commit -q k/top.qcow
+[ "$(stat -c %s k/base.raw)" -eq 6291456 ] || fail "base did not grow"
+qemu-io -f raw -c 'read -P 8 5M 64k' k/base.raw | grep -q '^read' ||
+    fail "grown part not committed"
+
+# Refusals, with qemu-img's messages.
+"$Q" create -q -f qcow lone.qcow 1M
+expect_rc 1 "$Q" commit lone.qcow
+expect_err "^qcowkit: Image does not have a backing file$"
+rm -rf k
+make_chain k qcow
+expect_rc 1 "$Q" commit -b nothere k/top.qcow
+expect_err "^qcowkit: Did not find 'nothere' in the backing chain of 'k/top.qcow'$"
+# As in QEMU, a relative -b is relative to the overlay, not to the caller.
+expect_rc 1 "$Q" commit -b k/base.qcow k/top.qcow
+expect_err "Did not find 'k/base.qcow'"
+"$Q" create -q -f qcow -b top.qcow -F qcow k/top2.qcow
+expect_rc 1 "$Q" commit -b base.qcow k/top2.qcow
+expect_err "is not the direct backing file"
+expect_rc 1 "$Q" commit
+expect_err "Expecting one image file name"
+echo ok

@@ -1,0 +1,285 @@
+/* cmd-rebase.c - qcowkit rebase: give an overlay another backing file
+ * (qemu-img rebase).  QEMU 7.2 cannot change a qcow image's backing file;
+ * qcowkit can.  Safe mode copies into the overlay every cluster that would
+ * read differently through the new backing file, so that what the guest
+ * sees does not change; -u changes only the name. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define IO_BUF_SIZE (2u << 20)
+
+struct rebase_state {
+    struct qcowkit_image *top;     /* read-write, through the old chain */
+    struct qcowkit_image *new_img; /* the new backing file, or NULL */
+    const char *name;
+    uint64_t size, new_size;
+    uint32_t cluster; /* unit of comparison and of writes */
+    bool compress;
+    uint8_t *old_buf, *new_buf;
+};
+
+/* [offset, offset+n) is unallocated in the overlay: copy what differs. */
+static int rebase_range(struct rebase_state *s, uint64_t offset, uint64_t n)
+{
+    int err = qcowkit_pread(s->top, s->old_buf, n, offset);
+
+    if (err < 0) {
+        cli_error("error while reading from old backing file: %s",
+                  qcowkit_errmsg());
+        return -1;
+    }
+    memset(s->new_buf, 0, n);
+    if (s->new_img && offset < s->new_size) {
+        uint64_t m = s->new_size - offset < n ? s->new_size - offset : n;
+        err = qcowkit_pread(s->new_img, s->new_buf, m, offset);
+        if (err < 0) {
+            cli_error("error while reading from new backing file: %s",
+                      qcowkit_errmsg());
+            return -1;
+        }
+    }
+    for (uint64_t i = 0; i < n;) {
+        /* Whole clusters of the overlay, so that no write needs a
+         * copy-on-write read of the part it does not cover. */
+        uint64_t at = offset + i;
+        uint64_t m = s->cluster - at % s->cluster;
+        if (m > n - i)
+            m = n - i;
+        if (memcmp(s->old_buf + i, s->new_buf + i, m) != 0) {
+            err = s->compress && (at % s->cluster == 0) &&
+                          (m == s->cluster || at + m == s->size)
+                      ? qcowkit_pwrite_compressed(s->top, s->old_buf + i, m, at)
+                      : qcowkit_pwrite(s->top, s->old_buf + i, m, at);
+            if (err < 0) {
+                cli_error("Error while writing to COW image: %s",
+                          qcowkit_errmsg());
+                return -1;
+            }
+        }
+        i += m;
+    }
+    return 0;
+}
+
+static int rebase_safe(struct rebase_state *s)
+{
+    uint64_t offset = 0;
+    float step = 0;
+
+    s->old_buf = malloc(IO_BUF_SIZE);
+    s->new_buf = malloc(IO_BUF_SIZE);
+    if (!s->old_buf || !s->new_buf) {
+        cli_error("out of memory");
+        return -1;
+    }
+    if (s->size)
+        step = 100.0f / (float)((s->size + IO_BUF_SIZE - 1) / IO_BUF_SIZE);
+    while (offset < s->size) {
+        struct qcowkit_extent e;
+        uint64_t n =
+            s->size - offset < IO_BUF_SIZE ? s->size - offset : IO_BUF_SIZE;
+        int err = qcowkit_block_status(s->top, offset, n, &e);
+
+        if (err < 0) {
+            cli_error("error while reading image metadata: %s",
+                      qcowkit_errmsg());
+            return -1;
+        }
+        n = e.length;
+        if (!(e.flags & QCOWKIT_EXTENT_ALLOCATED) &&
+            rebase_range(s, offset, n) < 0)
+            return -1;
+        offset += n;
+        cli_progress_print(step * (float)n / (float)IO_BUF_SIZE, 100);
+    }
+    return 0;
+}
+
+int cmd_rebase(int argc, char **argv)
+{
+    enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"object", required_argument, NULL, OPT_OBJECT},
+        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {"force-share", no_argument, NULL, 'U'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *fmt = NULL, *cache = "writeback", *src_cache = "writeback";
+    const char *backing = NULL, *backing_fmt = NULL, *filename;
+    enum qcowkit_format format, new_format = QCOWKIT_FORMAT_AUTO;
+    struct rebase_state s;
+    struct cli_image_spec spec;
+    struct qcowkit_info info;
+    unsigned new_flags = QCOWKIT_OPEN_RDONLY;
+    bool quiet = false, progress = false, unsafe = false, image_opts = false;
+    char *new_path = NULL;
+    int c, err, ret = 1;
+
+    memset(&s, 0, sizeof s);
+    memset(&spec, 0, sizeof spec);
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qUc", longopts, NULL)) !=
+           -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'F':
+            backing_fmt = optarg;
+            break;
+        case 'b':
+            backing = optarg;
+            break;
+        case 'u':
+            unsafe = true;
+            break;
+        case 'p':
+            progress = true;
+            break;
+        case 't':
+            cache = optarg;
+            break;
+        case 'T':
+            src_cache = optarg;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'U':
+            new_flags |= QCOWKIT_OPEN_FORCE_SHARE;
+            break;
+        case 'c':
+            s.compress = true;
+            break;
+        case 'h':
+            printf("usage: %s %s\n", CLI_NAME, cli_usage("rebase"));
+            return 0;
+        case OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
+            break;
+        case OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
+        default:
+            return cli_bad_option("rebase", argv, c);
+        }
+    }
+    if (quiet)
+        progress = false;
+    if (optind != argc - 1)
+        return cli_usage_error("rebase", "Expecting one image file name");
+    if (!unsafe && !backing)
+        return cli_usage_error("rebase", "Must specify backing file (-b) or "
+                                         "use unsafe mode (-u)");
+    filename = argv[optind];
+    cli_progress_init(progress, 2.0f);
+    cli_progress_print(0, 100);
+    if (!cli_cache_mode_valid(cache)) {
+        cli_error("Invalid cache option: %s", cache);
+        goto out;
+    }
+    if (!cli_cache_mode_valid(src_cache)) {
+        cli_error("Invalid source cache option: %s", src_cache);
+        goto out;
+    }
+    if (cli_parse_format(fmt, &format) < 0)
+        goto out;
+    if (cli_image_spec_parse(filename, image_opts, format, &spec) < 0)
+        goto out;
+    /* -u: the old backing file need not exist (renaming it is the point). */
+    if (cli_open_spec(
+            &spec, QCOWKIT_OPEN_RDWR | (unsafe ? QCOWKIT_OPEN_NO_BACKING : 0),
+            QCOWKIT_FORMAT_AUTO, unsafe ? CLI_OPEN_NO_KEY : CLI_OPEN_NEED_KEY,
+            &s.top) < 0)
+        goto out;
+    if (backing_fmt) {
+        if (strcmp(backing_fmt, "qcow") == 0)
+            new_format = QCOWKIT_FORMAT_QCOW;
+        else if (strcmp(backing_fmt, "raw") == 0)
+            new_format = QCOWKIT_FORMAT_RAW;
+        else {
+            cli_error("Invalid format name: '%s'", backing_fmt);
+            goto out;
+        }
+    }
+    err = cli_get_info(s.top, &info);
+    if (err < 0) {
+        cli_lib_error(err, filename);
+        goto out;
+    }
+    s.name = spec.filename;
+    s.size = info.virtual_size;
+    s.cluster = info.cluster_size ? info.cluster_size : 65536;
+    if (s.compress && info.format != QCOWKIT_FORMAT_QCOW) {
+        cli_error("Compression not supported for this file format");
+        goto out;
+    }
+
+    if (!unsafe) {
+        if (backing[0]) {
+            struct qcowkit_open_opts o;
+            const char *id = spec.backing_key_secret ? spec.backing_key_secret
+                                                     : spec.key_secret;
+            const char *why;
+
+            /* A relative name is relative to the overlay, as in QEMU. */
+            new_path = cli_backing_path(spec.filename, backing);
+            if (!new_path) {
+                cli_error("out of memory");
+                goto out;
+            }
+            qcowkit_open_opts_init(&o);
+            o.flags = new_flags;
+            o.format = new_format;
+            if (id && cli_secret_get(id, &o.key, &o.key_len, &why) < 0) {
+                cli_error("Could not open new backing file '%s': %s", backing,
+                          why);
+                goto out;
+            }
+            err = qcowkit_open(new_path, &o, &s.new_img);
+            if (err < 0) {
+                const char *msg = qcowkit_errmsg();
+                cli_error("Could not open new backing file '%s': %s", backing,
+                          msg && *msg ? msg : strerror(-err));
+                s.new_img = NULL;
+                goto out;
+            }
+            s.new_size = cli_image_size(s.new_img);
+        }
+        if (rebase_safe(&s) < 0)
+            goto out;
+    }
+
+    err = strcmp(cache, "unsafe") == 0 ? 0 : qcowkit_flush(s.top);
+    if (err == 0)
+        err =
+            qcowkit_set_backing(s.top, backing && backing[0] ? backing : NULL);
+    if (err < 0) {
+        const char *msg = qcowkit_errmsg();
+        cli_error("Could not change the backing file to '%s': %s",
+                  backing ? backing : "", msg && *msg ? msg : strerror(-err));
+        goto out;
+    }
+    cli_progress_print(100, 0);
+    ret = 0;
+out:
+    cli_progress_end();
+    qcowkit_close(s.new_img);
+    if (s.top && qcowkit_close(s.top) < 0 && ret == 0) {
+        cli_lib_error(-EIO, filename);
+        ret = 1;
+    }
+    free(s.old_buf);
+    free(s.new_buf);
+    free(new_path);
+    cli_image_spec_free(&spec);
+    return ret;
+}
