@@ -192,9 +192,14 @@ enum qcowkit_format {
     QCOWKIT_FORMAT_RAW = 2,
 };
 
-#define QCOWKIT_OPEN_RDONLY     0u
-#define QCOWKIT_OPEN_RDWR       1u
-#define QCOWKIT_OPEN_NO_BACKING 2u /* do not open the backing chain */
+#define QCOWKIT_OPEN_RDONLY 0u
+#define QCOWKIT_OPEN_RDWR   1u
+/*
+ * Do not open the backing chain.  An image opened with its chain holds a
+ * read lock on each backing file, so a backing file can be opened for
+ * writing (as commit does) only while its overlay is open without it.
+ */
+#define QCOWKIT_OPEN_NO_BACKING 2u
 /*
  * Read-only only: take no locks, as qemu-img's -U (force-share).  By
  * default image files are locked as QEMU locks them (OFD locks on the
@@ -284,9 +289,10 @@ int qcowkit_make_empty(struct qcowkit_image *img);
 /*
  * Change the virtual size (qcow: rounded up to 512).  Growing reads as
  * zeros; shrinking drops everything past the new end, so that growing
- * again reads zeros there too.  A bigger L1 table is written at the end
- * of the file before the header points at it.  Raw images: the file is
- * truncated or extended.  Must not race other calls on the handle.
+ * again reads zeros there too, and the space of what was dropped is given
+ * back as qcowkit_check's leak repair does.  A bigger L1 table is written
+ * at the end of the file before the header points at it.  Raw images: the file
+ * is truncated or extended.  Must not race other calls on the handle.
  */
 int qcowkit_resize(struct qcowkit_image *img, uint64_t size);
 

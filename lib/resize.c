@@ -152,6 +152,7 @@ static int resize_qcow(struct qcowkit_image *img, uint64_t size)
 
 int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
 {
+    uint64_t old_size = img->virtual_size;
     int err;
 
     if (img->read_only)
@@ -184,6 +185,11 @@ int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
     pthread_mutex_lock(&img->lock);
     err = resize_qcow(img, size);
     pthread_mutex_unlock(&img->lock);
+    if (err == 0 && size < old_size) {
+        /* What fell off is unreferenced now: give its space back. */
+        struct qcowkit_check_report r = {.struct_size = sizeof r};
+        err = qcowkit_check(img, QCOWKIT_CHECK_REPAIR_LEAKS, NULL, NULL, &r);
+    }
     return err;
 }
 
