@@ -28,6 +28,7 @@ int cmd_resize(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 int cmd_nbd(int argc, char **argv); /* tools/nbd/ */
+int cmd_mount(int argc, char **argv); /* tools/fuse/ */
 
 /* Print "qcowkit: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -55,6 +55,11 @@ static const struct command commands[] = {
      "nbd [-f FMT] [-r] [-x EXPORT_NAME] [-k SOCKET | -p PORT [-b ADDR]] "
      "[-e SHARED] [-t] [--pid-file=FILE] [-D DESCRIPTION] [-U] [-v] "
      "[--object OBJ] [--image-opts] FILE"},
+    {"mount", cmd_mount,
+     "mount [-f FMT] [-r] [-U] [--object OBJ] [--image-opts] "
+     "[-o FUSE_OPTIONS] [--foreground|-F] [--pid-file=FILE] FILE MOUNTPOINT   "
+     "(the disk as one file: over MOUNTPOINT if it is a regular file, else "
+     "MOUNTPOINT/disk; unmount with fusermount3 -u)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
