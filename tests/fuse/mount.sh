@@ -196,6 +196,10 @@ grep -q "No space left" err || die "past the end: $(cat err)"
 dd if=data.bin of=ref.raw bs=56 count=1 seek=6291400 oflag=seek_bytes \
     conv=notrunc status=none
 [ "$(stat -c %s $DISK)" = 6291456 ] || die "the disk grew"
+# O_TRUNC leaves the size alone: a redirection overwrites the start.
+printf 'hello' >$DISK || die "cannot write through a redirection"
+printf 'hello' | dd of=ref.raw conv=notrunc status=none
+[ "$(stat -c %s $DISK)" = 6291456 ] || die "O_TRUNC changed the size"
 cmp $DISK ref.raw || die "the mount reads back other data than written"
 unmount rw.d "$FG"
 rc=0

@@ -215,11 +215,13 @@ static void usage(void)
            "\n"
            "Reads and writes go to the image at any offset and size; fsync "
            "and close\n"
-           "after writing flush it; truncate resizes it.  Unmount with "
-           "'fusermount3 -u\n"
-           "MOUNTPOINT' or SIGTERM: the image is flushed and closed and the "
-           "command\n"
-           "exits 0.  The image stays locked while mounted.\n",
+           "after writing flush it.  truncate resizes it; O_TRUNC does not, "
+           "and a write\n"
+           "past the end fails with ENOSPC, as on a block device.  Unmount "
+           "with\n"
+           "'fusermount3 -u MOUNTPOINT' or SIGTERM: the image is flushed and "
+           "closed and\n"
+           "the command exits 0.  The image stays locked while mounted.\n",
            CLI_NAME, cli_usage("mount"));
 }
 

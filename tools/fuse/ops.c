@@ -44,7 +44,13 @@ static int lib_failed(const struct fuse_disk *d, int err)
 
 static void *disk_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    (void)conn;
+    /*
+     * O_TRUNC comes to open (which ignores it) instead of as a resize to
+     * 0: `cmd > disk` overwrites the start of the disk, as with a block
+     * device, rather than dropping all of it.
+     */
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     /* Report the image's own times and our size, never libfuse's. */
     cfg->use_ino = 0;
     cfg->hard_remove = 1;
@@ -203,7 +209,7 @@ static int disk_fsync(const char *path, int datasync, struct fuse_file_info *fi)
     return flush_image(disk());
 }
 
-/* truncate(2) and O_TRUNC resize the disk (qcow rounds up to 512). */
+/* truncate(2) resizes the disk (qcow rounds up to 512). */
 static int disk_truncate(const char *path, off_t size,
                          struct fuse_file_info *fi)
 {
