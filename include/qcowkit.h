@@ -27,7 +27,7 @@
  * THREADS
  *   The library has no mutable global state and starts no threads.  One
  *   image handle may be used from several threads at once for reads,
- *   writes, flushes and block status; the handle serialises its table
+ *   writes, flushes, block status and info; the handle serialises its table
  *   updates internally and lets data transfers run in parallel.
  *   qcowkit_close() and qcowkit_make_empty() must not race other calls on
  *   the same handle.  Opening one image for writing through two handles
