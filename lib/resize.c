@@ -229,7 +229,8 @@ static int set_backing_locked(struct qcowkit_image *img, const char *name,
     h.backing_file_size = (uint32_t)len;
     err = write_header(img, &h);
     if (err == 0) {
-        memcpy(img->backing_file, name, len);
+        if (len)
+            memcpy(img->backing_file, name, len);
         img->backing_file[len] = '\0';
         qk_update_meta_end(img);
     }
