@@ -208,6 +208,13 @@ enum qcowkit_format {
  * reader excludes writers.  A conflict fails with -EBUSY.
  */
 #define QCOWKIT_OPEN_FORCE_SHARE 4u
+/*
+ * Never sync the file, like QEMU's cache=unsafe (qemu-img convert's
+ * default): flush and close still write every table, in order, but do not
+ * wait for the disk, so a crash may lose or mix recent writes.  For copies
+ * that are redone after a crash.
+ */
+#define QCOWKIT_OPEN_NO_SYNC 8u
 
 struct qcowkit_open_opts {
     size_t struct_size; /* set by qcowkit_open_opts_init() */

@@ -405,7 +405,7 @@ static int run_passes(struct checker *c)
         say(c, "Leaks not repaired: the image has corruptions (repair them "
                "with -r all)");
     if (err == 0 && c->flags)
-        err = qk_sync(img->io);
+        err = qk_barrier(img);
     if (err == 0 && c->r.corruptions_fixed)
         err = reload(img);
     return err;

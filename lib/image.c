@@ -65,6 +65,11 @@ static int load_backing_name(struct qcowkit_image *img)
                    h->backing_file_offset);
 }
 
+int qk_barrier(struct qcowkit_image *img)
+{
+    return img->no_sync ? 0 : qk_sync(img->io);
+}
+
 void qk_update_meta_end(struct qcowkit_image *img)
 {
     const struct qk_header *h = &img->header;
@@ -150,6 +155,7 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
     img->io = io;
     img->owns_io = owns_io;
     img->read_only = !(p->flags & QCOWKIT_OPEN_RDWR);
+    img->no_sync = p->flags & QCOWKIT_OPEN_NO_SYNC;
     img->format = p->format;
     img->inflated_entry = 0;
     err = qk_io_size(io, &file_size);
@@ -261,7 +267,7 @@ int qcowkit_flush(struct qcowkit_image *img)
     if (img->format == QCOWKIT_FORMAT_QCOW)
         err = qk_writeback(img);
     else if (img->data_unsynced)
-        err = qk_sync(img->io);
+        err = qk_barrier(img);
     if (err == 0)
         img->data_unsynced = false;
     pthread_mutex_unlock(&img->lock);
@@ -283,7 +289,7 @@ static int clear_tables(struct qcowkit_image *img)
     free(zeros);
     /* The empty L1 table must be on disk before the clusters vanish. */
     if (err == 0)
-        err = qk_sync(img->io);
+        err = qk_barrier(img);
     if (err == 0)
         err = qk_io_truncate_to(img, img->meta_end);
     return err;

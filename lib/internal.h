@@ -140,6 +140,7 @@ struct qcowkit_image {
     bool owns_io;
     enum qcowkit_format format;
     bool read_only;
+    bool no_sync; /* QCOWKIT_OPEN_NO_SYNC */
     uint64_t virtual_size;
 
     /* qcow geometry */
@@ -219,6 +220,8 @@ int qk_check_compressed(struct qcowkit_image *img, uint64_t entry,
                         uint64_t guest_offset);
 
 int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size);
+/* A durability barrier on the image's file, unless opened NO_SYNC. */
+int qk_barrier(struct qcowkit_image *img);
 /* The end of the header, backing name and L1 table (what make-empty keeps). */
 void qk_update_meta_end(struct qcowkit_image *img);
 

@@ -16,11 +16,11 @@ static int write_header(struct qcowkit_image *img, const struct qk_header *h)
     int err;
 
     qk_header_encode(h, raw);
-    err = qk_sync(img->io);
+    err = qk_barrier(img);
     if (err == 0)
         err = qk_write(img->io, raw, sizeof raw, 0);
     if (err == 0)
-        err = qk_sync(img->io);
+        err = qk_barrier(img);
     if (err == 0)
         img->header = *h;
     return err;

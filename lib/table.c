@@ -408,21 +408,21 @@ int qk_writeback(struct qcowkit_image *img)
     if (img->cache.dirty_count == 0) {
         if (!img->data_unsynced)
             return 0;
-        err = qk_sync(img->io);
+        err = qk_barrier(img);
         if (err == 0)
             img->data_unsynced = false;
         return err;
     }
-    err = qk_sync(img->io);
+    err = qk_barrier(img);
     if (err == 0)
         err = write_tables(img, &any_unpublished);
     if (err == 0 && any_unpublished) {
-        err = qk_sync(img->io);
+        err = qk_barrier(img);
         if (err == 0)
             err = publish_tables(img);
     }
     if (err == 0)
-        err = qk_sync(img->io);
+        err = qk_barrier(img);
     if (err == 0)
         img->data_unsynced = false;
     return err;

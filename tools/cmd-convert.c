@@ -797,8 +797,12 @@ int cmd_convert(int argc, char **argv)
         cli_error("out of memory");
         goto out;
     }
-    if (cli_open_spec(&dst_spec, QCOWKIT_OPEN_RDWR, backing_format,
-                      CLI_OPEN_NEED_KEY, &s.dst) < 0)
+    /* cache=unsafe, the default as in qemu-img: no syncs at all. */
+    if (cli_open_spec(
+            &dst_spec,
+            QCOWKIT_OPEN_RDWR |
+                (strcmp(cache, "unsafe") == 0 ? QCOWKIT_OPEN_NO_SYNC : 0),
+            backing_format, CLI_OPEN_NEED_KEY, &s.dst) < 0)
         goto out;
     {
         struct qcowkit_info info;
