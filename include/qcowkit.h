@@ -284,6 +284,31 @@ int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
 int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
                               size_t count, uint64_t offset);
 
+/*
+ * Compression in two steps, so that many threads can deflate while the
+ * clusters are still stored in a chosen order.  A deflater belongs to one
+ * thread at a time.
+ */
+struct qcowkit_deflater;
+
+/* A deflater for img's cluster size (qcow images only). */
+int qcowkit_deflater_new(struct qcowkit_image *img,
+                         struct qcowkit_deflater **deflater);
+void qcowkit_deflater_free(struct qcowkit_deflater *deflater);
+
+/*
+ * Deflate one cluster (len bytes, at most the cluster size; a shorter
+ * last cluster is padded with zeros) into out, which holds a cluster.
+ * *out_len is the stream's length, or 0 if it does not shrink: store the
+ * data with qcowkit_pwrite then.  Needs no image and takes no lock.
+ */
+int qcowkit_deflate_cluster(struct qcowkit_deflater *deflater, const void *src,
+                            size_t len, void *out, size_t *out_len);
+
+/* Store a stream from qcowkit_deflate_cluster as the cluster at offset. */
+int qcowkit_pwrite_deflated(struct qcowkit_image *img, const void *stream,
+                            size_t len, uint64_t offset);
+
 /* Make everything written so far durable. */
 int qcowkit_flush(struct qcowkit_image *img);
 

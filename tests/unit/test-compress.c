@@ -231,12 +231,68 @@ static void test_overlay(void)
     free(dir);
 }
 
+/* The two-step API: deflate without the image, store in a chosen order. */
+static void test_deflater(uint32_t cs)
+{
+    struct qcowkit_io *io;
+    struct qcowkit_image *img =
+        test_mem_image(16 * (uint64_t)cs + 512, cs, NULL, "d.qcow", &io);
+    struct qcowkit_deflater *d;
+    struct qcowkit_extent e;
+    struct test_rng rng;
+    uint8_t *text = test_xmalloc(cs), *noise = test_xmalloc(cs);
+    uint8_t *out = test_xmalloc(cs), *back = test_xmalloc(cs);
+    size_t len;
+
+    test_rng_seed(&rng, cs);
+    test_compressible(text, cs, 7);
+    test_rng_fill(&rng, noise, cs);
+    CHECK_OK(qcowkit_deflater_new(img, &d));
+    CHECK_OK(qcowkit_deflate_cluster(d, noise, cs, out, &len));
+    CHECK_EQ(len, 0);
+    CHECK_OK(qcowkit_deflate_cluster(d, text, cs, out, &len));
+    CHECK(len > 0 && len < cs);
+    /* Stored out of order: the last cluster first. */
+    CHECK_OK(qcowkit_pwrite_deflated(img, out, len, 5 * (uint64_t)cs));
+    CHECK_OK(qcowkit_pwrite_deflated(img, out, len, 2 * (uint64_t)cs));
+    CHECK_OK(qcowkit_pread(img, back, cs, 5 * (uint64_t)cs));
+    CHECK_MEM_EQ(back, text, cs);
+    CHECK_OK(qcowkit_pread(img, back, cs, 2 * (uint64_t)cs));
+    CHECK_MEM_EQ(back, text, cs);
+    CHECK_OK(qcowkit_block_status(img, 2 * (uint64_t)cs, cs, &e));
+    CHECK(e.flags & QCOWKIT_EXTENT_COMPRESSED);
+    /* The 512-byte tail cluster, padded. */
+    CHECK_OK(qcowkit_deflate_cluster(d, text, 512, out, &len));
+    CHECK(len > 0);
+    CHECK_OK(qcowkit_pwrite_deflated(img, out, len, 16 * (uint64_t)cs));
+    CHECK_OK(qcowkit_pread(img, back, 512, 16 * (uint64_t)cs));
+    CHECK_MEM_EQ(back, text, 512);
+    /* Refusals. */
+    CHECK_ERR(qcowkit_deflate_cluster(d, text, cs + 1, out, &len), -EINVAL);
+    CHECK_ERR(qcowkit_deflate_cluster(d, text, 0, out, &len), -EINVAL);
+    CHECK_ERR(qcowkit_pwrite_deflated(img, out, 0, 0), -EINVAL);
+    CHECK_ERR(qcowkit_pwrite_deflated(img, out, cs, 0), -EINVAL);
+    CHECK_ERR(qcowkit_pwrite_deflated(img, out, 10, 512 + (cs > 512 ? 0 : 1)),
+              -EINVAL);
+    CHECK_ERR(qcowkit_pwrite_deflated(img, out, 10, 17 * (uint64_t)cs),
+              -EINVAL);
+    qcowkit_deflater_free(d);
+    qcowkit_close(img);
+    qcowkit_io_close(io);
+    free(text);
+    free(noise);
+    free(out);
+    free(back);
+}
+
 int main(void)
 {
     test_init(120);
     for (unsigned cb = 9; cb <= 16; cb++)
         test_cluster_size(cb);
     test_overlay();
+    for (uint32_t cs = 512; cs <= 65536; cs *= 4)
+        test_deflater(cs);
     printf("test-compress: ok\n");
     return 0;
 }
