@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <libdeflate.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,8 +151,12 @@ struct copy_job {
 struct copy_worker {
     struct copy_state *s;
     uint8_t *buf, *cmp;
-    struct libdeflate_compressor *probe; /* -c: finds incompressible data */
-    uint8_t *probe_out;
+    /* -c: each cluster of the window deflated before the worker's turn */
+    struct qcowkit_deflater *deflater;
+    uint8_t *packed;     /* cluster i's stream at i * cluster size */
+    size_t *packed_len;  /* 0: store cluster i plainly */
+    uint8_t *kind;       /* enum cluster_kind of cluster i */
+    uint64_t packed_end; /* bytes of the window to store (tail padded) */
     pthread_t thread;
     int ret;
 };
@@ -225,54 +228,14 @@ static int copy_window_backing(struct copy_worker *w, uint64_t offset,
 enum cluster_kind { CLUSTER_ZERO, CLUSTER_PACK, CLUSTER_PLAIN };
 
 /*
- * Will this cluster stay as it is?  Clusters that deflate does not shrink
- * are stored uncompressed and cluster-aligned; written one by one, while
- * another worker appends compressed clusters, each would start a new
- * aligned cluster after a partly used one.  So data that looks random
- * (bytes about evenly spread: collision entropy above ~7.4 bits) and that
- * a fast deflate (level 1) cannot shrink is written plainly, a run at a
- * time.  Data that level 1
- * cannot shrink but the library's level could is practically nonexistent
- * (high entropy and no repeats).
+ * Deflate every cluster of the window, in parallel with the other workers
+ * (no lock is taken).  A source that ends inside the target's last
+ * cluster is padded with zeros to the target's end.
  */
-static bool incompressible(struct copy_worker *w, const uint8_t *p, size_t n)
-{
-    uint32_t hist[256] = {0};
-    uint64_t squares = 0;
-
-    for (size_t i = 0; i < n; i++)
-        hist[p[i]]++;
-    for (int i = 0; i < 256; i++)
-        squares += (uint64_t)hist[i] * hist[i];
-    /* Even bytes give squares ~ n * n / 256 + n; text gives far more. */
-    if (squares * 256 > (uint64_t)n * n * 3 / 2)
-        return false;
-    return libdeflate_deflate_compress(w->probe, p, n, w->probe_out, n - 1) ==
-           0;
-}
-
-static enum cluster_kind cluster_kind(struct copy_worker *w, const uint8_t *p,
-                                      size_t n)
-{
-    if (cli_is_zero(p, n))
-        return CLUSTER_ZERO;
-    if (w->probe && incompressible(w, p, n))
-        return CLUSTER_PLAIN;
-    return CLUSTER_PACK;
-}
-
-/*
- * Whole clusters, compressed, a run of them per call; zero clusters stay
- * unallocated and incompressible ones are written plainly, a run at a
- * time.  A source that ends inside the target's last cluster is padded
- * with zeros to the target's end.
- */
-static int copy_window_compressed(struct copy_worker *w, uint64_t offset,
-                                  uint64_t len)
+static int deflate_window(struct copy_worker *w, uint64_t offset, uint64_t len)
 {
     struct copy_state *s = w->s;
-    uint64_t unit = s->cluster_size, i = 0;
-    enum cluster_kind next = CLUSTER_ZERO;
+    uint64_t unit = s->cluster_size;
 
     if (offset + len == s->size && s->dst_size > s->size && len % unit) {
         uint64_t pad = unit - len % unit;
@@ -281,29 +244,51 @@ static int copy_window_compressed(struct copy_worker *w, uint64_t offset,
         memset(w->buf + len, 0, pad);
         len += pad;
     }
-    if (len > 0)
-        next = cluster_kind(w, w->buf, len < unit ? len : unit);
-    while (i < len) {
-        enum cluster_kind kind = next;
-        uint64_t j = i, n;
+    w->packed_end = len;
+    for (uint64_t i = 0, c = 0; i < len; i += unit, c++) {
+        uint64_t n = len - i < unit ? len - i : unit;
         int err;
-
-        do {
-            j += len - j < unit ? len - j : unit;
-            if (j >= len)
-                break;
-            n = len - j < unit ? len - j : unit;
-            next = cluster_kind(w, w->buf + j, n);
-        } while (next == kind);
-        if (kind == CLUSTER_ZERO)
-            err = put_zeroes(s, j - i, offset + i);
-        else if (kind == CLUSTER_PACK)
-            err = put_data(s, w->buf + i, j - i, offset + i);
-        else if ((err = qcowkit_pwrite(s->dst, w->buf + i, j - i, offset + i)) <
-                 0)
-            err = copy_fail(s, true, err, offset + i);
+        if (cli_is_zero(w->buf + i, n)) {
+            w->kind[c] = CLUSTER_ZERO;
+            continue;
+        }
+        err = qcowkit_deflate_cluster(w->deflater, w->buf + i, n,
+                                      w->packed + c * unit, &w->packed_len[c]);
         if (err < 0)
-            return -1;
+            return copy_fail(s, true, err, offset + i);
+        w->kind[c] = w->packed_len[c] ? CLUSTER_PACK : CLUSTER_PLAIN;
+    }
+    return 0;
+}
+
+/*
+ * Store the deflated window in guest order: zero clusters stay
+ * unallocated, runs of clusters that do not shrink are written plainly.
+ */
+static int store_window(struct copy_worker *w, uint64_t offset)
+{
+    struct copy_state *s = w->s;
+    uint64_t unit = s->cluster_size, len = w->packed_end, i = 0;
+
+    while (i < len) {
+        uint64_t c = i / unit, j = i;
+        enum cluster_kind kind = w->kind[c];
+        int err = 0;
+
+        do
+            j += len - j < unit ? len - j : unit;
+        while (j < len && w->kind[j / unit] == kind && kind != CLUSTER_PACK);
+        if (kind == CLUSTER_ZERO) {
+            if (put_zeroes(s, j - i, offset + i) < 0)
+                return -1;
+        } else {
+            err = kind == CLUSTER_PACK
+                      ? qcowkit_pwrite_deflated(s->dst, w->packed + c * unit,
+                                                w->packed_len[c], offset + i)
+                      : qcowkit_pwrite(s->dst, w->buf + i, j - i, offset + i);
+            if (err < 0)
+                return copy_fail(s, true, err, offset + i);
+        }
         i = j;
     }
     return 0;
@@ -421,6 +406,9 @@ static int run_job(struct copy_worker *w, const struct copy_job *job)
         if (err < 0)
             return copy_fail(s, false, err, job->offset);
     }
+    if (!job->zero && w->deflater &&
+        deflate_window(w, job->offset, job->len) < 0)
+        return -1;
     if (s->ordered) {
         pthread_mutex_lock(&s->mu);
         while (!s->failed && s->write_seq != job->seq)
@@ -432,8 +420,8 @@ static int run_job(struct copy_worker *w, const struct copy_job *job)
                            : put_data(s, w->buf, job->len, job->offset);
     else if (s->has_backing)
         err = copy_window_backing(w, job->offset, job->len);
-    else if (s->compress)
-        err = copy_window_compressed(w, job->offset, job->len);
+    else if (w->deflater)
+        err = store_window(w, job->offset);
     else
         err = copy_window_sparse(w, job->offset, job->len);
     pthread_mutex_lock(&s->mu);
@@ -470,12 +458,33 @@ static void *copy_worker_main(void *opaque)
     return NULL;
 }
 
+/* A worker's deflater and room for one window of streams. */
+static int alloc_deflate(struct copy_worker *w, uint64_t window)
+{
+    uint64_t clusters = window / w->s->cluster_size + 1;
+    int err = qcowkit_deflater_new(w->s->dst, &w->deflater);
+
+    if (err < 0) {
+        cli_lib_error(err, NULL);
+        return -1;
+    }
+    w->packed = malloc(clusters * w->s->cluster_size);
+    w->packed_len = calloc(clusters, sizeof *w->packed_len);
+    w->kind = calloc(clusters, 1);
+    if (!w->packed || !w->packed_len || !w->kind) {
+        cli_error("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * Copy with a pool of workers (-m).  Each takes the next window, reads
  * it (reads run in parallel) and writes it.  Without -W, writes to a
  * qcow target go in guest order, so that its clusters are laid out as
  * qemu-img lays them out; a raw target is the same whatever the order,
- * and compressed clusters are stored as each worker finishes them.
+ * and with -c each worker deflates its window before its turn, so that
+ * compression runs on every core and the layout does not depend on it.
  */
 static int copy_image(struct copy_state *s)
 {
@@ -503,13 +512,12 @@ static int copy_image(struct copy_state *s)
         w[i].s = s;
         w[i].buf = malloc(window);
         w[i].cmp = s->has_backing ? malloc(window) : NULL;
-        if (s->compress && !s->has_backing) {
-            w[i].probe = libdeflate_alloc_compressor(1);
-            w[i].probe_out = malloc(s->cluster_size);
+        if (s->compress && !s->has_backing &&
+            alloc_deflate(&w[i], window) < 0) {
+            ret = -1;
+            goto out;
         }
-        if (!w[i].buf || (s->has_backing && !w[i].cmp) ||
-            (s->compress && !s->has_backing &&
-             (!w[i].probe || !w[i].probe_out))) {
+        if (!w[i].buf || (s->has_backing && !w[i].cmp)) {
             cli_error("out of memory");
             ret = -1;
             goto out;
@@ -536,9 +544,10 @@ out:
     for (i = 0; i < n; i++) {
         free(w[i].buf);
         free(w[i].cmp);
-        free(w[i].probe_out);
-        if (w[i].probe)
-            libdeflate_free_compressor(w[i].probe);
+        free(w[i].packed);
+        free(w[i].packed_len);
+        free(w[i].kind);
+        qcowkit_deflater_free(w[i].deflater);
     }
     free(w);
     pthread_cond_destroy(&s->turn);
@@ -822,13 +831,18 @@ int cmd_convert(int argc, char **argv)
         }
     }
 
-    /* Default -m: one worker per online CPU (qemu-img: 8 coroutines). */
+    /*
+     * Default -m: two workers per online CPU (qemu-img: 8 coroutines), so
+     * that while one waits for its turn to write, another keeps the CPU
+     * busy deflating or reading.
+     */
     if (s.workers == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        s.workers = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : cpus;
+        s.workers = cpus < 1                 ? 2
+                    : cpus > MAX_WORKERS / 2 ? MAX_WORKERS
+                                             : 2 * cpus;
     }
-    s.ordered =
-        !out_of_order && s.cluster_size != 0 && (!s.compress || s.has_backing);
+    s.ordered = !out_of_order && s.cluster_size != 0;
     cli_progress_init(progress, 1.0f);
     err = copy_image(&s);
     if (err == 0 && strcmp(cache, "unsafe") != 0) {
