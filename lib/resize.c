@@ -112,13 +112,16 @@ static int grow_l1(struct qcowkit_image *img, struct qk_header *h,
 static int wipe_old_l1(struct qcowkit_image *img, uint64_t offset,
                        uint64_t entries)
 {
-    uint8_t *zeros = calloc(1, entries * 8);
-    int err;
+    static const uint8_t zeros[4096];
+    uint64_t left = entries * 8;
+    int err = 0;
 
-    if (!zeros)
-        return 0; /* only space: the image is consistent either way */
-    err = qk_write(img->io, zeros, entries * 8, offset);
-    free(zeros);
+    while (err == 0 && left > 0) {
+        size_t n = left < sizeof zeros ? (size_t)left : sizeof zeros;
+        err = qk_write(img->io, zeros, n, offset);
+        offset += n;
+        left -= n;
+    }
     return err;
 }
 
