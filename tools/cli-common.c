@@ -1387,3 +1387,29 @@ int cli_refuse_if_in_use(const char *path)
         qcowkit_close(img);
     return 0;
 }
+
+int cli_set_string(char **slot, const char *value)
+{
+    char *copy = strdup(value);
+
+    if (!copy) {
+        cli_error("out of memory");
+        return -1;
+    }
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+int cli_parse_output(const char *output, bool *json)
+{
+    if (strcmp(output, "json") == 0)
+        *json = true;
+    else if (strcmp(output, "human") == 0)
+        *json = false;
+    else {
+        cli_error("--output must be used with human or json as argument.");
+        return -1;
+    }
+    return 0;
+}

@@ -27,7 +27,7 @@ int cmd_rebase(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
-int cmd_nbd(int argc, char **argv); /* tools/nbd/ */
+int cmd_nbd(int argc, char **argv);   /* tools/nbd/ */
 int cmd_mount(int argc, char **argv); /* tools/fuse/ */
 
 /* Print "qcowkit: <message>" as one line on stderr. */
@@ -205,6 +205,15 @@ void cli_chain_status_done(void);
 void cli_progress_init(bool enabled, float min_skip);
 void cli_progress_print(float delta, int max);
 void cli_progress_end(void);
+
+/* Replace *slot by a copy of value; prints the error and returns -1. */
+int cli_set_string(char **slot, const char *value);
+
+/*
+ * "human" or "json" (qemu-img's --output) -> *json; anything else prints
+ * qemu-img's message and returns -1.
+ */
+int cli_parse_output(const char *output, bool *json);
 
 /* Is buf all zero bytes? */
 bool cli_is_zero(const void *buf, size_t len);

@@ -229,14 +229,8 @@ int cmd_check(int argc, char **argv)
     if (optind != argc - 1)
         return cli_usage_error("check", "Expecting one image file name");
     path = argv[optind];
-    if (strcmp(output, "json") == 0)
-        json = true;
-    else if (strcmp(output, "human") == 0)
-        json = false;
-    else {
-        cli_error("--output must be used with human or json as argument.");
+    if (cli_parse_output(output, &json) < 0)
         return 1;
-    }
     if (cli_parse_format(fmt, &format) < 0)
         return 1;
 

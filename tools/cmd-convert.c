@@ -25,19 +25,6 @@ struct convert_opts {
     bool help;
 };
 
-static int keep_string(char **slot, const char *value)
-{
-    char *copy = strdup(value);
-
-    if (!copy) {
-        cli_error("out of memory");
-        return -1;
-    }
-    free(*slot);
-    *slot = copy;
-    return 0;
-}
-
 static int convert_option(void *ctx, const char *key, const char *value)
 {
     struct convert_opts *o = ctx;
@@ -54,15 +41,15 @@ static int convert_option(void *ctx, const char *key, const char *value)
     }
     if (o->out_format == QCOWKIT_FORMAT_QCOW) {
         if (strcmp(key, "backing_file") == 0)
-            return keep_string(&o->backing_file, value);
+            return cli_set_string(&o->backing_file, value);
         if (strcmp(key, "backing_fmt") == 0)
-            return keep_string(&o->backing_fmt, value);
+            return cli_set_string(&o->backing_fmt, value);
         if (strcmp(key, "encryption") == 0)
-            return keep_string(&o->encryption, value);
+            return cli_set_string(&o->encryption, value);
         if (strcmp(key, "encrypt.format") == 0)
-            return keep_string(&o->encrypt_format, value);
+            return cli_set_string(&o->encrypt_format, value);
         if (strcmp(key, "encrypt.key-secret") == 0)
-            return keep_string(&o->key_secret, value);
+            return cli_set_string(&o->key_secret, value);
         if (strcmp(key, "cluster_size") == 0) {
             if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
                 (v & (v - 1)) != 0) {
@@ -732,9 +719,9 @@ int cmd_convert(int argc, char **argv)
     }
     src_path = argv[optind];
     dst_path = argv[optind + 1];
-    if (opt_B && keep_string(&o.backing_file, opt_B) < 0)
+    if (opt_B && cli_set_string(&o.backing_file, opt_B) < 0)
         goto out;
-    if (opt_F && keep_string(&o.backing_fmt, opt_F) < 0)
+    if (opt_F && cli_set_string(&o.backing_fmt, opt_F) < 0)
         goto out;
     if (o.backing_file && o.out_format == QCOWKIT_FORMAT_RAW) {
         cli_error("%s: Backing file not supported for file format 'raw'",

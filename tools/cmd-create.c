@@ -38,19 +38,6 @@ static void print_create_options(enum qcowkit_format format)
     printf("  size=<size>            - Virtual disk size\n");
 }
 
-static int set_string(char **slot, const char *value)
-{
-    char *copy = strdup(value);
-
-    if (!copy) {
-        cli_error("out of memory");
-        return -1;
-    }
-    free(*slot);
-    *slot = copy;
-    return 0;
-}
-
 static int create_option(void *ctx, const char *key, const char *value)
 {
     struct create_args *a = ctx;
@@ -76,15 +63,15 @@ static int create_option(void *ctx, const char *key, const char *value)
     }
     if (a->format == QCOWKIT_FORMAT_QCOW) {
         if (strcmp(key, "backing_file") == 0)
-            return set_string(&a->backing_file, value);
+            return cli_set_string(&a->backing_file, value);
         if (strcmp(key, "backing_fmt") == 0)
-            return set_string(&a->backing_fmt, value);
+            return cli_set_string(&a->backing_fmt, value);
         if (strcmp(key, "encryption") == 0)
-            return set_string(&a->encryption, value);
+            return cli_set_string(&a->encryption, value);
         if (strcmp(key, "encrypt.format") == 0)
-            return set_string(&a->encrypt_format, value);
+            return cli_set_string(&a->encrypt_format, value);
         if (strcmp(key, "encrypt.key-secret") == 0)
-            return set_string(&a->key_secret, value);
+            return cli_set_string(&a->key_secret, value);
         if (strcmp(key, "cluster_size") == 0) {
             if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
                 (v & (v - 1)) != 0) {
@@ -335,9 +322,9 @@ int cmd_create(int argc, char **argv)
         cli_usage_error("create", "Unexpected argument: %s", argv[optind]);
         goto out;
     }
-    if (opt_b && set_string(&a.backing_file, opt_b) < 0)
+    if (opt_b && cli_set_string(&a.backing_file, opt_b) < 0)
         goto out;
-    if (opt_F && set_string(&a.backing_fmt, opt_F) < 0)
+    if (opt_F && cli_set_string(&a.backing_fmt, opt_F) < 0)
         goto out;
     if (a.format == QCOWKIT_FORMAT_RAW && a.backing_file) {
         cli_error("%s: Backing file not supported for file format 'raw'",

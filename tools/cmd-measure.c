@@ -226,15 +226,8 @@ int cmd_measure(int argc, char **argv)
             image_opts = true;
             break;
         case OPT_OUTPUT:
-            if (strcmp(optarg, "json") == 0)
-                json = true;
-            else if (strcmp(optarg, "human") == 0)
-                json = false;
-            else {
-                cli_error("--output must be used with human or json as "
-                          "argument.");
+            if (cli_parse_output(optarg, &json) < 0)
                 return 1;
-            }
             break;
         case OPT_SIZE: {
             const char *why;
