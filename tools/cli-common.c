@@ -1413,3 +1413,47 @@ int cli_parse_output(const char *output, bool *json)
     }
     return 0;
 }
+
+int cli_qcow_option(struct cli_qcow_opts *q, const char *key, const char *value)
+{
+    static const struct {
+        const char *key;
+        size_t offset;
+    } strings[] = {
+        {"backing_file", offsetof(struct cli_qcow_opts, backing_file)},
+        {"backing_fmt", offsetof(struct cli_qcow_opts, backing_fmt)},
+        {"encryption", offsetof(struct cli_qcow_opts, encryption)},
+        {"encrypt.format", offsetof(struct cli_qcow_opts, encrypt_format)},
+        {"encrypt.key-secret", offsetof(struct cli_qcow_opts, key_secret)},
+    };
+    const char *why;
+    uint64_t v;
+
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+        if (strcmp(key, strings[i].key) == 0)
+            return cli_set_string((char **)((char *)q + strings[i].offset),
+                                  value) < 0
+                       ? -1
+                       : 1;
+    if (strcmp(key, "cluster_size") != 0)
+        return 0;
+    if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
+        (v & (v - 1)) != 0) {
+        cli_error("Invalid cluster_size '%s': must be a power of two between "
+                  "512 and 65536",
+                  value);
+        return -1;
+    }
+    q->cluster_size = (uint32_t)v;
+    return 1;
+}
+
+void cli_qcow_opts_free(struct cli_qcow_opts *q)
+{
+    free(q->backing_file);
+    free(q->backing_fmt);
+    free(q->encryption);
+    free(q->encrypt_format);
+    free(q->key_secret);
+    memset(q, 0, sizeof *q);
+}

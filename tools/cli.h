@@ -206,6 +206,21 @@ void cli_progress_init(bool enabled, float min_skip);
 void cli_progress_print(float delta, int max);
 void cli_progress_end(void);
 
+/* What -o sets for a new qcow image (create and convert share it). */
+struct cli_qcow_opts {
+    char *backing_file;
+    char *backing_fmt;
+    uint32_t cluster_size; /* qcowkit's extension; 0: QEMU's choice */
+    char *encryption;      /* encryption=on|off, as given */
+    char *encrypt_format;  /* encrypt.format= */
+    char *key_secret;      /* encrypt.key-secret= */
+};
+
+/* One -o key of a qcow target: 1 taken, 0 not one of these, -1 error. */
+int cli_qcow_option(struct cli_qcow_opts *q, const char *key,
+                    const char *value);
+void cli_qcow_opts_free(struct cli_qcow_opts *q);
+
 /* Replace *slot by a copy of value; prints the error and returns -1. */
 int cli_set_string(char **slot, const char *value);
 

@@ -16,20 +16,13 @@
 
 struct convert_opts {
     enum qcowkit_format out_format;
-    char *backing_file;
-    char *backing_fmt;
-    uint32_t cluster_size;
-    char *encryption;     /* -o encryption=on|off */
-    char *encrypt_format; /* -o encrypt.format= */
-    char *key_secret;     /* -o encrypt.key-secret= */
+    struct cli_qcow_opts q;
     bool help;
 };
 
 static int convert_option(void *ctx, const char *key, const char *value)
 {
     struct convert_opts *o = ctx;
-    uint64_t v;
-    const char *why;
 
     if (strcmp(key, "help") == 0 || strcmp(key, "?") == 0) {
         o->help = true;
@@ -40,27 +33,9 @@ static int convert_option(void *ctx, const char *key, const char *value)
         return -1;
     }
     if (o->out_format == QCOWKIT_FORMAT_QCOW) {
-        if (strcmp(key, "backing_file") == 0)
-            return cli_set_string(&o->backing_file, value);
-        if (strcmp(key, "backing_fmt") == 0)
-            return cli_set_string(&o->backing_fmt, value);
-        if (strcmp(key, "encryption") == 0)
-            return cli_set_string(&o->encryption, value);
-        if (strcmp(key, "encrypt.format") == 0)
-            return cli_set_string(&o->encrypt_format, value);
-        if (strcmp(key, "encrypt.key-secret") == 0)
-            return cli_set_string(&o->key_secret, value);
-        if (strcmp(key, "cluster_size") == 0) {
-            if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
-                (v & (v - 1)) != 0) {
-                cli_error("Invalid cluster_size '%s': must be a power of two "
-                          "between 512 and 65536",
-                          value);
-                return -1;
-            }
-            o->cluster_size = (uint32_t)v;
-            return 0;
-        }
+        int taken = cli_qcow_option(&o->q, key, value);
+        if (taken != 0)
+            return taken < 0 ? -1 : 0;
     }
     if (strcmp(key, "size") == 0) {
         cli_error("Invalid parameter 'size': convert takes the size of the "
@@ -719,20 +694,20 @@ int cmd_convert(int argc, char **argv)
     }
     src_path = argv[optind];
     dst_path = argv[optind + 1];
-    if (opt_B && cli_set_string(&o.backing_file, opt_B) < 0)
+    if (opt_B && cli_set_string(&o.q.backing_file, opt_B) < 0)
         goto out;
-    if (opt_F && cli_set_string(&o.backing_fmt, opt_F) < 0)
+    if (opt_F && cli_set_string(&o.q.backing_fmt, opt_F) < 0)
         goto out;
-    if (o.backing_file && o.out_format == QCOWKIT_FORMAT_RAW) {
+    if (o.q.backing_file && o.out_format == QCOWKIT_FORMAT_RAW) {
         cli_error("%s: Backing file not supported for file format 'raw'",
                   dst_path);
         goto out;
     }
-    if (o.backing_file && !o.backing_fmt) {
+    if (o.q.backing_file && !o.q.backing_fmt) {
         cli_error("Use of backing file requires explicit backing format");
         goto out;
     }
-    if (cli_parse_format(o.backing_fmt, &backing_format) < 0)
+    if (cli_parse_format(o.q.backing_fmt, &backing_format) < 0)
         goto out;
     if (s.compress && o.out_format != QCOWKIT_FORMAT_QCOW) {
         cli_error("Compression not supported for this file format");
@@ -742,18 +717,19 @@ int cmd_convert(int argc, char **argv)
         cli_error("--target-image-opts requires use of -n flag");
         goto out;
     }
-    if (!s.no_create && cli_create_key(dst_path, o.encryption, o.encrypt_format,
-                                       o.key_secret, &key, &key_len) < 0)
+    if (!s.no_create &&
+        cli_create_key(dst_path, o.q.encryption, o.q.encrypt_format,
+                       o.q.key_secret, &key, &key_len) < 0)
         goto out;
     if (s.compress && key) {
         cli_error("Compression and encryption not supported at the same "
                   "time");
         goto out;
     }
-    if (s.no_create && o.backing_file) {
+    if (s.no_create && o.q.backing_file) {
         /* qemu-img ignores -B with -n; the target keeps its own. */
-        free(o.backing_file);
-        o.backing_file = NULL;
+        free(o.q.backing_file);
+        o.q.backing_file = NULL;
     }
 
     if (cli_open_image(src_path, image_opts, src_format, src_flags,
@@ -767,8 +743,8 @@ int cmd_convert(int argc, char **argv)
         qcowkit_create_opts_init(&co);
         co.format = o.out_format;
         co.size = s.size;
-        co.backing_file = o.backing_file;
-        co.cluster_size = o.cluster_size;
+        co.backing_file = o.q.backing_file;
+        co.cluster_size = o.q.cluster_size;
         co.key = key;
         co.key_len = key_len;
         if (key)
@@ -789,7 +765,7 @@ int cmd_convert(int argc, char **argv)
                              &dst_spec) < 0)
         goto out;
     if (!target_image_opts && key &&
-        !(dst_spec.key_secret = strdup(o.key_secret))) {
+        !(dst_spec.key_secret = strdup(o.q.key_secret))) {
         cli_error("out of memory");
         goto out;
     }
@@ -849,10 +825,6 @@ out:
     }
     qcowkit_close(s.src);
     cli_image_spec_free(&dst_spec);
-    free(o.encryption);
-    free(o.encrypt_format);
-    free(o.key_secret);
-    free(o.backing_file);
-    free(o.backing_fmt);
+    cli_qcow_opts_free(&o.q);
     return ret;
 }

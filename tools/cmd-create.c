@@ -11,12 +11,7 @@ struct create_args {
     enum qcowkit_format format;
     bool have_size;
     uint64_t size;
-    char *backing_file;
-    char *backing_fmt;
-    uint32_t cluster_size;
-    char *encryption;     /* -o encryption=on|off, as given */
-    char *encrypt_format; /* -o encrypt.format= */
-    char *key_secret;     /* -o encrypt.key-secret= */
+    struct cli_qcow_opts q;
     bool help;
 };
 
@@ -62,27 +57,9 @@ static int create_option(void *ctx, const char *key, const char *value)
         return 0;
     }
     if (a->format == QCOWKIT_FORMAT_QCOW) {
-        if (strcmp(key, "backing_file") == 0)
-            return cli_set_string(&a->backing_file, value);
-        if (strcmp(key, "backing_fmt") == 0)
-            return cli_set_string(&a->backing_fmt, value);
-        if (strcmp(key, "encryption") == 0)
-            return cli_set_string(&a->encryption, value);
-        if (strcmp(key, "encrypt.format") == 0)
-            return cli_set_string(&a->encrypt_format, value);
-        if (strcmp(key, "encrypt.key-secret") == 0)
-            return cli_set_string(&a->key_secret, value);
-        if (strcmp(key, "cluster_size") == 0) {
-            if (cli_parse_size(value, 65536, &v, &why) < 0 || v < 512 ||
-                (v & (v - 1)) != 0) {
-                cli_error("Invalid cluster_size '%s': must be a power of two "
-                          "between 512 and 65536",
-                          value);
-                return -1;
-            }
-            a->cluster_size = (uint32_t)v;
-            return 0;
-        }
+        int taken = cli_qcow_option(&a->q, key, value);
+        if (taken != 0)
+            return taken < 0 ? -1 : 0;
     }
     cli_error("Invalid parameter '%s'", key);
     return -1;
@@ -189,23 +166,23 @@ static int check_backing(struct create_args *a, bool unsafe)
     char *path;
     int err;
 
-    if (strcmp(a->file, a->backing_file) == 0) {
+    if (strcmp(a->file, a->q.backing_file) == 0) {
         cli_error("%s: Error: Trying to create an image with the same "
                   "filename as the backing file",
                   a->file);
         return -1;
     }
-    if (cli_parse_format(a->backing_fmt, &bfmt) < 0)
+    if (cli_parse_format(a->q.backing_fmt, &bfmt) < 0)
         return -1;
     if (unsafe) {
-        if (!a->backing_fmt) {
+        if (!a->q.backing_fmt) {
             cli_error("%s: Backing file specified without backing format",
                       a->file);
             return -1;
         }
         return 0;
     }
-    path = cli_backing_path(a->file, a->backing_file);
+    path = cli_backing_path(a->file, a->q.backing_file);
     if (!path) {
         cli_error("out of memory");
         return -1;
@@ -219,7 +196,7 @@ static int check_backing(struct create_args *a, bool unsafe)
         cli_lib_error(err, a->file);
         return -1;
     }
-    if (!a->backing_fmt) {
+    if (!a->q.backing_fmt) {
         struct qcowkit_info info;
         if (cli_get_info(b, &info) == 0)
             cli_error("%s: Backing file specified without backing format "
@@ -322,47 +299,47 @@ int cmd_create(int argc, char **argv)
         cli_usage_error("create", "Unexpected argument: %s", argv[optind]);
         goto out;
     }
-    if (opt_b && cli_set_string(&a.backing_file, opt_b) < 0)
+    if (opt_b && cli_set_string(&a.q.backing_file, opt_b) < 0)
         goto out;
-    if (opt_F && cli_set_string(&a.backing_fmt, opt_F) < 0)
+    if (opt_F && cli_set_string(&a.q.backing_fmt, opt_F) < 0)
         goto out;
-    if (a.format == QCOWKIT_FORMAT_RAW && a.backing_file) {
+    if (a.format == QCOWKIT_FORMAT_RAW && a.q.backing_file) {
         cli_error("%s: Backing file not supported for file format 'raw'",
                   a.file);
         goto out;
     }
-    if (a.backing_file && check_backing(&a, unsafe) < 0)
+    if (a.q.backing_file && check_backing(&a, unsafe) < 0)
         goto out;
     if (!a.have_size) {
         cli_error("%s: Image creation needs a size parameter", a.file);
         goto out;
     }
-    if (cli_create_key(a.file, a.encryption, a.encrypt_format, a.key_secret,
-                       &key, &key_len) < 0)
+    if (cli_create_key(a.file, a.q.encryption, a.q.encrypt_format,
+                       a.q.key_secret, &key, &key_len) < 0)
         goto out;
     if (!quiet) {
         printf("Formatting '%s', fmt=%s size=%llu", a.file,
                cli_format_name(a.format), (unsigned long long)a.size);
-        if (a.backing_file)
-            printf(" backing_file=%s", a.backing_file);
-        if (a.backing_fmt)
-            printf(" backing_fmt=%s", a.backing_fmt);
-        if (a.encryption)
-            printf(" encryption=%s", a.encryption);
-        if (a.encrypt_format)
-            printf(" encrypt.format=%s", a.encrypt_format);
-        if (a.key_secret)
-            printf(" encrypt.key-secret=%s", a.key_secret);
-        if (a.cluster_size)
-            printf(" cluster_size=%u", (unsigned)a.cluster_size);
+        if (a.q.backing_file)
+            printf(" backing_file=%s", a.q.backing_file);
+        if (a.q.backing_fmt)
+            printf(" backing_fmt=%s", a.q.backing_fmt);
+        if (a.q.encryption)
+            printf(" encryption=%s", a.q.encryption);
+        if (a.q.encrypt_format)
+            printf(" encrypt.format=%s", a.q.encrypt_format);
+        if (a.q.key_secret)
+            printf(" encrypt.key-secret=%s", a.q.key_secret);
+        if (a.q.cluster_size)
+            printf(" cluster_size=%u", (unsigned)a.q.cluster_size);
         printf("\n");
         fflush(stdout);
     }
     qcowkit_create_opts_init(&co);
     co.format = a.format;
     co.size = a.size;
-    co.backing_file = a.backing_file;
-    co.cluster_size = a.cluster_size;
+    co.backing_file = a.q.backing_file;
+    co.cluster_size = a.q.cluster_size;
     co.key = key;
     co.key_len = key_len;
     if (key)
@@ -376,10 +353,6 @@ int cmd_create(int argc, char **argv)
     }
     ret = 0;
 out:
-    free(a.backing_file);
-    free(a.backing_fmt);
-    free(a.encryption);
-    free(a.encrypt_format);
-    free(a.key_secret);
+    cli_qcow_opts_free(&a.q);
     return ret;
 }
