@@ -11,7 +11,7 @@ REQUIRED=(
     qemu-utils
     clang llvm libclang-rt-14-dev
     libfuse3-dev fuse3
-    libnbd-bin
+    libnbd-bin python3-libnbd
     clang-format
 )
 # Installed when the archive has them; their absence is not an error.
