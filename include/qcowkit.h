@@ -406,6 +406,7 @@ struct qcowkit_image *qcowkit_backing(struct qcowkit_image *img);
 #define QCOWKIT_EXTENT_ALLOCATED   1u /* data stored in this image */
 #define QCOWKIT_EXTENT_COMPRESSED  2u /* a compressed cluster */
 #define QCOWKIT_EXTENT_HOST_OFFSET 4u /* host_offset is valid */
+#define QCOWKIT_EXTENT_ZERO        8u /* a hole of a raw file: reads zeros */
 
 struct qcowkit_extent {
     uint64_t offset;      /* guest offset */
@@ -417,8 +418,9 @@ struct qcowkit_extent {
 /*
  * Describe this image only (not its backing chain) from offset for at
  * most count bytes: the first run of clusters with the same flags and,
- * for HOST_OFFSET, contiguous host offsets.  Raw images report one
- * allocated run with host_offset = offset.
+ * for HOST_OFFSET, contiguous host offsets.  Raw images report allocated
+ * runs with host_offset = offset; over the file backend, holes of the
+ * file (SEEK_HOLE) are runs of their own with QCOWKIT_EXTENT_ZERO.
  */
 int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
                          uint64_t count, struct qcowkit_extent *extent);

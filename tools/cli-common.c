@@ -1,7 +1,6 @@
 /* cli-common.c - helpers shared by the qcowkit subcommands. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1187,69 +1186,6 @@ int cli_open_image(const char *arg, bool image_opts, enum qcowkit_format format,
 
 /* ----------------------------------------------------------- chain status */
 
-struct fd_cache_entry {
-    struct qcowkit_image *img;
-    int fd;
-};
-
-static struct fd_cache_entry fd_cache[16];
-
-static int raw_fd(struct qcowkit_image *img)
-{
-    size_t i;
-
-    for (i = 0; i < sizeof fd_cache / sizeof fd_cache[0]; i++) {
-        if (fd_cache[i].img == img)
-            return fd_cache[i].fd;
-        if (!fd_cache[i].img) {
-            fd_cache[i].img = img;
-            fd_cache[i].fd = open(qcowkit_name(img), O_RDONLY | O_CLOEXEC);
-            return fd_cache[i].fd;
-        }
-    }
-    return -1;
-}
-
-void cli_chain_status_done(void)
-{
-    size_t i;
-
-    for (i = 0; i < sizeof fd_cache / sizeof fd_cache[0]; i++) {
-        if (fd_cache[i].img && fd_cache[i].fd >= 0)
-            close(fd_cache[i].fd);
-        fd_cache[i].img = NULL;
-        fd_cache[i].fd = -1;
-    }
-}
-
-/* What the host file holds at offset: data or a hole, as file-posix. */
-static void raw_refine(struct qcowkit_image *img, uint64_t offset,
-                       struct cli_status *st)
-{
-    int fd = raw_fd(img);
-    off_t data, hole;
-
-    st->flags |= CLI_ST_DATA;
-    if (fd < 0)
-        return;
-    data = lseek(fd, (off_t)offset, SEEK_DATA);
-    if (data < 0) {
-        if (errno == ENXIO) { /* a trailing hole */
-            st->flags = (st->flags & ~CLI_ST_DATA) | CLI_ST_ZERO;
-        }
-        return;
-    }
-    if ((uint64_t)data > offset) {
-        st->flags = (st->flags & ~CLI_ST_DATA) | CLI_ST_ZERO;
-        if ((uint64_t)data - offset < st->length)
-            st->length = (uint64_t)data - offset;
-        return;
-    }
-    hole = lseek(fd, (off_t)offset, SEEK_HOLE);
-    if (hole > data && (uint64_t)hole - offset < st->length)
-        st->length = (uint64_t)hole - offset;
-}
-
 int cli_chain_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
                      struct cli_status *st)
 {
@@ -1282,10 +1218,9 @@ int cli_chain_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
                 st->flags |= CLI_ST_OFFSET_VALID;
                 st->host_offset = e.host_offset;
             }
-            if (info.format == QCOWKIT_FORMAT_RAW)
-                raw_refine(layer, offset, st);
-            else
-                st->flags |= CLI_ST_DATA;
+            /* A hole of a raw file reads as zeros, as QEMU reports it. */
+            st->flags |=
+                e.flags & QCOWKIT_EXTENT_ZERO ? CLI_ST_ZERO : CLI_ST_DATA;
             return 0;
         }
         below = qcowkit_backing(layer);

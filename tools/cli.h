@@ -198,8 +198,6 @@ struct cli_status {
  */
 int cli_chain_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
                      struct cli_status *st);
-/* Release what cli_chain_status cached (file descriptors). */
-void cli_chain_status_done(void);
 
 /* qemu's progress meter: "    (12.34/100%)\r" on stdout. */
 void cli_progress_init(bool enabled, float min_skip);

@@ -284,7 +284,6 @@ int cmd_compare(int argc, char **argv)
     cli_progress_init(progress, 2.0f);
     ret = compare_images(img1, name1, img2, name2, strict);
     cli_progress_end();
-    cli_chain_status_done();
     qcowkit_close(img2);
     qcowkit_close(img1);
     free(name1);

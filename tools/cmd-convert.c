@@ -818,7 +818,6 @@ int cmd_convert(int argc, char **argv)
         goto out;
     ret = 0;
 out:
-    cli_chain_status_done();
     if (s.dst && qcowkit_close(s.dst) < 0 && ret == 0) {
         cli_lib_error(-EIO, dst_path);
         ret = 1;

@@ -199,7 +199,6 @@ int cmd_map(int argc, char **argv)
     ret = 0;
 out:
     fflush(stdout);
-    cli_chain_status_done();
     err = qcowkit_close(img);
     return ret;
 }

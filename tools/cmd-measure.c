@@ -310,7 +310,6 @@ int cmd_measure(int argc, char **argv)
     print_result(json, required, full);
     ret = 0;
 out:
-    cli_chain_status_done();
     qcowkit_close(src);
     return ret;
 }

@@ -358,9 +358,48 @@ static void test_host_offsets(void)
     free(buf);
 }
 
+/* A sparse raw file: its holes are runs of their own, flagged ZERO. */
+static void test_raw_holes(void)
+{
+    char *dir = test_mkdtemp(), *path = test_path(dir, "sparse.raw");
+    struct qcowkit_create_opts co;
+    struct qcowkit_open_opts oo;
+    struct qcowkit_image *img;
+    struct qcowkit_extent e;
+    uint8_t data[4096];
+
+    qcowkit_create_opts_init(&co);
+    co.format = QCOWKIT_FORMAT_RAW;
+    co.size = 4 << 20;
+    CHECK_OK(qcowkit_create(path, &co, 0));
+    qcowkit_open_opts_init(&oo);
+    oo.flags = QCOWKIT_OPEN_RDWR;
+    CHECK_OK(qcowkit_open(path, &oo, &img));
+    memset(data, 0x7e, sizeof data);
+    CHECK_OK(qcowkit_pwrite(img, data, sizeof data, 1 << 20));
+    CHECK_OK(qcowkit_flush(img));
+    CHECK_OK(qcowkit_block_status(img, 0, 4 << 20, &e));
+    CHECK(e.flags & QCOWKIT_EXTENT_ALLOCATED);
+    if (!(e.flags & QCOWKIT_EXTENT_ZERO)) {
+        /* A file system that keeps no holes: all of it is data. */
+        CHECK_EQ_U64(e.length, 4 << 20);
+    } else {
+        CHECK_EQ_U64(e.length, 1 << 20);
+        CHECK_OK(qcowkit_block_status(img, 1 << 20, 3 << 20, &e));
+        CHECK(!(e.flags & QCOWKIT_EXTENT_ZERO));
+        CHECK(e.length >= sizeof data && e.length < (3 << 20));
+        CHECK_OK(qcowkit_block_status(img, (1 << 20) + e.length,
+                                      (3 << 20) - e.length, &e));
+        CHECK(e.flags & QCOWKIT_EXTENT_ZERO);
+    }
+    qcowkit_close(img);
+    free(path);
+}
+
 int main(void)
 {
     test_init(240);
+    test_raw_holes();
     test_new_image_reads_zero();
     test_zeroes_and_status();
     test_large_offsets();

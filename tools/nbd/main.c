@@ -6,7 +6,6 @@
  *               [-v] [--object SPEC]... [--image-opts] FILE
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,16 +174,8 @@ int cmd_nbd(int argc, char **argv)
      * wait forever for connections queued behind its own.
      */
     exp->multi_conn = so.shared == 0;
-    /* Raw layers: their files tell data from holes (SEEK_DATA). */
-    for (unsigned i = 0; i < exp->n_layers; i++)
-        if (exp->layers[i].raw)
-            exp->layers[i].fd =
-                open(qcowkit_name(exp->layers[i].img), O_RDONLY | O_CLOEXEC);
     if (nbd_serve(exp, &so) == 0)
         rc = 0;
-    for (unsigned i = 0; i < exp->n_layers; i++)
-        if (exp->layers[i].fd >= 0)
-            close(exp->layers[i].fd);
 out:
     free(exp);
     err = qcowkit_close(img);

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "protocol.h"
 
@@ -75,8 +74,6 @@ int nbd_export_init(struct nbd_export *exp, struct qcowkit_image *img,
         l = &exp->layers[exp->n_layers++];
         l->img = layer;
         l->size = info.virtual_size;
-        l->raw = info.format == QCOWKIT_FORMAT_RAW;
-        l->fd = -1;
         if (layer == img) {
             exp->size = info.virtual_size;
             if (info.cluster_size >= 512 && info.cluster_size <= 65536)
@@ -733,28 +730,6 @@ static int send_read(struct nbd_conn *c, const struct nbd_request *r,
     return send_iov(c, iov, 2);
 }
 
-/* What the file of a raw layer holds at offset: data, or a hole. */
-static void raw_refine(int fd, uint64_t off, uint64_t *run, uint32_t *flags)
-{
-    off_t data, hole;
-
-    data = lseek(fd, (off_t)off, SEEK_DATA);
-    if (data < 0) {
-        if (errno == ENXIO) /* a hole up to the end of the file */
-            *flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
-        return;
-    }
-    if ((uint64_t)data > off) {
-        *flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
-        if ((uint64_t)data - off < *run)
-            *run = (uint64_t)data - off;
-        return;
-    }
-    hole = lseek(fd, (off_t)off, SEEK_HOLE);
-    if (hole > data && (uint64_t)hole - off < *run)
-        *run = (uint64_t)hole - off;
-}
-
 /*
  * base:allocation of the chain at off: *run bytes (1..len) with *flags.
  * Data in any layer is data; past every layer (or past a shorter
@@ -782,9 +757,10 @@ static int chain_status(const struct nbd_export *e, uint64_t off, uint64_t len,
         len = x.length;
         if (x.flags & QCOWKIT_EXTENT_ALLOCATED) {
             *run = len;
-            *flags = 0;
-            if (l->raw && l->fd >= 0)
-                raw_refine(l->fd, off, run, flags);
+            /* A hole of a raw file. */
+            *flags = x.flags & QCOWKIT_EXTENT_ZERO
+                         ? NBD_STATE_HOLE | NBD_STATE_ZERO
+                         : 0;
             return 0;
         }
     }

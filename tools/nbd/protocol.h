@@ -133,8 +133,6 @@
 struct nbd_layer {
     struct qcowkit_image *img;
     uint64_t size;
-    bool raw;
-    int fd; /* raw layers: the file, for SEEK_DATA/SEEK_HOLE; else -1 */
 };
 
 /* What is exported: one image, shared by every connection. */
@@ -152,8 +150,8 @@ struct nbd_export {
 };
 
 /*
- * Fill exp for img: size, block sizes and the backing chain (raw layers
- * get fd -1; the caller may open them).  Returns 0 or a negative errno.
+ * Fill exp for img: size, block sizes and the backing chain.  Returns 0
+ * or a negative errno.
  */
 int nbd_export_init(struct nbd_export *exp, struct qcowkit_image *img,
                     const char *name, const char *description, bool read_only);
