@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -31,6 +32,7 @@ struct checker {
     uint8_t *raw_table;
     uint8_t *inflated;
     uint64_t prev_host; /* end of the previous cluster, for fragmentation */
+    uint64_t hole_start, hole_end; /* a known hole of the file */
 };
 
 static void say(struct checker *c, const char *fmt, ...)
@@ -305,7 +307,20 @@ static void give_back(struct checker *c, uint64_t offset, uint64_t len)
 static bool holds_data(struct checker *c, uint64_t offset)
 {
     uint32_t cs = c->img->cluster_size;
+    int fd = qk_file_fd(c->img->io);
 
+    /* A hole of the file holds nothing: one lseek per hole, no reads. */
+    if (offset >= c->hole_start && offset + cs <= c->hole_end)
+        return false;
+    if (fd >= 0) {
+        off_t data = lseek(fd, (off_t)offset, SEEK_DATA);
+        if ((data < 0 && errno == ENXIO) ||
+            (data >= 0 && (uint64_t)data >= offset + cs)) {
+            c->hole_start = offset;
+            c->hole_end = data < 0 ? UINT64_MAX : (uint64_t)data;
+            return false;
+        }
+    }
     if (qk_read(c->img->io, c->inflated, cs, offset) < 0)
         return true;
     return c->inflated[0] || memcmp(c->inflated, c->inflated + 1, cs - 1);

@@ -193,6 +193,61 @@ static void test_read_only_refuses_repair(void)
     qcowkit_io_close(io);
 }
 
+/*
+ * A file past one 32 GiB window of the check's maps (a sparse gap in the
+ * middle): tables and clusters on both sides, a duplicate reference across
+ * the windows, and the gap is no leak (it reads as zeros).
+ */
+static void test_two_windows(void)
+{
+    char *dir = test_mkdtemp(), *path = test_path(dir, "big.qcow");
+    struct qcowkit_create_opts co;
+    struct qcowkit_open_opts oo;
+    struct qcowkit_image *img;
+    struct qcowkit_check_report r;
+    struct qcowkit_io *io;
+    uint64_t far = UINT64_C(40) << 30, size;
+    uint8_t *bytes, raw[8];
+    uint64_t near_pos, far_pos;
+
+    test_create_opts(&co, UINT64_C(8) << 30, 4096, NULL);
+    CHECK_OK(qcowkit_create(path, &co, 0));
+    qcowkit_open_opts_init(&oo);
+    oo.flags = QCOWKIT_OPEN_RDWR;
+    CHECK_OK(qcowkit_open(path, &oo, &img));
+    write_pattern(img, 0x12, 0, 4096);
+    CHECK_OK(qcowkit_close(img));
+    CHECK_EQ(truncate(path, (off_t)far), 0);
+    CHECK_OK(qcowkit_open(path, &oo, &img));
+    write_pattern(img, 0x34, UINT64_C(4) << 30, 4096);
+    r = run_check(img, 0);
+    CHECK_EQ(r.corruptions, 0);
+    CHECK_EQ(r.leaks, 0);
+    CHECK_EQ(r.allocated_clusters, 2);
+    CHECK(r.image_end_offset > far);
+    CHECK_OK(qcowkit_close(img));
+
+    /* The far entry now points at the near cluster: one cluster, twice. */
+    CHECK_OK(qcowkit_io_open_file(path, QCOWKIT_IO_RDWR, &io));
+    CHECK_OK(qcowkit_io_get_size(io, &size));
+    bytes = test_xmalloc(65536);
+    CHECK_OK(qcowkit_io_pread(io, bytes, 65536, 0));
+    near_pos = test_l2_entry_pos(bytes, 65536, 0, NULL);
+    CHECK(near_pos != 0);
+    CHECK_OK(qcowkit_io_pread(io, raw, 8, near_pos));
+    free(bytes);
+    /* The far L2 table is the first thing written past the gap. */
+    CHECK(size > far);
+    far_pos = far + ((UINT64_C(4) << 30) >> 12 & 511) * 8;
+    CHECK_OK(qcowkit_io_pwrite(io, raw, 8, far_pos));
+    qcowkit_io_close(io);
+    CHECK_OK(qcowkit_open(path, &oo, &img));
+    r = run_check(img, 0);
+    CHECK_EQ(r.corruptions, 1);
+    qcowkit_close(img);
+    free(path);
+}
+
 int main(void)
 {
     test_init(60);
@@ -201,5 +256,6 @@ int main(void)
     test_entry_into_table();
     test_bad_entries();
     test_read_only_refuses_repair();
+    test_two_windows();
     return 0;
 }
