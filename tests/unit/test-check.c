@@ -246,6 +246,7 @@ static void test_two_windows(void)
     CHECK_EQ(r.corruptions, 1);
     qcowkit_close(img);
     free(path);
+    free(dir);
 }
 
 int main(void)

@@ -394,6 +394,7 @@ static void test_raw_holes(void)
     }
     qcowkit_close(img);
     free(path);
+    free(dir);
 }
 
 int main(void)
