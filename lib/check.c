@@ -133,19 +133,9 @@ static void corrupt(struct checker *c, uint64_t entry_at, const char *what,
     repair(c, entry_at, what);
 }
 
-static const char *table_problem(struct checker *c, uint64_t offset)
-{
-    struct qcowkit_image *img = c->img;
-    uint64_t bytes = (uint64_t)img->l2_entries * 8;
-
-    if (offset & (QCOW_SECTOR - 1))
-        return "is not aligned to 512 bytes";
-    if (offset >= c->file_size || bytes > c->file_size - offset)
-        return "lies outside the file";
-    return NULL;
-}
-
-static const char *cluster_problem(struct checker *c, uint64_t entry)
+/* The same rules that reads and writes follow (trust.c), on this file. */
+static const char *cluster_problem(struct checker *c, uint64_t entry,
+                                   uint64_t guest)
 {
     struct qcowkit_image *img = c->img;
 
@@ -155,15 +145,12 @@ static const char *cluster_problem(struct checker *c, uint64_t entry)
             (entry >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
         if (size == 0)
             return "has compressed size 0";
-        if (offset >= c->file_size || size > c->file_size - offset)
-            return "lies outside the file";
-        return NULL;
+        return qk_cluster_problem(img, offset, size, c->file_size, guest);
     }
-    if (entry & (QCOW_SECTOR - 1))
-        return "is not aligned to 512 bytes";
-    if (entry >= c->file_size)
-        return "lies outside the file";
-    return NULL;
+    if (entry & (img->cluster_size - 1))
+        return "is not aligned to the cluster size";
+    return qk_cluster_problem(img, entry, img->cluster_size, c->file_size,
+                              guest);
 }
 
 static bool inflates(struct checker *c, uint64_t entry, uint64_t guest)
@@ -197,7 +184,7 @@ static void check_entry(struct checker *c, uint64_t entry, uint64_t entry_at,
     bool compressed = entry & QCOW_COMPRESSED;
     uint64_t offset = compressed ? entry & img->offset_mask : entry;
     uint64_t len = img->cluster_size;
-    const char *why = cluster_problem(c, entry);
+    const char *why = cluster_problem(c, entry, guest);
     char what[160];
 
     snprintf(what, sizeof what, "%scluster at offset %llu (guest offset %llu)",
@@ -216,11 +203,11 @@ static void check_entry(struct checker *c, uint64_t entry, uint64_t entry_at,
             corrupt(c, entry_at, what, "does not inflate to a whole cluster");
             return;
         }
-    } else if (len > c->file_size - offset) {
-        len = c->file_size - offset;
     }
+    /* Tables and metadata were ruled out above: a clash is another
+     * cluster, walked earlier, which keeps it. */
     if (!mark(c, offset, len, compressed))
-        corrupt(c, entry_at, what, "is also used by another entry or table");
+        corrupt(c, entry_at, what, "is also used by another entry");
 }
 
 static void describe_table(struct checker *c, uint64_t l1_index, char *what,
@@ -232,43 +219,49 @@ static void describe_table(struct checker *c, uint64_t l1_index, char *what,
 }
 
 /*
- * First the tables themselves, so that a data entry pointing into a table
- * is blamed, not the table.  A table that overlaps another is still
- * walked: its clusters must not look leaked.
+ * Tables the handle refuses (trust.c: unsound, or clashing with a table
+ * kept before them) are blamed once and never walked, so a repair never
+ * writes into a table that is not the one its entries belong to.
  */
-static void mark_table(struct checker *c, uint64_t l1_index)
+static void blame_tables(struct checker *c)
 {
     struct qcowkit_image *img = c->img;
-    uint64_t l1_at = img->header.l1_table_offset + l1_index * 8;
-    const char *why = table_problem(c, img->l1[l1_index]);
-    char what[128];
 
-    describe_table(c, l1_index, what, sizeof what);
-    if (why) {
-        if (c->first_pass)
-            corrupt(c, l1_at, what, why);
-        return;
+    for (uint64_t i = 0; i < img->l1_entries; i++) {
+        const char *why;
+        char what[128];
+        if (!img->l1[i] || !qk_table_refused(img, i))
+            continue;
+        why = qk_table_problem(img, img->l1[i], img->trust.trusted_end);
+        describe_table(c, i, what, sizeof what);
+        corrupt(c, img->header.l1_table_offset + i * 8, what,
+                why ? why : "overlaps another L2 table");
     }
-    if (!mark(c, img->l1[l1_index], (uint64_t)img->l2_entries * 8, false))
-        corrupt(c, l1_at, what,
-                "overlaps the header, the L1 table or another table");
+}
+
+static bool walked(const struct checker *c, uint64_t l1_index)
+{
+    return c->img->l1[l1_index] && !qk_table_refused(c->img, l1_index);
 }
 
 static int walk_table(struct checker *c, uint64_t l1_index)
 {
     struct qcowkit_image *img = c->img;
     uint64_t offset = img->l1[l1_index];
+    uint64_t *entries = (uint64_t *)c->raw_table;
     int err;
 
-    if (table_problem(c, offset))
-        return 0;
     err = qk_read(img->io, c->raw_table, (size_t)img->l2_entries * 8, offset);
+    for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++)
+        entries[j] = qk_be64(c->raw_table + (size_t)j * 8);
+    /* Entries past the trusted end that this handle did not write. */
+    if (err == 0)
+        err = qk_trust_first_load(img, l1_index, entries);
     for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++) {
-        uint64_t entry = qk_be64(c->raw_table + (size_t)j * 8);
         uint64_t guest = (l1_index << (img->cluster_bits + img->l2_bits)) |
                          ((uint64_t)j << img->cluster_bits);
-        if (entry)
-            check_entry(c, entry, offset + (uint64_t)j * 8, guest);
+        if (entries[j])
+            check_entry(c, entries[j], offset + (uint64_t)j * 8, guest);
     }
     return err;
 }
@@ -370,11 +363,12 @@ static int check_window(struct checker *c)
     memset(c->packed, 0, c->win_sectors / 8);
     c->prev_host = 0;
     mark_metadata(c);
+    /* Kept tables are disjoint from each other and the metadata. */
     for (uint64_t i = 0; i < img->l1_entries; i++)
-        if (img->l1[i])
-            mark_table(c, i);
+        if (walked(c, i))
+            mark(c, img->l1[i], (uint64_t)img->l2_entries * 8, false);
     for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
-        if (img->l1[i])
+        if (walked(c, i))
             err = walk_table(c, i);
     if (err == 0)
         find_leaks(c);
@@ -399,11 +393,28 @@ static int reload(struct qcowkit_image *img)
     return err;
 }
 
+/* Once nothing untrusted is left, everything in the file is trusted. */
+static int retrust(struct checker *c)
+{
+    struct qcowkit_image *img = c->img;
+    uint64_t size;
+    int err = 0;
+
+    if (c->r.corruptions_fixed)
+        err = reload(img);
+    if (err == 0 && c->r.corruptions == c->r.corruptions_fixed)
+        err = qk_io_size(img->io, &size);
+    if (err == 0 && c->r.corruptions == c->r.corruptions_fixed)
+        err = qk_trust_build(img, size);
+    return err;
+}
+
 static int run_passes(struct checker *c)
 {
     struct qcowkit_image *img = c->img;
     int err = 0;
 
+    blame_tables(c);
     c->first_pass = true;
     for (c->win_start = 0; err == 0 && c->win_start < c->file_size;
          c->win_start += c->win_bytes) {
@@ -421,8 +432,8 @@ static int run_passes(struct checker *c)
                "with -r all)");
     if (err == 0 && c->flags)
         err = qk_barrier(img);
-    if (err == 0 && c->r.corruptions_fixed)
-        err = reload(img);
+    if (err == 0 && !img->read_only)
+        err = retrust(c);
     return err;
 }
 

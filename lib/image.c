@@ -110,6 +110,8 @@ static int open_qcow(struct qcowkit_image *img, uint64_t file_size,
     img->file_end = file_size;
     err = load_l1(img);
     if (err == 0)
+        err = qk_trust_build(img, file_size);
+    if (err == 0)
         err = load_backing_name(img);
     if (err == 0)
         err = qk_cache_init(img, cache_bytes);
@@ -125,6 +127,7 @@ static void free_image(struct qcowkit_image *img)
 {
     qcowkit_close(img->backing);
     qk_cache_free(img);
+    qk_trust_free(img);
     free(img->l1);
     free(img->inflated);
     free(img->backing_path);
@@ -292,6 +295,9 @@ static int clear_tables(struct qcowkit_image *img)
         err = qk_barrier(img);
     if (err == 0)
         err = qk_io_truncate_to(img, img->meta_end);
+    /* Nothing past the metadata is referenced any more. */
+    if (err == 0)
+        err = qk_trust_build(img, img->meta_end);
     return err;
 }
 

@@ -132,6 +132,21 @@ struct qk_cache {
     uint64_t wanted;  /* capacity the cache size allows */
 };
 
+/* ----------------------------------------------------------- trust.c */
+
+struct qk_trust {
+    uint64_t trusted_end; /* file size at open or at the last check */
+    uint64_t *tables;     /* kept L2 tables' offsets: sorted, disjoint */
+    uint64_t table_count;
+    uint64_t table_cap;
+    uint64_t map_bits;  /* L1 entries the two maps cover */
+    uint8_t *refused;   /* per L1 entry: its table is not followed */
+    uint8_t *seen;      /* per L1 entry: its table was read or made */
+    uint64_t *poisoned; /* hash set of refused guest clusters, plus one */
+    uint64_t poison_count;
+    uint64_t poison_cap;
+};
+
 /* --------------------------------------------------------------- image */
 
 struct qcowkit_image {
@@ -167,6 +182,7 @@ struct qcowkit_image {
     uint64_t file_end;  /* allocations go at or after this byte */
     bool data_unsynced; /* data written since the last flush */
     struct qk_cache cache;
+    struct qk_trust trust;
     /* The last inflated cluster, keyed by its compressed entry. */
     uint8_t *inflated;
     uint64_t inflated_entry;
@@ -213,11 +229,30 @@ void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index);
 /* Write data, then tables, then L1 entries, with a barrier between. */
 int qk_writeback(struct qcowkit_image *img);
 
-/* Entry checks (table.c): 0 if usable, else -EIO with a message. */
+/* Entry checks (trust.c): 0 if usable, else -EIO with a message. */
 int qk_check_normal(struct qcowkit_image *img, uint64_t entry,
                     uint64_t guest_offset);
 int qk_check_compressed(struct qcowkit_image *img, uint64_t entry,
                         uint64_t guest_offset);
+
+/* trust.c: the rules behind those checks, shared with qcowkit_check. */
+int qk_trust_build(struct qcowkit_image *img, uint64_t file_size);
+void qk_trust_free(struct qcowkit_image *img);
+int qk_trust_grow(struct qcowkit_image *img, uint64_t l1_entries);
+int qk_trust_new_table(struct qcowkit_image *img, uint64_t l1_index,
+                       uint64_t offset);
+int qk_trust_first_load(struct qcowkit_image *img, uint64_t l1_index,
+                        const uint64_t *entries);
+bool qk_table_refused(const struct qcowkit_image *img, uint64_t l1_index);
+bool qk_hits_metadata(const struct qcowkit_image *img, uint64_t offset,
+                      uint64_t len);
+bool qk_hits_table(const struct qcowkit_image *img, uint64_t offset,
+                   uint64_t len);
+const char *qk_table_problem(const struct qcowkit_image *img, uint64_t offset,
+                             uint64_t file_size);
+const char *qk_cluster_problem(const struct qcowkit_image *img, uint64_t start,
+                               uint64_t len, uint64_t file_size,
+                               uint64_t guest);
 
 int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size);
 /* A durability barrier on the image's file, unless opened NO_SYNC. */

@@ -87,6 +87,8 @@ static int grow_l1(struct qcowkit_image *img, struct qk_header *h,
         return qk_error(-ENOMEM, "%s: no memory for the L1 table", img->name);
     img->cache.slot_of = slot_of;
     err = qk_cache_grow(img, entries);
+    if (err == 0)
+        err = qk_trust_grow(img, entries);
     if (err < 0)
         return err;
     for (uint64_t i = img->l1_entries; i < entries; i++) {

@@ -165,41 +165,18 @@ static void release_slot(struct qcowkit_image *img, uint32_t i)
     push_newest(c, i);
 }
 
-static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-    return a < b + blen && b < a + alen;
-}
-
-/* Does [offset, offset+len) touch the header, backing name or L1 table? */
-static bool hits_metadata(const struct qcowkit_image *img, uint64_t offset,
-                          uint64_t len)
-{
-    const struct qk_header *h = &img->header;
-
-    return overlaps(offset, len, 0, QCOW_HEADER_SIZE) ||
-           (h->backing_file_offset &&
-            overlaps(offset, len, h->backing_file_offset,
-                     h->backing_file_size)) ||
-           overlaps(offset, len, h->l1_table_offset, img->l1_entries * 8);
-}
-
 static int check_table_offset(struct qcowkit_image *img, uint64_t l1_index,
                               uint64_t offset)
 {
-    const char *why = NULL;
+    const char *why;
 
-    if (offset & (QCOW_SECTOR - 1))
-        why = "is not aligned to 512 bytes";
-    else if (offset >= img->file_end ||
-             table_bytes(img) > img->file_end - offset)
-        why = "lies outside the file";
-    else if (hits_metadata(img, offset, table_bytes(img)))
-        why = "overlaps the header or L1 table";
-    if (!why)
+    if (!qk_table_refused(img, l1_index))
         return 0;
+    why = qk_table_problem(img, offset, img->trust.trusted_end);
     return qk_error(-EIO, "%s: L2 table at offset %llu (L1 entry %llu) %s",
                     img->name, (unsigned long long)offset,
-                    (unsigned long long)l1_index, why);
+                    (unsigned long long)l1_index,
+                    why ? why : "overlaps another L2 table");
 }
 
 static int load_table(struct qcowkit_image *img, uint64_t l1_index,
@@ -213,7 +190,7 @@ static int load_table(struct qcowkit_image *img, uint64_t l1_index,
         err = qk_read(img->io, raw, table_bytes(img), offset);
     for (uint32_t i = 0; err == 0 && i < img->l2_entries; i++)
         entries[i] = qk_be64(raw + (size_t)i * 8);
-    return err;
+    return err < 0 ? err : qk_trust_first_load(img, l1_index, entries);
 }
 
 uint64_t *qk_l2_get(struct qcowkit_image *img, uint64_t l1_index, int *err)
@@ -255,6 +232,8 @@ uint64_t *qk_l2_get_or_make(struct qcowkit_image *img, uint64_t l1_index,
     if (*err < 0)
         return NULL;
     *err = qk_allocate(img, table_bytes(img), img->cluster_size, &offset);
+    if (*err == 0)
+        *err = qk_trust_new_table(img, l1_index, offset);
     if (*err < 0) {
         release_slot(img, i);
         return NULL;
@@ -304,48 +283,6 @@ int qk_lookup(struct qcowkit_image *img, uint64_t guest_offset, uint64_t *entry)
 
     *entry = table ? table[l2_index] : 0;
     return err;
-}
-
-int qk_check_normal(struct qcowkit_image *img, uint64_t entry,
-                    uint64_t guest_offset)
-{
-    const char *why = NULL;
-
-    if (entry & (QCOW_SECTOR - 1))
-        why = "is not aligned to 512 bytes";
-    else if (entry >= img->file_end)
-        why = "lies outside the file";
-    else if (hits_metadata(img, entry, img->cluster_size))
-        why = "overlaps the header or L1 table";
-    if (!why)
-        return 0;
-    return qk_error(-EIO, "%s: cluster at offset %llu (guest offset %llu) %s",
-                    img->name, (unsigned long long)entry,
-                    (unsigned long long)guest_offset, why);
-}
-
-int qk_check_compressed(struct qcowkit_image *img, uint64_t entry,
-                        uint64_t guest_offset)
-{
-    uint64_t offset = entry & img->offset_mask;
-    uint64_t size =
-        (entry >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
-    const char *why = NULL;
-
-    if (size == 0)
-        why = "has size 0";
-    else if (offset >= img->file_end || size > img->file_end - offset)
-        why = "lies outside the file";
-    else if (hits_metadata(img, offset, size))
-        why = "overlaps the header or L1 table";
-    if (!why)
-        return 0;
-    return qk_error(-EIO,
-                    "%s: compressed cluster at offset %llu (%llu bytes, "
-                    "guest offset %llu) %s",
-                    img->name, (unsigned long long)offset,
-                    (unsigned long long)size, (unsigned long long)guest_offset,
-                    why);
 }
 
 static int write_tables(struct qcowkit_image *img, bool *any_unpublished)

@@ -431,4 +431,82 @@ expect_rc 0 "$Q" check -h
 grep -q "^usage: qcowkit check " out || fail "check -h"
 expect_rc 0 "$Q" help check
 
+# --- Repairs never lose what an unblamed chain reads (issue 8, bug 2).
+# shared_table CASE: a 4 KiB-cluster image with data in two L2 spans,
+# corrupted by CASE, repaired with -r all and then -r leaks.
+mkshared() {
+    rm -f sh.qcow
+    "$Q" create -q -f qcow -o cluster_size=4096 sh.qcow 64M
+    # One L2 table of 512 entries covers 2 MiB of guest space.
+    "$Q" io -c 'write -q -P 0x11 0 8k' -c 'write -q -P 0x22 2M 8k' \
+        -c 'write -q -P 0x33 4M 4k' sh.qcow >/dev/null
+}
+# (a) L1[1] := L1[0]: guest 0 keeps reading 0x11 after both repairs.
+mkshared
+qc set-l1 sh.qcow 1 "$(qc get-l1 sh.qcow 0)"
+expect_rc 0 "$Q" io -c 'read -q -P 0x11 0 8k' sh.qcow
+expect_rc 2 "$Q" check sh.qcow
+grep -q "L2 table at offset .* (L1 entry 1) overlaps another L2 table" err ||
+    fail "aliased table not blamed on L1 entry 1: $(cat err)"
+expect_rc 0 "$Q" check -r all sh.qcow
+expect_rc 0 "$Q" check -r leaks sh.qcow
+expect_rc 0 "$Q" check sh.qcow
+expect_rc 0 "$Q" io -c 'read -q -P 0x11 0 8k' -c 'read -q -P 0 2M 8k' \
+    -c 'read -q -P 0x33 4M 4k' sh.qcow
+# (b) An L1 entry pointing at the L1 table itself: only that entry goes.
+mkshared
+qc set-l1 sh.qcow 1 "$(python3 -S -c 'import qc; print(qc.header("sh.qcow")["l1"])')"
+expect_rc 0 "$Q" check -r all sh.qcow
+expect_rc 0 "$Q" check -r leaks sh.qcow
+expect_rc 0 "$Q" check sh.qcow
+expect_rc 0 "$Q" io -c 'read -q -P 0x11 0 8k' -c 'read -q -P 0 2M 8k' \
+    -c 'read -q -P 0x33 4M 4k' sh.qcow
+# (c) Two L2 entries share a cluster: the first keeps it, the second is
+# detached, and -r leaks does not free the shared cluster.
+mkshared
+qc set-l2 sh.qcow 2M "$(qc get-l2 sh.qcow 0)"
+expect_rc 0 "$Q" check -r all sh.qcow
+grep -q "guest offset 2097152) is also used by another entry" err ||
+    fail "the later claimant was not blamed: $(cat err)"
+expect_rc 0 "$Q" check -r leaks sh.qcow
+expect_rc 0 "$Q" io -c 'read -q -P 0x11 0 8k' -c 'read -q -P 0 2M 4k' \
+    -c 'read -q -P 0x22 2052k 4k' -c 'read -q -P 0x33 4M 4k' sh.qcow
+# (d) A data entry pointing into another L2 table: the entry is blamed,
+# and a write through it is refused before repair.
+mkshared
+qc set-l2 sh.qcow 2M "$(qc get-l1 sh.qcow 0)"
+expect_rc 1 "$Q" io -c 'write -q -P 0x44 2M 4k' sh.qcow
+grep -q "write failed: Input/output error" out || fail "write through a table: $(cat out)"
+expect_rc 0 "$Q" io -c 'read -q -P 0x11 0 8k' sh.qcow
+expect_rc 2 "$Q" check sh.qcow
+grep -q "(guest offset 2097152) overlaps an L2 table" err ||
+    fail "entry over a table not blamed: $(cat err)"
+expect_rc 0 "$Q" check -r all sh.qcow
+expect_rc 0 "$Q" io -c 'read -q -P 0x11 0 8k' -c 'read -q -P 0 2M 4k' \
+    -c 'read -q -P 0x22 2052k 4k' sh.qcow
+
+# --- An entry that is not cluster-aligned or runs past the end of the
+# file is untrusted, and new clusters never land in it (bug 4).
+rm -f u.qcow
+"$Q" create -q -f qcow -o cluster_size=4096 u.qcow 1M
+"$Q" io -c 'write -q -P 0x55 0 4k' u.qcow >/dev/null
+qc set-l2 u.qcow 8k 0x3200
+expect_rc 2 "$Q" check u.qcow
+grep -q "cluster at offset 12800 (guest offset 8192) is not aligned to the cluster size" err ||
+    fail "unaligned entry not reported: $(cat err)"
+expect_rc 1 "$Q" io -c 'read -q 8k 4k' u.qcow
+grep -q "read failed: Input/output error" out || fail "unaligned read: $(cat out)"
+# Past the end of the file but aligned: refused even once the file grows.
+qc set-l2 u.qcow 8k 0x5000
+expect_rc 1 "$Q" io -c 'write -q -P 0x66 4k 4k' -c 'write -q -P 0x77 12k 4k' \
+    -c 'read -q 8k 4k' u.qcow
+grep -q "read failed: Input/output error" out ||
+    fail "an entry past the end became trusted once the file grew: $(cat out)"
+expect_rc 0 "$Q" io -c 'read -q -P 0x55 0 4k' -c 'read -q -P 0x66 4k 4k' \
+    -c 'read -q -P 0x77 12k 4k' u.qcow
+expect_rc 2 "$Q" check u.qcow
+expect_rc 0 "$Q" check -r all u.qcow
+expect_rc 0 "$Q" io -c 'read -q -P 0x55 0 4k' -c 'read -q -P 0x66 4k 4k' \
+    -c 'read -q -P 0 8k 4k' -c 'read -q -P 0x77 12k 4k' u.qcow
+
 echo ok

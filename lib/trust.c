@@ -1,0 +1,383 @@
+/*
+ * Which references the library follows.  A table or cluster is trusted
+ * only when it lies wholly inside the file as it was when the image was
+ * opened (or last checked), overlaps no metadata and no kept L2 table,
+ * and, for a normal cluster, is cluster-aligned.  Space allocated since
+ * then belongs to this handle, so an entry pointing there is trusted only
+ * if this handle wrote it: an entry found there the first time its table
+ * is read is refused for good ("poisoned"), whatever the file grows to.
+ *
+ * The same rules decide what qcowkit_check blames, so a repair detaches
+ * exactly what reads and writes refuse.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static uint64_t table_bytes(const struct qcowkit_image *img)
+{
+    return (uint64_t)img->l2_entries * 8;
+}
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+bool qk_hits_metadata(const struct qcowkit_image *img, uint64_t offset,
+                      uint64_t len)
+{
+    const struct qk_header *h = &img->header;
+
+    return overlaps(offset, len, 0, QCOW_HEADER_SIZE) ||
+           (h->backing_file_offset &&
+            overlaps(offset, len, h->backing_file_offset,
+                     h->backing_file_size)) ||
+           overlaps(offset, len, h->l1_table_offset, img->l1_entries * 8);
+}
+
+/* Does [offset, offset+len) overlap a kept L2 table?  Kept tables are
+ * sorted and disjoint, so only the last one starting before the end can. */
+bool qk_hits_table(const struct qcowkit_image *img, uint64_t offset,
+                   uint64_t len)
+{
+    const struct qk_trust *t = &img->trust;
+    uint64_t lo = 0, hi = t->table_count;
+
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (t->tables[mid] < offset + len)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && t->tables[lo - 1] + table_bytes(img) > offset;
+}
+
+/* --------------------------------------------------------- bitmaps */
+
+static bool bit_get(const uint8_t *map, uint64_t i)
+{
+    return map[i / 8] & (1u << (i % 8));
+}
+
+static void bit_put(uint8_t *map, uint64_t i, bool on)
+{
+    if (on)
+        map[i / 8] |= (uint8_t)(1u << (i % 8));
+    else
+        map[i / 8] &= (uint8_t) ~(1u << (i % 8));
+}
+
+/* ------------------------------------------------- the poisoned set */
+
+/* Open addressing over guest cluster numbers, stored plus one. */
+static uint64_t *poison_slot(uint64_t *keys, uint64_t cap, uint64_t key)
+{
+    uint64_t i = (key * UINT64_C(0x9e3779b97f4a7c15)) & (cap - 1);
+
+    while (keys[i] && keys[i] != key + 1)
+        i = (i + 1) & (cap - 1);
+    return &keys[i];
+}
+
+static int poison_grow(struct qcowkit_image *img)
+{
+    struct qk_trust *t = &img->trust;
+    uint64_t cap = t->poison_cap ? t->poison_cap * 2 : 64;
+    uint64_t *keys = calloc(cap, sizeof *keys);
+
+    if (!keys)
+        return qk_error(-ENOMEM, "%s: out of memory", img->name);
+    for (uint64_t i = 0; i < t->poison_cap; i++)
+        if (t->poisoned[i])
+            *poison_slot(keys, cap, t->poisoned[i] - 1) = t->poisoned[i];
+    free(t->poisoned);
+    t->poisoned = keys;
+    t->poison_cap = cap;
+    return 0;
+}
+
+static int poison(struct qcowkit_image *img, uint64_t guest_cluster)
+{
+    struct qk_trust *t = &img->trust;
+    uint64_t *slot;
+    int err;
+
+    if (t->poison_count * 2 >= t->poison_cap) {
+        err = poison_grow(img);
+        if (err < 0)
+            return err;
+    }
+    slot = poison_slot(t->poisoned, t->poison_cap, guest_cluster);
+    if (!*slot) {
+        *slot = guest_cluster + 1;
+        t->poison_count++;
+    }
+    return 0;
+}
+
+static bool is_poisoned(const struct qcowkit_image *img, uint64_t guest)
+{
+    const struct qk_trust *t = &img->trust;
+
+    if (!t->poison_count)
+        return false;
+    return *poison_slot(t->poisoned, t->poison_cap,
+                        guest >> img->cluster_bits) != 0;
+}
+
+/* ------------------------------------------------------ L2 tables */
+
+const char *qk_table_problem(const struct qcowkit_image *img, uint64_t offset,
+                             uint64_t file_size)
+{
+    if (offset & (QCOW_SECTOR - 1))
+        return "is not aligned to 512 bytes";
+    if (offset >= file_size || table_bytes(img) > file_size - offset)
+        return "lies outside the file";
+    if (qk_hits_metadata(img, offset, table_bytes(img)))
+        return "overlaps the header or L1 table";
+    return NULL;
+}
+
+struct candidate {
+    uint64_t offset;
+    uint64_t l1_index;
+};
+
+static int by_offset(const void *a, const void *b)
+{
+    const struct candidate *x = a, *y = b;
+
+    if (x->offset != y->offset)
+        return x->offset < y->offset ? -1 : 1;
+    return x->l1_index < y->l1_index ? -1 : x->l1_index > y->l1_index;
+}
+
+/* Keep, in file order, every sound table that starts past the last kept
+ * one's end; the lower offset (then the lower L1 index) wins a clash. */
+static void keep_disjoint(struct qcowkit_image *img, struct candidate *cand,
+                          uint64_t n)
+{
+    struct qk_trust *t = &img->trust;
+    uint64_t kept_end = 0;
+
+    qsort(cand, n, sizeof *cand, by_offset);
+    for (uint64_t i = 0; i < n; i++) {
+        if (t->table_count && cand[i].offset < kept_end) {
+            bit_put(t->refused, cand[i].l1_index, true);
+            continue;
+        }
+        t->tables[t->table_count++] = cand[i].offset;
+        kept_end = cand[i].offset + table_bytes(img);
+    }
+}
+
+static size_t map_bytes(uint64_t bits)
+{
+    return (size_t)((bits + 7) / 8);
+}
+
+void qk_trust_free(struct qcowkit_image *img)
+{
+    struct qk_trust *t = &img->trust;
+
+    free(t->tables);
+    free(t->refused);
+    free(t->seen);
+    free(t->poisoned);
+    memset(t, 0, sizeof *t);
+}
+
+int qk_trust_build(struct qcowkit_image *img, uint64_t file_size)
+{
+    struct qk_trust *t = &img->trust;
+    struct candidate *cand;
+    uint64_t n = 0;
+
+    qk_trust_free(img);
+    t->trusted_end = file_size;
+    t->map_bits = img->l1_entries;
+    t->refused = calloc(1, map_bytes(t->map_bits) + 1);
+    t->seen = calloc(1, map_bytes(t->map_bits) + 1);
+    for (uint64_t i = 0; i < img->l1_entries; i++)
+        n += img->l1[i] != 0;
+    cand = malloc((n ? n : 1) * sizeof *cand);
+    t->tables = malloc((n ? n : 1) * sizeof *t->tables);
+    t->table_cap = n ? n : 1;
+    if (!t->refused || !t->seen || !cand || !t->tables) {
+        free(cand);
+        return qk_error(-ENOMEM, "%s: no memory for the table index",
+                        img->name);
+    }
+    n = 0;
+    for (uint64_t i = 0; i < img->l1_entries; i++) {
+        if (!img->l1[i])
+            continue;
+        if (qk_table_problem(img, img->l1[i], file_size)) {
+            bit_put(t->refused, i, true);
+            continue;
+        }
+        cand[n].offset = img->l1[i];
+        cand[n++].l1_index = i;
+    }
+    keep_disjoint(img, cand, n);
+    free(cand);
+    return 0;
+}
+
+/* More L1 entries (resize): the new ones are empty and so trusted. */
+int qk_trust_grow(struct qcowkit_image *img, uint64_t l1_entries)
+{
+    struct qk_trust *t = &img->trust;
+    size_t old = map_bytes(t->map_bits) + 1, now = map_bytes(l1_entries) + 1;
+    uint8_t *refused, *seen;
+
+    if (l1_entries <= t->map_bits)
+        return 0;
+    refused = realloc(t->refused, now);
+    if (refused)
+        t->refused = refused;
+    seen = realloc(t->seen, now);
+    if (seen)
+        t->seen = seen;
+    if (!refused || !seen)
+        return qk_error(-ENOMEM, "%s: no memory for the table index",
+                        img->name);
+    memset(refused + old, 0, now - old);
+    memset(seen + old, 0, now - old);
+    /* Bits past the old count in the last shared byte are already 0. */
+    t->map_bits = l1_entries;
+    return 0;
+}
+
+bool qk_table_refused(const struct qcowkit_image *img, uint64_t l1_index)
+{
+    return bit_get(img->trust.refused, l1_index);
+}
+
+/* A table this handle just placed at the end of the file. */
+int qk_trust_new_table(struct qcowkit_image *img, uint64_t l1_index,
+                       uint64_t offset)
+{
+    struct qk_trust *t = &img->trust;
+
+    if (t->table_count == t->table_cap) {
+        uint64_t cap = t->table_cap * 2;
+        uint64_t *tables = realloc(t->tables, cap * sizeof *tables);
+        if (!tables)
+            return qk_error(-ENOMEM, "%s: no memory for the table index",
+                            img->name);
+        t->tables = tables;
+        t->table_cap = cap;
+    }
+    /* Allocations only move forward, so the list stays sorted. */
+    t->tables[t->table_count++] = offset;
+    bit_put(t->refused, l1_index, false);
+    bit_put(t->seen, l1_index, true);
+    return 0;
+}
+
+/* The host bytes an entry covers. */
+static void extent_of(const struct qcowkit_image *img, uint64_t entry,
+                      uint64_t *start, uint64_t *len)
+{
+    if (entry & QCOW_COMPRESSED) {
+        *start = entry & img->offset_mask;
+        *len = (entry >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
+    } else {
+        *start = entry;
+        *len = img->cluster_size;
+    }
+}
+
+/*
+ * The first time a table is read in this handle's life, every entry that
+ * reaches past the trusted end was not written by this handle: refuse it
+ * for good, before allocations grow the file over it.
+ */
+int qk_trust_first_load(struct qcowkit_image *img, uint64_t l1_index,
+                        const uint64_t *entries)
+{
+    struct qk_trust *t = &img->trust;
+    uint64_t base = l1_index << img->l2_bits;
+    int err = 0;
+
+    if (bit_get(t->seen, l1_index))
+        return 0;
+    for (uint32_t i = 0; err == 0 && i < img->l2_entries; i++) {
+        uint64_t start, len;
+        if (!entries[i])
+            continue;
+        extent_of(img, entries[i], &start, &len);
+        if (start >= t->trusted_end || len > t->trusted_end - start)
+            err = poison(img, base + i);
+    }
+    if (err == 0)
+        bit_put(t->seen, l1_index, true);
+    return err;
+}
+
+/* ------------------------------------------------------ data entries */
+
+/*
+ * Why a data cluster at [start, start+len) cannot be followed, or NULL.
+ * file_size bounds it; past the trusted end only this handle's own
+ * entries (not poisoned) are good.
+ */
+const char *qk_cluster_problem(const struct qcowkit_image *img, uint64_t start,
+                               uint64_t len, uint64_t file_size, uint64_t guest)
+{
+    const struct qk_trust *t = &img->trust;
+
+    if (start >= file_size || len > file_size - start)
+        return "lies outside the file";
+    if (start + len > t->trusted_end &&
+        (start < t->trusted_end || is_poisoned(img, guest)))
+        return "lies outside the file";
+    if (qk_hits_metadata(img, start, len))
+        return "overlaps the header or L1 table";
+    if (qk_hits_table(img, start, len))
+        return "overlaps an L2 table";
+    return NULL;
+}
+
+int qk_check_normal(struct qcowkit_image *img, uint64_t entry,
+                    uint64_t guest_offset)
+{
+    const char *why = NULL;
+
+    if (entry & (img->cluster_size - 1))
+        why = "is not aligned to the cluster size";
+    else
+        why = qk_cluster_problem(img, entry, img->cluster_size, img->file_end,
+                                 guest_offset);
+    if (!why)
+        return 0;
+    return qk_error(-EIO, "%s: cluster at offset %llu (guest offset %llu) %s",
+                    img->name, (unsigned long long)entry,
+                    (unsigned long long)guest_offset, why);
+}
+
+int qk_check_compressed(struct qcowkit_image *img, uint64_t entry,
+                        uint64_t guest_offset)
+{
+    uint64_t offset, size;
+    const char *why;
+
+    extent_of(img, entry, &offset, &size);
+    why = size == 0 ? "has size 0"
+                    : qk_cluster_problem(img, offset, size, img->file_end,
+                                         guest_offset);
+    if (!why)
+        return 0;
+    return qk_error(-EIO,
+                    "%s: compressed cluster at offset %llu (%llu bytes, "
+                    "guest offset %llu) %s",
+                    img->name, (unsigned long long)offset,
+                    (unsigned long long)size, (unsigned long long)guest_offset,
+                    why);
+}
