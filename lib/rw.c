@@ -129,7 +129,7 @@ static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
     pthread_mutex_unlock(&img->lock);
     if (err < 0)
         return err;
-    /* Data transfers run without the lock: clusters never move. */
+    /* Without the lock: no space is reused while reads may run (THREADS). */
     if (entry == 0)
         err = qk_read_backing(img, buf, n, offset);
     else
