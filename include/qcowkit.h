@@ -32,11 +32,22 @@
  *   qcowkit_close() and qcowkit_make_empty() must not race other calls on
  *   the same handle.  Opening one image for writing through two handles
  *   is undefined.
+ *   A read, or an overwrite of clusters already allocated, looks up its
+ *   clusters under the handle's lock and moves the data without it, so
+ *   calls that free clusters (qcowkit_make_empty, qcowkit_resize,
+ *   qcowkit_check with repairs) must not race reads or writes: a file cut
+ *   short is reused from its new end, and a transfer still in flight
+ *   would then read or write another cluster's data.  A compressed
+ *   write never reuses space: an overwrite of the same cluster running
+ *   at the same time lands either in the new cluster or in the old one,
+ *   which nothing points at any more, as if it had run first.
  *
  * DURABILITY
  *   A write is visible to reads on the same handle once the call returns.
  *   It is durable once a later qcowkit_flush() (or qcowkit_close())
- *   returns 0.  Table updates are held in memory until then and written
+ *   returns 0: a flush covers every write that returned before the flush
+ *   was called, from any thread; one still running may or may not be
+ *   covered.  Table updates are held in memory until then and written
  *   in an order that never lets an L1 or L2 entry reach the disk before
  *   the data it points at: after a crash the image holds, for every
  *   range, either its old or its new contents, and everything flushed.

@@ -179,8 +179,12 @@ struct qcowkit_image {
 
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
-    uint64_t file_end;  /* allocations go at or after this byte */
-    bool data_unsynced; /* data written since the last flush */
+    uint64_t file_end; /* allocations go at or after this byte */
+    /*
+     * Data reached the backend since the last sync.  Set only once a
+     * transfer is done (under the lock), never before: a flush clears it.
+     */
+    bool data_unsynced;
     struct qk_cache cache;
     struct qk_trust trust;
     /* The last inflated cluster, keyed by its compressed entry. */

@@ -129,7 +129,7 @@ static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
     pthread_mutex_unlock(&img->lock);
     if (err < 0)
         return err;
-    /* Data transfers run without the lock: clusters never move. */
+    /* Without the lock: no space is reused while reads may run (THREADS). */
     if (entry == 0)
         err = qk_read_backing(img, buf, n, offset);
     else
@@ -267,7 +267,9 @@ static int write_new_run(struct qcowkit_image *img, uint64_t l1_index,
 /*
  * Overwrite data in place in a run of normal clusters.  The lock is let go
  * for the transfer, except on encrypted images, whose partial sectors are
- * read, merged and rewritten and so must not interleave.
+ * read, merged and rewritten and so must not interleave.  The data is
+ * marked unsynced only once it has reached the backend: a flush running
+ * during the transfer may sync and clear the mark before the data lands.
  */
 static int write_existing(struct qcowkit_image *img, const uint8_t *buf,
                           uint64_t n, uint64_t entry, uint64_t offset)
@@ -276,12 +278,12 @@ static int write_existing(struct qcowkit_image *img, const uint8_t *buf,
     bool unlock = !img->header.crypt_method;
     int err;
 
-    img->data_unsynced = true;
     if (unlock)
         pthread_mutex_unlock(&img->lock);
     err = qk_write_data(img, buf, n, host, offset);
     if (unlock)
         pthread_mutex_lock(&img->lock);
+    img->data_unsynced = true; /* even on error: some of it may have landed */
     return err;
 }
 
@@ -332,6 +334,7 @@ int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
     if (err < 0)
         return err;
     if (img->format == QCOWKIT_FORMAT_RAW) {
+        /* Marked after the transfer, as in write_existing. */
         err = qk_write(img->io, buf, count, offset);
         pthread_mutex_lock(&img->lock);
         img->data_unsynced = true;

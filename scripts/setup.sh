@@ -12,6 +12,7 @@ REQUIRED=(
     clang llvm libclang-rt-14-dev
     libfuse3-dev fuse3
     libnbd-bin python3-libnbd
+    strace
     clang-format
 )
 # Installed when the archive has them; their absence is not an error.
