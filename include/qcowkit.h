@@ -29,18 +29,17 @@
  *   image handle may be used from several threads at once for reads,
  *   writes, flushes, block status and info; the handle serialises its table
  *   updates internally and lets data transfers run in parallel.
- *   qcowkit_close() and qcowkit_make_empty() must not race other calls on
- *   the same handle.  Opening one image for writing through two handles
- *   is undefined.
+ *   qcowkit_close() must not race other calls on the same handle.
+ *   Opening one image for writing through two handles is undefined.
  *   A read, or an overwrite of clusters already allocated, looks up its
- *   clusters under the handle's lock and moves the data without it, so
- *   calls that free clusters (qcowkit_make_empty, qcowkit_resize,
- *   qcowkit_check with repairs) must not race reads or writes: a file cut
- *   short is reused from its new end, and a transfer still in flight
- *   would then read or write another cluster's data.  A compressed
- *   write never reuses space: an overwrite of the same cluster running
- *   at the same time lands either in the new cluster or in the old one,
- *   which nothing points at any more, as if it had run first.
+ *   clusters under the handle's lock and moves the data without it.
+ *   Calls that free clusters (qcowkit_make_empty, qcowkit_resize,
+ *   qcowkit_check with repairs) first wait until no such transfer is in
+ *   flight, so space is never given to new data while an older transfer
+ *   can still land in it.  A compressed write never reuses space: an
+ *   overwrite of the same cluster running at the same time lands either
+ *   in the new cluster or in the old one, which nothing points at any
+ *   more, as if it had run first.
  *
  * DURABILITY
  *   A write is visible to reads on the same handle once the call returns.

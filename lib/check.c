@@ -447,6 +447,9 @@ static int check_locked(struct checker *c)
                         img->name);
     if (c->flags && img->read_only)
         return qk_error(-EROFS, "%s: repairs need a writable image", img->name);
+    /* Repairs free clusters: no transfer may still be aimed at them. */
+    if (c->flags)
+        qk_drain_transfers(img);
     err = img->read_only ? 0 : qk_writeback(img);
     if (err == 0)
         err = qk_io_size(img->io, &c->file_size);

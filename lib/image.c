@@ -135,6 +135,7 @@ static void free_image(struct qcowkit_image *img)
     if (img->owns_io)
         qcowkit_io_close(img->io);
     pthread_mutex_destroy(&img->lock);
+    pthread_cond_destroy(&img->drained);
     free(img->name);
     free(img);
 }
@@ -155,6 +156,7 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
         return qk_error(-ENOMEM, "%s: out of memory", p->name);
     }
     pthread_mutex_init(&img->lock, NULL);
+    pthread_cond_init(&img->drained, NULL);
     img->io = io;
     img->owns_io = owns_io;
     img->read_only = !(p->flags & QCOWKIT_OPEN_RDWR);
@@ -285,6 +287,7 @@ static int clear_tables(struct qcowkit_image *img)
 
     if (!zeros)
         return qk_error(-ENOMEM, "%s: out of memory", img->name);
+    qk_drain_transfers(img);
     qk_cache_drop(img);
     memset(img->l1, 0, bytes);
     img->inflated_entry = 0;

@@ -179,6 +179,10 @@ struct qcowkit_image {
 
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
+    /* Data transfers running without the lock; space is never freed
+     * while any runs (qk_drain_transfers). */
+    uint32_t transfers;
+    pthread_cond_t drained;
     uint64_t file_end; /* allocations go at or after this byte */
     /*
      * Data reached the backend since the last sync.  Set only once a
@@ -259,6 +263,11 @@ const char *qk_cluster_problem(const struct qcowkit_image *img, uint64_t start,
                                uint64_t guest);
 
 int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size);
+/* rw.c, lock held: bracket a transfer made without the lock, and wait
+ * until none runs (before cutting the file or freeing clusters). */
+void qk_transfer_begin(struct qcowkit_image *img);
+void qk_transfer_end(struct qcowkit_image *img);
+void qk_drain_transfers(struct qcowkit_image *img);
 /* A durability barrier on the image's file, unless opened NO_SYNC. */
 int qk_barrier(struct qcowkit_image *img);
 /* The end of the header, backing name and L1 table (what make-empty keeps). */

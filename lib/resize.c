@@ -134,6 +134,7 @@ static int resize_qcow(struct qcowkit_image *img, uint64_t size)
     uint64_t entries;
     int err;
 
+    qk_drain_transfers(img);
     h.size = qk_align_up(size, QCOW_SECTOR);
     err = qk_header_validate(&h, UINT64_MAX, img->name, &entries);
     if (err == 0)

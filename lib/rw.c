@@ -105,6 +105,23 @@ static int read_compressed(struct qcowkit_image *img, uint64_t entry,
     return err;
 }
 
+void qk_transfer_begin(struct qcowkit_image *img)
+{
+    img->transfers++;
+}
+
+void qk_transfer_end(struct qcowkit_image *img)
+{
+    if (--img->transfers == 0)
+        pthread_cond_broadcast(&img->drained);
+}
+
+void qk_drain_transfers(struct qcowkit_image *img)
+{
+    while (img->transfers)
+        pthread_cond_wait(&img->drained, &img->lock);
+}
+
 /* Read one run of like clusters; returns its length or a negative errno. */
 static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
                         uint64_t offset)
@@ -126,15 +143,20 @@ static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
         err = qk_check_normal(img, entry, offset);
     if (err == 0)
         err = extend_run(img, entry, offset, count, &n);
+    if (err == 0 && entry)
+        qk_transfer_begin(img);
     pthread_mutex_unlock(&img->lock);
     if (err < 0)
         return err;
-    /* Without the lock: no space is reused while reads may run (THREADS). */
+    /* Without the lock: nothing frees space while a transfer runs. */
     if (entry == 0)
-        err = qk_read_backing(img, buf, n, offset);
-    else
-        err = qk_read_data(img, buf, n,
-                           entry + (offset & (img->cluster_size - 1)), offset);
+        return (err = qk_read_backing(img, buf, n, offset)) < 0 ? err
+                                                                : (int64_t)n;
+    err = qk_read_data(img, buf, n, entry + (offset & (img->cluster_size - 1)),
+                       offset);
+    pthread_mutex_lock(&img->lock);
+    qk_transfer_end(img);
+    pthread_mutex_unlock(&img->lock);
     return err < 0 ? err : (int64_t)n;
 }
 
@@ -278,11 +300,15 @@ static int write_existing(struct qcowkit_image *img, const uint8_t *buf,
     bool unlock = !img->header.crypt_method;
     int err;
 
-    if (unlock)
+    if (unlock) {
+        qk_transfer_begin(img);
         pthread_mutex_unlock(&img->lock);
+    }
     err = qk_write_data(img, buf, n, host, offset);
-    if (unlock)
+    if (unlock) {
         pthread_mutex_lock(&img->lock);
+        qk_transfer_end(img);
+    }
     img->data_unsynced = true; /* even on error: some of it may have landed */
     return err;
 }

@@ -174,9 +174,10 @@ static struct qcowkit_image *durable_image(struct stack *s,
 
 /* ------------------------------------------------- 1. deterministic */
 
-#define CS      65536u
-#define HOLD    (3 * CS) /* the held write: three whole clusters */
-#define IMGSIZE (4u << 20)
+#define CS                65536u
+#define QCOW_SECTOR_BYTES 512u
+#define HOLD              (3 * CS) /* the held write: three whole clusters */
+#define IMGSIZE           (4u << 20)
 
 struct held_write {
     struct qcowkit_image *img;
@@ -259,6 +260,81 @@ static void held_write_case(enum qcowkit_format format, bool dirty_tables)
     CHECK_MEM_EQ(rb, buf, HOLD);
     CHECK_OK(qcowkit_close(after));
     qcowkit_io_close(after_io);
+    CHECK_OK(qcowkit_close(img));
+    stack_close(&s);
+    free(bytes);
+    free(buf);
+    free(rb);
+}
+
+/*
+ * Calls that free space (make-empty, a shrinking resize, a repairing
+ * check) must wait for transfers still in flight: else a late in-place
+ * write lands in a cluster that the space was given to meanwhile.
+ */
+enum freer { MAKE_EMPTY, SHRINK, REPAIR };
+
+struct freeing {
+    struct qcowkit_image *img;
+    enum freer what;
+    atomic_int done;
+    int rc;
+};
+
+static void *freeing_call(void *arg)
+{
+    struct freeing *f = arg;
+    struct qcowkit_check_report r = {.struct_size = sizeof r};
+
+    if (f->what == MAKE_EMPTY)
+        f->rc = qcowkit_make_empty(f->img);
+    else if (f->what == SHRINK)
+        f->rc = qcowkit_resize(f->img, QCOW_SECTOR_BYTES);
+    else
+        f->rc =
+            qcowkit_check(f->img, QCOWKIT_CHECK_REPAIR_LEAKS, NULL, NULL, &r);
+    atomic_store(&f->done, 1);
+    return NULL;
+}
+
+static void held_write_vs_freeing(enum freer what)
+{
+    static const char *const names[] = {"make-empty", "shrink", "repair"};
+    struct stack s;
+    struct held_write w;
+    struct freeing f = {.what = what};
+    struct qcowkit_image *img;
+    size_t len;
+    uint8_t *bytes = base_bytes(QCOWKIT_FORMAT_QCOW, &len);
+    uint8_t *buf = test_xmalloc(HOLD), *rb = test_xmalloc(HOLD);
+    pthread_t wt, ft;
+
+    printf("held write vs %s\n", names[what]);
+    stack_open(&s, bytes, len);
+    img = test_open_io_ex(s.io, "held", QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_QCOW,
+                          0);
+    test_pattern(buf, HOLD, 0, 2);
+    gate_arm(&s.gate, HOLD);
+    w = (struct held_write){.img = img, .buf = buf, .offset = 0};
+    CHECK(pthread_create(&wt, NULL, held_writer, &w) == 0);
+    gate_wait_held(&s.gate);
+    f.img = img;
+    CHECK(pthread_create(&ft, NULL, freeing_call, &f) == 0);
+    usleep(100 * 1000);
+    /* Still waiting for the write: nothing was freed under it. */
+    CHECK(atomic_load(&f.done) == 0);
+    gate_release(&s.gate);
+    CHECK(pthread_join(wt, NULL) == 0);
+    CHECK(pthread_join(ft, NULL) == 0);
+    CHECK_OK(w.rc);
+    CHECK_OK(f.rc);
+    if (what == SHRINK)
+        CHECK_OK(qcowkit_resize(img, IMGSIZE));
+    /* New data, wherever it is placed now, reads back whole. */
+    test_pattern(buf, HOLD, 0, 3);
+    CHECK_OK(qcowkit_pwrite(img, buf, HOLD, 0));
+    CHECK_OK(qcowkit_pread(img, rb, HOLD, 0));
+    CHECK_MEM_EQ(rb, buf, HOLD);
     CHECK_OK(qcowkit_close(img));
     stack_close(&s);
     free(bytes);
@@ -537,6 +613,9 @@ int main(void)
         held_write_case(QCOWKIT_FORMAT_QCOW, false);
         held_write_case(QCOWKIT_FORMAT_QCOW, true);
         held_write_case(QCOWKIT_FORMAT_RAW, false);
+        held_write_vs_freeing(MAKE_EMPTY);
+        held_write_vs_freeing(SHRINK);
+        held_write_vs_freeing(REPAIR);
     }
     if (!part || strcmp(part, "held") != 0)
         randomized(seed, ops);
