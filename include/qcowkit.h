@@ -333,6 +333,7 @@ int qcowkit_resize(struct qcowkit_image *img, uint64_t size);
  * `qemu-img rebase -u` would if QEMU supported it for qcow: only the
  * header changes, not the data.  The handle keeps reading through the
  * backing image it opened; the new name takes effect at the next open.
+ * A name that resolves to the image's own file is refused (-EINVAL).
  */
 int qcowkit_set_backing(struct qcowkit_image *img, const char *name);
 
@@ -451,12 +452,18 @@ void qcowkit_create_opts_init(struct qcowkit_create_opts *opts);
 /*
  * Create an image at path (which must not exist unless truncate is set
  * in flags: QCOWKIT_IO_TRUNC).  With default options the file is
- * byte-identical to `qemu-img create -f qcow`.
+ * byte-identical to `qemu-img create -f qcow`.  A backing_file that is
+ * the image itself (resolved against path's folder: the same inode, e.g.
+ * through a symlink or hard link, or the same absolute path) is refused
+ * with -EINVAL before the file is opened or truncated.
  */
 int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
                    unsigned flags);
 
-/* Create an image over an empty backend.  name is used in messages. */
+/*
+ * Create an image over an empty backend.  name is used in messages and,
+ * over a file backend, to refuse a backing_file that is that same file.
+ */
 int qcowkit_create_io(struct qcowkit_io *io, const char *name,
                       const struct qcowkit_create_opts *opts);
 

@@ -196,6 +196,16 @@ struct qk_open_params {
 int qk_open_chain(struct qcowkit_io *io, bool owns_io,
                   const struct qk_open_params *p, struct qcowkit_image **img);
 int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p);
+/* A backing name taken from the folder of image_name (malloc'd). */
+char *qk_resolve_backing(const char *image_name, const char *backing);
+/*
+ * -EINVAL with a message if backing, resolved against image's folder,
+ * is the image itself: the same inode (io's, when io is a file backend;
+ * with io NULL, the file at image if it exists), or the same absolute
+ * path when image does not exist yet.  Other backends: never.
+ */
+int qk_refuse_self_backing(const char *image, const char *backing,
+                           const struct qcowkit_io *io);
 #define QK_MAX_CHAIN 256
 
 /* Table access (table.c); all need img->lock held. */
