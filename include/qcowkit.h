@@ -17,8 +17,9 @@
  *   table entry that cannot be trusted, -ENOENT for a missing backing file,
  *   -ELOOP for a loop in a backing chain, -EROFS for a write to a read-only
  *   image, -EACCES for data of an encrypted image opened without a key,
- *   -EBUSY for an image locked by another process, and whatever the
- *   backend returned for failed I/O.
+ *   -EBUSY for an image locked by another process, -EPERM for a write
+ *   refused by the probed-raw guard (see PROBED RAW IMAGES), and whatever
+ *   the backend returned for failed I/O.
  *   qcowkit_errmsg() then gives a one-line message for the calling thread,
  *   naming the file and what is wrong, e.g.
  *     "disk.qcow: cluster_bits 17 is outside 9..16".
@@ -40,6 +41,31 @@
  *   in an order that never lets an L1 or L2 entry reach the disk before
  *   the data it points at: after a crash the image holds, for every
  *   range, either its old or its new contents, and everything flushed.
+ *
+ * PROBED RAW IMAGES
+ *   A raw image opened with its format probed (QCOWKIT_FORMAT_AUTO, for
+ *   the image itself or as backing_format) refuses, with -EPERM and a
+ *   message naming the file, every write (pwrite, pwrite_zeroes,
+ *   pwrite_compressed, partial or not) after which its first 512 bytes
+ *   would probe as another format, as QEMU does (CVE-2008-2004): else a
+ *   guest could write a qcow header naming any host file as its backing
+ *   file.  The judged sector is the current one merged with the write;
+ *   writes to sector 0 are serialised.  The formats, by what QEMU's
+ *   probes look for in the first sector:
+ *     qcow, qcow2  "QFI\xfb" at 0 (any version)
+ *     QED          "QED\0" at 0
+ *     VMDK         "KDMV" or "COWD" at 0, or a text descriptor: comment
+ *                  and blank lines, then "version=1", "2" or "3" ending
+ *                  its line
+ *     VDI          7f 10 da be at 64
+ *     VHDX         "vhdxfile" at 0
+ *     VPC          "conectix" at 0
+ *     LUKS         "LUKS\xba\xbe" at 0
+ *     bochs        "Bochs Virtual HD Image" at 0
+ *     cloop        "#!/bin/sh\n#V2.0 Format\n" at 0
+ *     parallels    "WithoutFreeSpace" or "WithouFreSpacExt" at 0
+ *   (DMG's signature is at the end of the file and is not guarded.)  With
+ *   the format given as QCOWKIT_FORMAT_RAW every write is allowed.
  *
  * I/O BACKENDS
  *   A backend is a table of six functions over an opaque pointer.  The
@@ -187,7 +213,9 @@ void qcowkit_io_close(struct qcowkit_io *io);
 /* ------------------------------------------------------------------ open */
 
 enum qcowkit_format {
-    QCOWKIT_FORMAT_AUTO = 0, /* probe: qcow if the magic matches, else raw */
+    /* probe: qcow if the magic matches, else raw (then sector 0 is
+     * guarded: see PROBED RAW IMAGES) */
+    QCOWKIT_FORMAT_AUTO = 0,
     QCOWKIT_FORMAT_QCOW = 1,
     QCOWKIT_FORMAT_RAW = 2,
 };
@@ -392,6 +420,8 @@ struct qcowkit_info {
     /* The name the backing file was opened as ("" if none or not open). */
     char backing_path[4096];
     int read_only;
+    /* 1 if the format was probed, 0 if given (open opts, backing_format). */
+    int format_probed;
 };
 
 int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info);

@@ -139,6 +139,7 @@ struct qcowkit_image {
     struct qcowkit_io *io;
     bool owns_io;
     enum qcowkit_format format;
+    bool probed; /* the format was found by probing, not given */
     bool read_only;
     bool no_sync; /* QCOWKIT_OPEN_NO_SYNC */
     uint64_t virtual_size;
@@ -252,6 +253,13 @@ int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
                     uint64_t offset);
 int qk_check_range(struct qcowkit_image *img, size_t count, uint64_t offset,
                    bool write);
+
+/*
+ * probe.c: write to a probed raw image a request that touches sector 0,
+ * refused (-EPERM) if sector 0 would then probe as another format.
+ */
+int qk_raw_write_sector0(struct qcowkit_image *img, const void *buf,
+                         size_t count, uint64_t offset);
 
 /* crypt.c */
 void qk_crypt_set_key(struct qcowkit_image *img, const uint8_t *key,

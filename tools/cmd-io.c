@@ -496,6 +496,9 @@ static int write_f(struct io_ctx *ctx, int argc, char **argv)
     t2 = now();
     if (ret < 0) {
         printf("write failed: %s\n", strerror(-ret));
+        /* Say why a probed raw image refused it (qemu-io warned at open). */
+        if (ret == -EPERM)
+            cli_lib_error(ret, NULL);
         goto out;
     }
     if (qflag)
