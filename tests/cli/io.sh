@@ -148,6 +148,61 @@ if have qemu-io; then
     [ "$a" == "$b" ] || fail "probed raw: qemu-io says '$a', qcowkit '$b'"
 fi
 
+# -s / --snapshot: writes go to a temporary overlay in $TMPDIR, deleted at
+# exit; the image is only read, and stays byte-identical.
+mkdir -p snaptmp
+"$Q" create -q -f qcow snap.qcow 1M
+"$Q" io -c 'write -q -P 0x11 0 1M' snap.qcow
+head -c 1000000 /dev/urandom >snap.raw
+for img in snap.qcow snap.raw; do
+    cp $img $img.orig
+    for opt in -s --snapshot; do
+        expect_rc 0 env TMPDIR="$T/snaptmp" "$Q" io $opt \
+            -c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k' \
+            -c 'write -P 0xcd 100001 3' -c 'read -P 0xcd 100001 3' $img
+        [ "$(grep -c '^wrote\|^read' out)" == 4 ] || fail "$opt $img: $(cat out)"
+        cmp $img $img.orig || fail "io $opt wrote to $img"
+        [ -z "$(ls -A snaptmp)" ] || fail "io $opt left $(ls snaptmp)"
+    done
+    # What is not written reads from the image.
+    want=$("$Q" io -r -c 'read -v 4k 16' $img | head -1)
+    expect_rc 0 env TMPDIR="$T/snaptmp" "$Q" io -s -c 'write -z 0 4k' \
+        -c 'read -P 0 0 4k' -c 'read -v 4k 16' $img
+    [ "$(sed -n 5p out)" == "$want" ] || fail "-s $img: unwritten data: $(cat out)"
+done
+# A failed command, stdin mode and a signal leave nothing behind either.
+expect_rc 1 env TMPDIR="$T/snaptmp" "$Q" io -s -c 'read -P 0x99 0 512' snap.qcow
+echo 'write -P 0x42 0 512' | TMPDIR="$T/snaptmp" "$Q" io -s snap.qcow >out
+grep -q "^qcowkit> wrote 512/512" out || fail "-s from stdin: $(cat out)"
+mkfifo snapfifo
+TMPDIR="$T/snaptmp" "$Q" io -s snap.qcow <snapfifo >out 2>&1 &
+pid=$!
+exec 7>snapfifo
+echo 'write -P 0x42 0 512' >&7
+for i in $(seq 50); do grep -q wrote out && break; sleep 0.1; done
+# While it runs the image is shared for reading only.
+expect_rc 0 "$Q" io -r -c 'read -P 0x11 0 512' snap.qcow
+expect_rc 1 "$Q" io -c 'write -P 0x43 0 512' snap.qcow
+kill -TERM $pid
+exec 7>&-
+wait $pid || true
+[ -z "$(ls -A snaptmp)" ] || fail "SIGTERM left $(ls snaptmp)"
+cmp snap.qcow snap.qcow.orig || fail "io -s wrote to the image"
+# Errors name the image, and an unusable TMPDIR is one line too.
+expect_rc 1 env TMPDIR="$T/snaptmp" "$Q" io -s -c 'read 0 1' missing.qcow
+expect_err "^qcowkit: missing.qcow: "
+expect_rc 1 env TMPDIR="$T/nodir" "$Q" io -s -c 'read 0 1' snap.qcow
+expect_err "^qcowkit: $T/nodir/qcowkit-snapshot\..*: cannot create"
+if have qemu-io; then
+    cmds=(-c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k' -c 'read -P 0x11 64k 4k'
+          -c 'write -z 8k 4k' -c 'map' -c length)
+    a=$(qemu-io -f qcow -s "${cmds[@]}" snap.qcow 2>&1 | untime || true)
+    b=$("$Q" io -f qcow -s "${cmds[@]}" snap.qcow 2>&1 | untime || true)
+    [ "$a" == "$b" ] || fail "io -s output differs from qemu-io -s:
+$(diff <(echo "$a") <(echo "$b"))"
+    cmp snap.qcow snap.qcow.orig || fail "io -s wrote to the image"
+fi
+
 if have qemu-io && have qemu-img; then
     qemu-img create -q -f qcow q1.qcow 1M
     cp q1.qcow q2.qcow
