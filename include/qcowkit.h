@@ -17,8 +17,9 @@
  *   table entry that cannot be trusted, -ENOENT for a missing backing file,
  *   -ELOOP for a loop in a backing chain, -EROFS for a write to a read-only
  *   image, -EACCES for data of an encrypted image opened without a key,
- *   -EBUSY for an image locked by another process, and whatever the
- *   backend returned for failed I/O.
+ *   -EBUSY for an image locked by another process, -EPERM for a write
+ *   refused by the probed-raw guard (see PROBED RAW IMAGES), and whatever
+ *   the backend returned for failed I/O.
  *   qcowkit_errmsg() then gives a one-line message for the calling thread,
  *   naming the file and what is wrong, e.g.
  *     "disk.qcow: cluster_bits 17 is outside 9..16".
@@ -50,6 +51,31 @@
  *   in an order that never lets an L1 or L2 entry reach the disk before
  *   the data it points at: after a crash the image holds, for every
  *   range, either its old or its new contents, and everything flushed.
+ *
+ * PROBED RAW IMAGES
+ *   A raw image opened with its format probed (QCOWKIT_FORMAT_AUTO, for
+ *   the image itself or as backing_format) refuses, with -EPERM and a
+ *   message naming the file, every write (pwrite, pwrite_zeroes,
+ *   pwrite_compressed, partial or not) after which its first 512 bytes
+ *   would probe as another format, as QEMU does (CVE-2008-2004): else a
+ *   guest could write a qcow header naming any host file as its backing
+ *   file.  The judged sector is the current one merged with the write;
+ *   writes to sector 0 are serialised.  The formats, by what QEMU's
+ *   probes look for in the first sector:
+ *     qcow, qcow2  "QFI\xfb" at 0 (any version)
+ *     QED          "QED\0" at 0
+ *     VMDK         "KDMV" or "COWD" at 0, or a text descriptor: comment
+ *                  and blank lines, then "version=1", "2" or "3" ending
+ *                  its line
+ *     VDI          7f 10 da be at 64
+ *     VHDX         "vhdxfile" at 0
+ *     VPC          "conectix" at 0
+ *     LUKS         "LUKS\xba\xbe" at 0
+ *     bochs        "Bochs Virtual HD Image" at 0
+ *     cloop        "#!/bin/sh\n#V2.0 Format\n" at 0
+ *     parallels    "WithoutFreeSpace" or "WithouFreSpacExt" at 0
+ *   (DMG's signature is at the end of the file and is not guarded.)  With
+ *   the format given as QCOWKIT_FORMAT_RAW every write is allowed.
  *
  * I/O BACKENDS
  *   A backend is a table of six functions over an opaque pointer.  The
@@ -197,7 +223,9 @@ void qcowkit_io_close(struct qcowkit_io *io);
 /* ------------------------------------------------------------------ open */
 
 enum qcowkit_format {
-    QCOWKIT_FORMAT_AUTO = 0, /* probe: qcow if the magic matches, else raw */
+    /* probe: qcow if the magic matches, else raw (then sector 0 is
+     * guarded: see PROBED RAW IMAGES) */
+    QCOWKIT_FORMAT_AUTO = 0,
     QCOWKIT_FORMAT_QCOW = 1,
     QCOWKIT_FORMAT_RAW = 2,
 };
@@ -343,6 +371,7 @@ int qcowkit_resize(struct qcowkit_image *img, uint64_t size);
  * `qemu-img rebase -u` would if QEMU supported it for qcow: only the
  * header changes, not the data.  The handle keeps reading through the
  * backing image it opened; the new name takes effect at the next open.
+ * A name that resolves to the image's own file is refused (-EINVAL).
  */
 int qcowkit_set_backing(struct qcowkit_image *img, const char *name);
 
@@ -401,6 +430,8 @@ struct qcowkit_info {
     /* The name the backing file was opened as ("" if none or not open). */
     char backing_path[4096];
     int read_only;
+    /* 1 if the format was probed, 0 if given (open opts, backing_format). */
+    int format_probed;
 };
 
 int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info);
@@ -461,12 +492,18 @@ void qcowkit_create_opts_init(struct qcowkit_create_opts *opts);
 /*
  * Create an image at path (which must not exist unless truncate is set
  * in flags: QCOWKIT_IO_TRUNC).  With default options the file is
- * byte-identical to `qemu-img create -f qcow`.
+ * byte-identical to `qemu-img create -f qcow`.  A backing_file that is
+ * the image itself (resolved against path's folder: the same inode, e.g.
+ * through a symlink or hard link, or the same absolute path) is refused
+ * with -EINVAL before the file is opened or truncated.
  */
 int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
                    unsigned flags);
 
-/* Create an image over an empty backend.  name is used in messages. */
+/*
+ * Create an image over an empty backend.  name is used in messages and,
+ * over a file backend, to refuse a backing_file that is that same file.
+ */
 int qcowkit_create_io(struct qcowkit_io *io, const char *name,
                       const struct qcowkit_create_opts *opts);
 

@@ -136,6 +136,8 @@ int qcowkit_create_io(struct qcowkit_io *io, const char *name,
         return qk_error(-EINVAL, "qcowkit_create: no backend");
     name = name ? name : io->name;
     err = take_opts(opts, name, &o);
+    if (err == 0 && o.format != QCOWKIT_FORMAT_RAW)
+        err = qk_refuse_self_backing(name, o.backing_file, io);
     if (err == 0)
         err = o.format == QCOWKIT_FORMAT_RAW ? create_raw(io, name, o.size)
                                              : create_qcow(io, name, &o);
@@ -154,6 +156,8 @@ int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
 
     /* Refuse bad options before an existing file is touched. */
     err = take_opts(opts, path, &o);
+    if (err == 0 && o.format != QCOWKIT_FORMAT_RAW)
+        err = qk_refuse_self_backing(path, o.backing_file, NULL);
     if (err < 0)
         return err;
     io_flags |= flags & QCOWKIT_IO_TRUNC ? QCOWKIT_IO_TRUNC : QCOWKIT_IO_EXCL;

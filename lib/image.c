@@ -166,6 +166,7 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
     err = qk_io_size(io, &file_size);
     if (err == 0)
         err = probe_format(io, file_size, &img->format);
+    img->probed = p->format == QCOWKIT_FORMAT_AUTO;
     if (err == 0 && img->format == QCOWKIT_FORMAT_RAW)
         img->virtual_size = file_size;
     else if (err == 0)
@@ -331,6 +332,7 @@ int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info)
     memset(&full, 0, sizeof full);
     full.struct_size = size;
     full.format = img->format;
+    full.format_probed = img->probed;
     full.virtual_size = img->virtual_size;
     full.read_only = img->read_only;
     err = qk_io_size(img->io, &full.file_size);

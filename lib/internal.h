@@ -154,6 +154,7 @@ struct qcowkit_image {
     struct qcowkit_io *io;
     bool owns_io;
     enum qcowkit_format format;
+    bool probed; /* the format was found by probing, not given */
     bool read_only;
     bool no_sync; /* QCOWKIT_OPEN_NO_SYNC */
     uint64_t virtual_size;
@@ -220,6 +221,16 @@ struct qk_open_params {
 int qk_open_chain(struct qcowkit_io *io, bool owns_io,
                   const struct qk_open_params *p, struct qcowkit_image **img);
 int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p);
+/* A backing name taken from the folder of image_name (malloc'd). */
+char *qk_resolve_backing(const char *image_name, const char *backing);
+/*
+ * -EINVAL with a message if backing, resolved against image's folder,
+ * is the image itself: the same inode (io's, when io is a file backend;
+ * with io NULL, the file at image if it exists), or the same absolute
+ * path when image does not exist yet.  Other backends: never.
+ */
+int qk_refuse_self_backing(const char *image, const char *backing,
+                           const struct qcowkit_io *io);
 #define QK_MAX_CHAIN 256
 
 /* Table access (table.c); all need img->lock held. */
@@ -290,6 +301,13 @@ int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
                     uint64_t offset);
 int qk_check_range(struct qcowkit_image *img, size_t count, uint64_t offset,
                    bool write);
+
+/*
+ * probe.c: write to a probed raw image a request that touches sector 0,
+ * refused (-EPERM) if sector 0 would then probe as another format.
+ */
+int qk_raw_write_sector0(struct qcowkit_image *img, const void *buf,
+                         size_t count, uint64_t offset);
 
 /* crypt.c */
 void qk_crypt_set_key(struct qcowkit_image *img, const uint8_t *key,

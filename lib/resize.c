@@ -257,6 +257,9 @@ int qcowkit_set_backing(struct qcowkit_image *img, const char *name)
         return qk_error(-EINVAL,
                         "%s: backing file name of %zu bytes exceeds %u",
                         img->name, len, QCOW_MAX_BACKING_NAME);
+    err = qk_refuse_self_backing(img->name, name, img->io);
+    if (err < 0)
+        return err;
     pthread_mutex_lock(&img->lock);
     err = set_backing_locked(img, name, len);
     pthread_mutex_unlock(&img->lock);

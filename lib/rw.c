@@ -359,6 +359,9 @@ int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
 
     if (err < 0)
         return err;
+    if (img->format == QCOWKIT_FORMAT_RAW && img->probed &&
+        offset < QCOW_SECTOR && count > 0)
+        return qk_raw_write_sector0(img, buf, count, offset);
     if (img->format == QCOWKIT_FORMAT_RAW) {
         /* Marked after the transfer, as in write_existing. */
         err = qk_write(img->io, buf, count, offset);

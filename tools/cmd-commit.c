@@ -85,7 +85,9 @@ static int find_base(const struct cli_image_spec *spec, const char *base,
         qcowkit_close(top);
         return -1;
     }
-    *base_format = binfo.format;
+    /* A probed backing file is probed again, so that the library keeps
+     * guarding its first sector (a raw file must not become qcow). */
+    *base_format = binfo.format_probed ? QCOWKIT_FORMAT_AUTO : binfo.format;
     *base_path =
         strdup(info.backing_path[0] ? info.backing_path
                                     : qcowkit_name(qcowkit_backing(top)));

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -496,6 +497,9 @@ static int write_f(struct io_ctx *ctx, int argc, char **argv)
     t2 = now();
     if (ret < 0) {
         printf("write failed: %s\n", strerror(-ret));
+        /* Say why a probed raw image refused it (qemu-io warned at open). */
+        if (ret == -EPERM)
+            cli_lib_error(ret, NULL);
         goto out;
     }
     if (qflag)
@@ -767,6 +771,120 @@ out:
     return ret;
 }
 
+/*
+ * An empty qcow file at a new name in $TMPDIR (default /tmp), of the
+ * image's size, backed by the image at abs_path.  *tmp gets the name.
+ */
+static int make_overlay(const char *abs_path, const struct qcowkit_info *info,
+                        char **tmp)
+{
+    const char *dir = getenv("TMPDIR");
+    struct qcowkit_create_opts co;
+    int fd, err;
+
+    if (!dir || !*dir)
+        dir = "/tmp";
+    if (asprintf(tmp, "%s/qcowkit-snapshot.XXXXXX", dir) < 0) {
+        *tmp = NULL;
+        cli_error("out of memory");
+        return -ENOMEM;
+    }
+    fd = mkstemp(*tmp);
+    if (fd < 0) {
+        err = -errno;
+        cli_error("%s: cannot create the snapshot overlay: %s", *tmp,
+                  strerror(errno));
+        free(*tmp);
+        *tmp = NULL;
+        return err;
+    }
+    close(fd);
+    qcowkit_create_opts_init(&co);
+    co.size = info->virtual_size;
+    co.backing_file = abs_path;
+    co.cluster_size = 65536; /* as QEMU's qcow2 overlay */
+    err = qcowkit_create(*tmp, &co, QCOWKIT_IO_TRUNC);
+    if (err < 0)
+        cli_lib_error(err, NULL);
+    return err;
+}
+
+/*
+ * Open the overlay over the image spec names, then unlink it: the open
+ * handle keeps it, and nothing is left behind however the command ends.
+ * Signals that would end it are held back until the name is gone.
+ */
+static int open_overlay(const struct cli_image_spec *spec, const char *abs,
+                        const struct qcowkit_info *info,
+                        struct qcowkit_image **img)
+{
+    struct cli_image_spec ov;
+    sigset_t stop, old;
+    char *tmp = NULL;
+    int err;
+
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
+    sigaddset(&stop, SIGQUIT);
+    sigprocmask(SIG_BLOCK, &stop, &old);
+    err = make_overlay(abs, info, &tmp);
+    if (err == 0) {
+        /* The key of the image, if any, reaches it through the chain. */
+        memset(&ov, 0, sizeof ov);
+        ov.arg = spec->arg;
+        ov.filename = tmp;
+        ov.format = QCOWKIT_FORMAT_QCOW;
+        ov.key_secret =
+            spec->key_secret ? spec->key_secret : spec->backing_key_secret;
+        err = cli_open_spec(&ov, QCOWKIT_OPEN_RDWR, info->format,
+                            CLI_OPEN_NEED_KEY, img);
+    }
+    if (tmp)
+        unlink(tmp);
+    free(tmp);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return err;
+}
+
+/*
+ * qemu-io -s (--snapshot): writes go to a temporary qcow overlay backed
+ * by the image (its absolute path, its format); the image itself is only
+ * read, with a shared lock, and stays as it was.
+ */
+static int open_snapshot(const char *arg, bool image_opts,
+                         enum qcowkit_format format, struct qcowkit_image **img,
+                         bool *encrypted)
+{
+    struct cli_image_spec spec;
+    struct qcowkit_image *base;
+    struct qcowkit_info info;
+    char *abs = NULL;
+    int err;
+
+    if (cli_image_spec_parse(arg, image_opts, format, &spec) < 0)
+        return -EINVAL;
+    err = cli_open_spec(&spec, QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_AUTO,
+                        CLI_OPEN_NEED_KEY, &base);
+    if (err == 0) {
+        err = cli_get_info(base, &info);
+        if (err < 0)
+            cli_lib_error(err, spec.filename);
+        qcowkit_close(base);
+    }
+    if (err == 0 && !(abs = realpath(spec.filename, NULL))) {
+        err = -errno;
+        cli_error("%s: %s", spec.filename, strerror(errno));
+    }
+    if (err == 0)
+        err = open_overlay(&spec, abs, &info, img);
+    *encrypted = err == 0 && info.crypt_method;
+    free(abs);
+    cli_image_spec_free(&spec);
+    return err;
+}
+
 int cmd_io(int argc, char **argv)
 {
     enum { OPT_IMAGE_OPTS = 256, OPT_OBJECT };
@@ -779,6 +897,7 @@ int cmd_io(int argc, char **argv)
         {"cache", required_argument, NULL, 't'},
         {"force-share", no_argument, NULL, 'U'},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {"snapshot", no_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     struct io_ctx ctx;
@@ -786,7 +905,7 @@ int cmd_io(int argc, char **argv)
     const char *fmt = NULL;
     enum qcowkit_format format;
     struct qcowkit_info info;
-    bool image_opts = false, force_share = false;
+    bool image_opts = false, force_share = false, snapshot = false;
     int ncmds = 0, c, ret, last_error = 0;
 
     memset(&ctx, 0, sizeof ctx);
@@ -822,8 +941,10 @@ int cmd_io(int argc, char **argv)
                 return 1;
             }
             break;
-        case 'n':
         case 's':
+            snapshot = true;
+            break;
+        case 'n':
         case 'S':
         case 't':
         case 'T':
@@ -866,16 +987,25 @@ int cmd_io(int argc, char **argv)
         free(cmds);
         return 1;
     }
-    /* As qemu-io, an encrypted image opens only with its key. */
-    if (cli_open_image(
-            argv[optind], image_opts, format,
-            (ctx.read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR) |
-                (force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
-            QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &ctx.img, NULL) < 0) {
+    /* As qemu-io, an encrypted image opens only with its key.  A
+     * read-only snapshot needs no overlay: nothing can be written. */
+    if (snapshot && !ctx.read_only) {
+        if (open_snapshot(argv[optind], image_opts, format, &ctx.img,
+                          &ctx.encrypted) < 0) {
+            free(cmds);
+            return 1;
+        }
+    } else if (cli_open_image(
+                   argv[optind], image_opts, format,
+                   (ctx.read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR) |
+                       (force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
+                   QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &ctx.img,
+                   NULL) < 0) {
         free(cmds);
         return 1;
+    } else {
+        ctx.encrypted = cli_get_info(ctx.img, &info) == 0 && info.crypt_method;
     }
-    ctx.encrypted = cli_get_info(ctx.img, &info) == 0 && info.crypt_method;
     if (ncmds > 0) {
         for (int i = 0; i < ncmds && !ctx.quit; i++) {
             ret = run_command(&ctx, cmds[i]);

@@ -45,7 +45,8 @@ static const struct command commands[] = {
      "check [-f FMT] [--output=human|json] [-r leaks|all] [-T SRC_CACHE] [-q] "
      "[-U] FILE"},
     {"io", cmd_io,
-     "io [-f FMT] [-r] [-c CMD]... FILE   (commands: read, write, flush, "
+     "io [-f FMT] [-r] [-s] [-c CMD]... FILE   (commands: read, write, "
+     "flush, "
      "map, alloc, length, info, help)"},
     {"bench", cmd_bench,
      "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "

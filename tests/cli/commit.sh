@@ -116,4 +116,18 @@ expect_rc 1 "$Q" commit -b base.qcow k/top2.qcow
 expect_err "is not the direct backing file"
 expect_rc 1 "$Q" commit
 expect_err "Expecting one image file name"
+
+# Committing a qcow header into a probed raw backing file is refused: it
+# would turn the raw file into a qcow image (CVE-2008-2004).
+mkdir -p pr
+head -c 1M /dev/zero | tr '\0' 'z' >pr/base.raw
+cp pr/base.raw pr.orig
+"$Q" create -q -f qcow -b base.raw -F raw pr/top.qcow
+printf 'QFI\xfb\0\0\0\1' >pr/hdr
+"$Q" io -c 'write -s pr/hdr 0 8' pr/top.qcow >/dev/null
+expect_rc 1 "$Q" commit pr/top.qcow
+expect_err "^qcowkit: .*pr/base.raw: .*probed raw image"
+cmp -n 512 pr/base.raw pr.orig || fail "commit wrote a qcow header into a probed raw file"
+[ "$("$Q" info pr/base.raw | sed -n 2p)" == "file format: raw" ] ||
+    fail "the raw backing file probes as another format"
 echo ok

@@ -53,6 +53,33 @@ expect_rc 1 "$Q" create -f raw -b a.qcow -F qcow r2.raw 1M
 expect_err "Backing file not supported for file format 'raw'"
 expect_rc 1 "$Q" create -f qcow -b same.qcow -F qcow same.qcow 1M
 expect_err "same filename as the backing file"
+# The image itself under another name: refused before the file is touched
+# (relative to the image's folder, absolute, symlink, hard link; with and
+# without -u; -b and -o backing_file=).
+mkdir -p self
+expect_rc 0 "$Q" create -q -f qcow self/x.qcow 4M
+expect_rc 0 "$Q" io -c 'write -P 0x5a 0 64k' self/x.qcow
+cp self/x.qcow self.orig
+ln -s x.qcow self/sym.qcow
+ln self/x.qcow self/hard.qcow
+for b in ./x.qcow x.qcow "$T/self/x.qcow" sym.qcow hard.qcow ../self/x.qcow; do
+    for u in "" -u; do
+        expect_rc 1 "$Q" create -f qcow $u -b "$b" -F qcow self/x.qcow 4M
+        expect_err "^qcowkit: self/x.qcow: .*'$b'"
+        cmp self/x.qcow self.orig || fail "create -b $b $u changed the image"
+    done
+    expect_rc 1 "$Q" create -f qcow -o "backing_file=$b,backing_fmt=qcow" \
+        self/x.qcow
+    expect_err "^qcowkit: self/x.qcow: .*'$b'"
+    cmp self/x.qcow self.orig || fail "create -o backing_file=$b changed it"
+done
+# Through the symlink as the target, and a new image naming itself.
+expect_rc 1 "$Q" create -f qcow -u -b x.qcow -F qcow self/sym.qcow 4M
+expect_err "^qcowkit: self/sym.qcow: .*'x.qcow'"
+cmp self/x.qcow self.orig || fail "create through a symlink changed it"
+expect_rc 1 "$Q" create -f qcow -u -b ./new.qcow -F qcow self/new.qcow 4M
+expect_err "^qcowkit: self/new.qcow: .*'./new.qcow'"
+[ ! -e self/new.qcow ] || fail "a self-backed image was created"
 
 # -o options, including the cluster_size extension.
 expect_rc 0 "$Q" create -q -f qcow -o size=2M,cluster_size=64k o.qcow

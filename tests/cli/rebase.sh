@@ -72,4 +72,15 @@ qemu-img compare -q d/top.qcow before.raw || fail "failed rebase changed data"
 cp d/old.qcow old.qcow
 expect_rc 1 "$Q" rebase -f raw -b old.qcow before.raw
 expect_err "^qcowkit: Could not change the backing file to 'old.qcow': "
+# Onto itself, under any name: refused, the image unchanged.
+cp d/u.qcow self.orig
+ln -sf u.qcow d/usym.qcow
+ln -f d/u.qcow d/uhard.qcow
+for b in u.qcow ./u.qcow "$T/d/u.qcow" usym.qcow uhard.qcow; do
+    expect_rc 1 "$Q" rebase -u -b "$b" -F qcow d/u.qcow
+    expect_err "^qcowkit: Could not change the backing file to '$b': .*itself"
+    cmp d/u.qcow self.orig || fail "rebase -u -b $b changed the image"
+    expect_rc 1 "$Q" rebase -b "$b" -F qcow d/u.qcow
+    cmp d/u.qcow self.orig || fail "rebase -b $b changed the image"
+done
 echo ok

@@ -272,6 +272,35 @@ if od -An -tx1 -v enc.qcow | tr -d ' \n' | grep -q "$(printf '3%.0s' {1..256})";
     die "plaintext found in the encrypted image"
 fi
 
+# ---------------------------------------------- probed raw: sector 0
+# A header of another format must not reach sector 0 of a raw image whose
+# format was probed (CVE-2008-2004); with -f raw it may.
+note "probed raw image: sector 0 guarded"
+printf 'QFI\xfb\0\0\0\1' >hdr
+{ printf 'raw!'; head -c 1048572 /dev/zero; } >praw.orig
+cp praw.orig praw.raw
+touch praw.mnt
+mount_bg praw.raw praw.mnt
+if dd if=hdr of=praw.mnt bs=8 count=1 conv=notrunc,fsync status=none 2>err; then
+    die "a qcow header was written through the mount"
+fi
+grep -Eq "Operation not permitted|Input/output error" err ||
+    die "header write: $(cat err)"
+printf 'QFI' | dd of=praw.mnt conv=notrunc,fsync status=none ||
+    die "a harmless write to sector 0 failed"
+dd if=hdr of=praw.mnt bs=8 count=1 seek=1 conv=notrunc,fsync status=none ||
+    die "a write past the magic's place failed"
+unmount praw.mnt "$MPID"
+[ "$(head -c 4 praw.raw)" = "QFI!" ] || die "sector 0 is $(head -c 4 praw.raw | od -An -tx1)"
+[ "$("$Q" info praw.raw | sed -n 2p)" = "file format: raw" ] ||
+    die "praw.raw probes as another format"
+cp praw.orig praw.raw
+mount_bg -f raw praw.raw praw.mnt
+dd if=hdr of=praw.mnt bs=8 count=1 conv=notrunc,fsync status=none ||
+    die "-f raw: the header write failed"
+unmount praw.mnt "$MPID"
+cmp -n 8 hdr praw.raw || die "-f raw: header not written"
+
 # ------------------------------------------------------ one-line errors
 note "errors"
 expect_fail "^qcowkit: nowhere: No such file or directory$" \

@@ -312,6 +312,49 @@ static void test_bad_create(void)
     qcowkit_io_close(io);
 }
 
+/* An image is never made its own backing file, under any of its names. */
+static void test_self_backing(void)
+{
+    char *dir = test_mkdtemp();
+    char *path = test_path(dir, "x.qcow");
+    char *hard = test_path(dir, "hard.qcow");
+    const char *names[] = {"x.qcow", "./x.qcow", "hard.qcow", path};
+    struct qcowkit_create_opts co;
+    struct qcowkit_image *img;
+    struct qcowkit_io *io;
+    uint8_t *before, *after;
+    size_t len, len2;
+
+    test_create_file(path, 1 << 20, 0, NULL);
+    CHECK(link(path, hard) == 0);
+    before = test_read_file(path, &len);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        test_create_opts(&co, 1 << 20, 0, names[i]);
+        CHECK_ERR(qcowkit_create(path, &co, QCOWKIT_IO_TRUNC), -EINVAL);
+        CHECK(strstr(qcowkit_errmsg(), names[i]) != NULL);
+        CHECK_OK(qcowkit_io_open_file(path, QCOWKIT_IO_RDWR, &io));
+        CHECK_ERR(qcowkit_create_io(io, path, &co), -EINVAL);
+        qcowkit_io_close(io);
+        img = test_open_file(path, QCOWKIT_OPEN_RDWR);
+        CHECK_ERR(qcowkit_set_backing(img, names[i]), -EINVAL);
+        CHECK_OK(qcowkit_close(img));
+        after = test_read_file(path, &len2);
+        CHECK_EQ(len, len2);
+        CHECK_MEM_EQ(before, after, len);
+        free(after);
+    }
+    /* A new file naming itself is not created. */
+    free(path);
+    path = test_path(dir, "new.qcow");
+    test_create_opts(&co, 1 << 20, 0, "./new.qcow");
+    CHECK_ERR(qcowkit_create(path, &co, 0), -EINVAL);
+    CHECK(access(path, F_OK) != 0);
+    free(before);
+    free(hard);
+    free(path);
+    free(dir);
+}
+
 int main(void)
 {
     test_init(120);
@@ -321,6 +364,7 @@ int main(void)
     test_file_create();
     test_cluster_sizes();
     test_bad_create();
+    test_self_backing();
     printf("test-create: ok\n");
     return 0;
 }
