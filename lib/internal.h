@@ -296,6 +296,13 @@ int qk_lookup(struct qcowkit_image *img, uint64_t guest_offset,
 int qk_inflate_cluster(struct qcowkit_image *img, uint64_t entry,
                        uint64_t guest_offset, uint8_t *out);
 
+/*
+ * grow.c: make [old, new_size) read as zeros before the header grows;
+ * *leaked is set if some space is no longer referenced.
+ */
+int qk_zero_grown(struct qcowkit_image *img, uint64_t old, uint64_t new_size,
+                  bool *leaked);
+
 /* rw.c: read guest data of the backing chain (zeros past its end). */
 int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
                     uint64_t offset);

@@ -39,7 +39,7 @@ static void uncache(struct qcowkit_image *img, uint64_t l1_index)
 
 /* Drop every mapping at or past size, so that growing again reads zeros. */
 static int clear_beyond(struct qcowkit_image *img, uint64_t size,
-                        uint64_t keep_entries)
+                        uint64_t keep_entries, bool *cleared)
 {
     uint64_t first_cluster =
         qk_align_up(size, img->cluster_size) >> img->cluster_bits;
@@ -53,14 +53,17 @@ static int clear_beyond(struct qcowkit_image *img, uint64_t size,
         return err;
     if (table && (first_cluster >> img->l2_bits) == last) {
         for (uint64_t i = first_cluster & (img->l2_entries - 1);
-             i < img->l2_entries; i++)
+             i < img->l2_entries; i++) {
+            *cleared |= table[i] != 0;
             table[i] = 0;
+        }
         qk_l2_mark_dirty(img, last);
     }
     err = qk_writeback(img);
     for (uint64_t i = keep_entries; err == 0 && i < img->l1_entries; i++) {
         if (!img->l1[i])
             continue;
+        *cleared = true;
         uncache(img, i);
         img->l1[i] = 0;
         err = qk_write(img->io, zero, sizeof zero,
@@ -69,14 +72,16 @@ static int clear_beyond(struct qcowkit_image *img, uint64_t size,
     return err;
 }
 
-/* A bigger L1 table, written at the end of the file before the header. */
-static int grow_l1(struct qcowkit_image *img, struct qk_header *h,
-                   uint64_t entries)
+/*
+ * Room for a bigger L1 table at the end of the file.  The handle uses it
+ * at once (tables made for the grown range publish into it), while the
+ * header on disk keeps the old one until the new size is written.
+ */
+static int grow_l1(struct qcowkit_image *img, uint64_t entries)
 {
-    uint64_t bytes = entries * 8, offset;
-    uint64_t *l1 = realloc(img->l1, bytes);
+    uint64_t bytes = qk_align_up(entries * 8, QCOW_SECTOR), offset;
+    uint64_t *l1 = realloc(img->l1, entries * 8);
     uint32_t *slot_of;
-    uint8_t *raw;
     int err;
 
     if (!l1)
@@ -89,25 +94,50 @@ static int grow_l1(struct qcowkit_image *img, struct qk_header *h,
     err = qk_cache_grow(img, entries);
     if (err == 0)
         err = qk_trust_grow(img, entries);
+    if (err == 0)
+        err = qk_allocate(img, bytes, img->cluster_size, &offset);
     if (err < 0)
         return err;
     for (uint64_t i = img->l1_entries; i < entries; i++) {
         l1[i] = 0;
         slot_of[i] = QK_NO_SLOT;
     }
-    raw = calloc(1, qk_align_up(bytes, QCOW_SECTOR));
+    img->l1_entries = entries;
+    img->header.l1_table_offset = offset;
+    return 0;
+}
+
+/* The whole L1 table of the handle, written where the handle keeps it. */
+static int write_l1(struct qcowkit_image *img)
+{
+    uint64_t bytes = qk_align_up(img->l1_entries * 8, QCOW_SECTOR);
+    uint8_t *raw = calloc(1, bytes);
+    int err;
+
     if (!raw)
         return qk_error(-ENOMEM, "%s: no memory for the L1 table", img->name);
     for (uint64_t i = 0; i < img->l1_entries; i++)
-        qk_put_be64(raw + i * 8, l1[i]);
-    err = qk_allocate(img, qk_align_up(bytes, QCOW_SECTOR), img->cluster_size,
-                      &offset);
-    if (err == 0)
-        err = qk_write(img->io, raw, qk_align_up(bytes, QCOW_SECTOR), offset);
+        qk_put_be64(raw + i * 8, img->l1[i]);
+    err = qk_write(img->io, raw, bytes, img->header.l1_table_offset);
     free(raw);
-    if (err == 0)
-        h->l1_table_offset = offset;
     return err;
+}
+
+/*
+ * A grow that failed after moving the L1 table: back to what the disk
+ * says (the old table), dropping tables that only the new one knew.
+ */
+static void unmove_l1(struct qcowkit_image *img, uint64_t offset,
+                      uint64_t entries)
+{
+    uint8_t raw[8];
+
+    qk_cache_drop(img);
+    img->header.l1_table_offset = offset;
+    img->l1_entries = entries;
+    for (uint64_t i = 0; i < entries; i++)
+        img->l1[i] =
+            qk_read(img->io, raw, 8, offset + i * 8) == 0 ? qk_be64(raw) : 0;
 }
 
 /* The old L1 table, now unreferenced: zeros, so check sees no leak. */
@@ -127,10 +157,39 @@ static int wipe_old_l1(struct qcowkit_image *img, uint64_t offset,
     return err;
 }
 
-static int resize_qcow(struct qcowkit_image *img, uint64_t size)
+/*
+ * Grow: zero clusters where the backing file would show, a new L1 table
+ * if needed, all synced; the header last.  *cleared: space was dropped
+ * (stale entries past the old end, a replaced compressed cluster).
+ */
+static int grow_qcow(struct qcowkit_image *img, struct qk_header *h,
+                     uint64_t entries, bool *cleared)
+{
+    uint64_t old_l1 = img->header.l1_table_offset;
+    uint64_t old_entries = img->l1_entries;
+    int err = clear_beyond(img, img->virtual_size, old_entries, cleared);
+
+    if (err == 0 && entries > old_entries)
+        err = grow_l1(img, entries);
+    if (err == 0)
+        err = qk_zero_grown(img, img->virtual_size, h->size, cleared);
+    if (err == 0 && img->header.l1_table_offset != old_l1)
+        err = write_l1(img);
+    h->l1_table_offset = img->header.l1_table_offset;
+    if (err == 0)
+        err = write_header(img, h);
+    if (err < 0) {
+        if (img->header.l1_table_offset != old_l1)
+            unmove_l1(img, old_l1, old_entries);
+        return err;
+    }
+    return h->l1_table_offset != old_l1 ? wipe_old_l1(img, old_l1, old_entries)
+                                        : 0;
+}
+
+static int resize_qcow(struct qcowkit_image *img, uint64_t size, bool *cleared)
 {
     struct qk_header h = img->header;
-    uint64_t old_l1 = h.l1_table_offset, old_entries = img->l1_entries;
     uint64_t entries;
     int err;
 
@@ -139,26 +198,25 @@ static int resize_qcow(struct qcowkit_image *img, uint64_t size)
     err = qk_header_validate(&h, UINT64_MAX, img->name, &entries);
     if (err == 0)
         err = qk_writeback(img);
-    if (err == 0 && h.size < img->virtual_size)
-        err = clear_beyond(img, h.size, entries);
-    if (err == 0 && entries > img->l1_entries)
-        err = grow_l1(img, &h, entries);
-    if (err == 0)
-        err = write_header(img, &h);
-    if (err == 0 && h.l1_table_offset != old_l1)
-        err = wipe_old_l1(img, old_l1, old_entries);
-    if (err < 0)
-        return err;
-    if (entries > img->l1_entries)
-        img->l1_entries = entries;
-    img->virtual_size = h.size;
-    qk_update_meta_end(img);
-    return 0;
+    if (err == 0 && h.size > img->virtual_size)
+        err = grow_qcow(img, &h, entries, cleared);
+    else if (err == 0) {
+        err = clear_beyond(img, h.size, entries, cleared);
+        if (err == 0)
+            err = write_header(img, &h);
+    }
+    /* Once the header is written the handle follows it, even on error. */
+    if (img->header.size == h.size) {
+        img->virtual_size = h.size;
+        qk_update_meta_end(img);
+    }
+    return err;
 }
 
 int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
 {
     uint64_t old_size = img->virtual_size;
+    bool cleared = false;
     int err;
 
     if (img->read_only)
@@ -189,9 +247,9 @@ int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
             return err;
     }
     pthread_mutex_lock(&img->lock);
-    err = resize_qcow(img, size);
+    err = resize_qcow(img, size, &cleared);
     pthread_mutex_unlock(&img->lock);
-    if (err == 0 && size < old_size) {
+    if (err == 0 && (size < old_size || cleared)) {
         /* What fell off is unreferenced now: give its space back. */
         struct qcowkit_check_report r = {.struct_size = sizeof r};
         err = qcowkit_check(img, QCOWKIT_CHECK_REPAIR_LEAKS, NULL, NULL, &r);

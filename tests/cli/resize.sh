@@ -48,6 +48,37 @@ expect_rc 0 "$Q" resize a.qcow +1M
 qemu-io -f qcow -c 'read -P 4 0 1000k' -c 'read -P 0 1000k 1M' a.qcow |
     grep -q Pattern && fail "cut inside a cluster"
 
+# Overlays: what a grow adds reads as zeros, as in QEMU, not the backing
+# file (raw or qcow), also past an unaligned old end and after a shrink.
+# qemu-img reads our result.
+head -c 2M /dev/urandom >base.raw
+qemu-img create -q -f qcow -b base.raw -F raw base.qcow 2M
+qemu-io -f qcow -c 'write -P 9 0 2M' base.qcow >/dev/null
+for fmt in raw qcow; do
+    rm -f o.qcow
+    expect_rc 0 "$Q" create -q -f qcow -b "base.$fmt" -F "$fmt" o.qcow 524800
+    qemu-io -f qcow -c 'write -P 5 4096 4096' o.qcow >/dev/null
+    qemu-img convert -O raw o.qcow ref.raw
+    expect_rc 0 "$Q" resize o.qcow 1M
+    truncate -s 1M ref.raw
+    qemu-img compare -q o.qcow ref.raw || fail "$fmt: grown overlay shows its backing file"
+    qemu-io -f qcow -c 'read -P 0 524800 523776' o.qcow | grep -q Pattern &&
+        fail "$fmt: qemu-io reads no zeros past the old end"
+    expect_rc 0 "$Q" check o.qcow
+    # Write everywhere, shrink, grow past the backing file's end.
+    qemu-io -f qcow -c 'write -P 8 0 1M' o.qcow >/dev/null
+    expect_rc 0 "$Q" resize --shrink o.qcow 256k
+    expect_rc 0 "$Q" resize o.qcow 3M
+    qemu-io -f qcow -c 'read -P 8 0 256k' -c 'read -P 0 256k 2816k' o.qcow |
+        grep -q Pattern && fail "$fmt: shrink + grow shows old or backing data"
+    qemu-img convert -O raw o.qcow got.raw
+    head -c 256k /dev/zero | tr '\0' '\10' >ref.raw
+    truncate -s 3M ref.raw
+    cmp got.raw ref.raw || fail "$fmt: qemu-img convert after shrink + grow"
+    expect_rc 0 "$Q" check o.qcow
+    grep -q "^No errors were found on the image.$" out || fail "$fmt: check: $(cat out)"
+done
+
 # Refusals, with qemu-img's messages.
 expect_rc 1 "$Q" resize a.qcow
 expect_err "^qcowkit: Not enough arguments$"

@@ -238,6 +238,29 @@ else
     note "SIGINT is ignored here: not tested"
 fi
 
+# ---------------------- truncate grows an overlay: zeros, not the backing
+note "truncate grows an overlay shorter than its backing file: zeros"
+head -c 4M /dev/urandom >long.raw # base.raw reads as zeros by now
+run "$Q" create -q -f qcow -b long.raw -F raw short.qcow 1049088 # 1M + 512
+touch sh.mnt
+DISK=sh.mnt
+mount_bg short.qcow sh.mnt
+head -c 1049088 long.raw >ref.raw
+write_both 1000000 3000
+truncate -s 3M sh.mnt || die "truncate -s 3M failed"
+truncate -s 3M ref.raw
+[ "$(stat -c %s sh.mnt)" = 3145728 ] || die "size after truncate $(stat -c %s sh.mnt)"
+cmp sh.mnt ref.raw || die "the grown range does not read as zeros"
+# Shrink, then grow again: neither the old data nor the backing returns.
+truncate -s 512K sh.mnt || die "truncate -s 512K failed"
+truncate -s 2M sh.mnt || die "truncate -s 2M failed"
+truncate -s 512K ref.raw
+truncate -s 2M ref.raw
+cmp sh.mnt ref.raw || die "shrink + grow shows old data or the backing file"
+unmount sh.mnt "$MPID"
+run qemu-img compare -f qcow -F raw short.qcow ref.raw
+run "$Q" check short.qcow
+
 # ----------------------------------- the image file itself as mountpoint
 note "mount over the image file itself"
 run "$Q" convert -O raw top.qcow expect.raw

@@ -1,7 +1,9 @@
 /*
  * test-differential: random reads, writes, compressed writes, zero
- * writes, flushes, block status queries, make_empty and close+reopen
- * through the library, checked against a plain buffer model.
+ * writes, flushes, block status queries, make_empty, resize (grow,
+ * shrink, grow again: the grown range reads zeros, never the backing
+ * file) and close+reopen through the library, checked against a plain
+ * buffer model.
  *
  * Fixed seed by default.  QCOWKIT_SEED=n and QCOWKIT_ITERATIONS=n run
  * other seeds and longer sequences; the seed is printed on failure.
@@ -13,7 +15,8 @@ struct config {
     uint32_t cluster_size;
     unsigned l2_bits; /* 0: let qcowkit_create choose */
     uint64_t size;
-    int backing;         /* 0 none, 1 raw, 2 qcow (shorter than the overlay) */
+    /* 0 none, 1 raw, 2 qcow (shorter than the overlay), 3 raw, twice as long */
+    int backing;
     uint64_t cache_size; /* open option; 1 = as small as the library allows */
     int raw;             /* a raw image instead of qcow */
 };
@@ -31,6 +34,8 @@ static const struct config configs[] = {
     {"2K clusters, l2_bits 6, raw backing", 2048, 6, (1 << 20) + 512, 1, 0, 0},
     {"1K clusters, l2_bits 7, tiny L2 cache, qcow backing", 1024, 7,
      (1 << 20) + 512, 2, 1, 0},
+    {"4K overlay, half of its raw backing", 4096, 0, (512 << 10) + 1536, 3, 0,
+     0},
     {"raw image", 0, 0, (1 << 20) + 77, 0, 0, 1},
 };
 static uint64_t g_seed;
@@ -69,9 +74,10 @@ struct state {
     struct qcowkit_io *io;
     struct qcowkit_image *img;
     uint64_t size;    /* virtual size */
+    uint64_t max;     /* the largest size resize may give */
     uint32_t cs;      /* cluster size */
-    uint8_t *model;   /* guest contents */
-    uint8_t *backing; /* what the backing file reads as (size bytes) */
+    uint8_t *model;   /* guest contents (max bytes) */
+    uint8_t *backing; /* what the backing chain reads as (max bytes) */
     uint8_t *buf;
     uint8_t *rbuf;
 };
@@ -105,12 +111,17 @@ static void verify_range(struct state *s, uint64_t off, size_t n)
     }
 }
 
-static void verify_all(struct state *s)
+static void verify_from(struct state *s, uint64_t start)
 {
-    for (uint64_t off = 0; off < s->size; off += MAX_IO) {
+    for (uint64_t off = start; off < s->size; off += MAX_IO) {
         size_t n = (size_t)(s->size - off < MAX_IO ? s->size - off : MAX_IO);
         verify_range(s, off, n);
     }
+}
+
+static void verify_all(struct state *s)
+{
+    verify_from(s, 0);
 }
 
 static void setup(struct state *s, const struct config *cfg,
@@ -121,19 +132,21 @@ static void setup(struct state *s, const struct config *cfg,
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->size = cfg->size;
-    s->model = test_xcalloc(cfg->size);
-    s->backing = test_xcalloc(cfg->size);
+    s->max = (2 * cfg->size + 511) / 512 * 512;
+    s->model = test_xcalloc(s->max);
+    s->backing = test_xcalloc(s->max);
     s->buf = test_xmalloc(MAX_IO);
     s->rbuf = test_xmalloc(MAX_IO);
     s->dir = test_mkdtemp();
     s->name = test_path(s->dir, "overlay.qcow");
 
-    if (cfg->backing == 1) {
+    if (cfg->backing == 1 || cfg->backing == 3) {
         char *p = test_path(s->dir, "base.raw");
-        test_rng_fill(rng, s->backing, cfg->size);
+        uint64_t blen = cfg->backing == 3 ? s->max : cfg->size;
+        test_rng_fill(rng, s->backing, blen);
         /* Some zero runs in the backing file too. */
-        memset(s->backing + cfg->size / 3, 0, cfg->size / 10);
-        test_write_file(p, s->backing, cfg->size);
+        memset(s->backing + blen / 3, 0, blen / 10);
+        test_write_file(p, s->backing, blen);
         free(p);
         bname = "base.raw";
     } else if (cfg->backing == 2) {
@@ -234,6 +247,47 @@ static void pick_range(struct state *s, struct test_rng *rng, uint64_t *off,
     *n = len;
 }
 
+/*
+ * Shrink or (more often) grow to a random multiple of 512 bytes.  What
+ * a grow adds reads as zeros, whatever the backing chain holds there.
+ */
+/* Leaked clusters; qcowkit_check must find no corruption. */
+static uint64_t count_leaks(struct state *s)
+{
+    struct qcowkit_check_report r = {.struct_size = sizeof r};
+
+    if (s->cfg->raw)
+        return 0;
+    CHECK_OK(qcowkit_check(s->img, 0, NULL, NULL, &r));
+    CHECK_EQ(r.corruptions, 0);
+    return r.leaks;
+}
+
+static void do_resize(struct state *s, struct test_rng *rng)
+{
+    uint64_t old = s->size, size, leaks = count_leaks(s);
+
+    if (test_rng_below(rng, 4) == 0)
+        size = test_rng_range(rng, 1, old / 512) * 512;
+    else
+        size = test_rng_range(rng, (old + 511) / 512, s->max / 512) * 512;
+    if (test_rng_below(rng, 3) == 0 && size / s->cs * s->cs >= 512)
+        size = size / s->cs * s->cs; /* cluster-aligned */
+    note("resize(%" PRIu64 " -> %" PRIu64 ")", old, size);
+    CHECK_OK(qcowkit_resize(s->img, size));
+    CHECK_EQ_U64(test_info(s->img).virtual_size, size);
+    s->size = size;
+    if (size > old) {
+        memset(s->model + old, 0, size - old);
+        verify_from(s, old & ~(uint64_t)(s->cs - 1));
+    }
+    /*
+     * Other writes leak (compressed overwrites); resize adds none, but a
+     * moved L1 table no longer hides such a leak sharing its cluster.
+     */
+    CHECK(count_leaks(s) <= leaks + 1);
+}
+
 static void run_config(const struct config *cfg, uint64_t iterations)
 {
     struct state s;
@@ -306,7 +360,7 @@ static void run_config(const struct config *cfg, uint64_t iterations)
         } else if (op < 910) { /* close + reopen */
             note("close+reopen");
             reopen(&s);
-        } else if (op < 995) { /* block status */
+        } else if (op < 980) { /* block status */
             struct qcowkit_extent ext;
             pick_range(&s, &rng, &off, &n);
             note("block_status(off=%" PRIu64 ", n=%zu)", off, n);
@@ -335,11 +389,14 @@ static void run_config(const struct config *cfg, uint64_t iterations)
             /* Extents end on cluster boundaries or at the request end. */
             if (off + ext.length != off + n)
                 CHECK_EQ((off + ext.length) % s.cs, 0);
+        } else if (op < 995) { /* resize */
+            do_resize(&s, &rng);
         } else { /* make_empty */
             if (!cfg->backing || cfg->raw)
                 continue;
             note("make_empty");
             CHECK_OK(qcowkit_make_empty(s.img));
+            /* It drops the zero clusters of grows too: backing shows. */
             memcpy(s.model, s.backing, s.size);
         }
     }

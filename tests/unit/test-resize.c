@@ -150,6 +150,223 @@ static void test_backing_names(void)
     qcowkit_io_close(io);
 }
 
+/* ----------------------------------------------- growing an overlay */
+
+#define BACKING_BYTE 0xbb
+
+struct overlay {
+    char *dir;
+    char *name;
+    struct qcowkit_io *io;
+    struct qcowkit_image *img;
+    const uint8_t *key; /* NULL: not encrypted */
+};
+
+/* A 1 MiB backing file of BACKING_BYTE, raw or qcow, in a fresh folder. */
+static char *make_backing(int qcow_backing, uint64_t len)
+{
+    char *dir = test_mkdtemp();
+    uint8_t *bytes = test_xmalloc(len);
+    char *path;
+
+    memset(bytes, BACKING_BYTE, len);
+    if (qcow_backing) {
+        struct qcowkit_image *b;
+        path = test_path(dir, "base.qcow");
+        test_create_file(path, len, 512, NULL);
+        b = test_open_file(path, QCOWKIT_OPEN_RDWR);
+        CHECK_OK(qcowkit_pwrite(b, bytes, len, 0));
+        CHECK_OK(qcowkit_close(b));
+    } else {
+        path = test_path(dir, "base.raw");
+        test_write_file(path, bytes, len);
+    }
+    free(path);
+    free(bytes);
+    return dir;
+}
+
+static void overlay_open(struct overlay *o)
+{
+    struct qcowkit_open_opts oo;
+
+    qcowkit_open_opts_init(&oo);
+    oo.flags = QCOWKIT_OPEN_RDWR;
+    oo.key = o->key;
+    oo.key_len = o->key ? 16 : 0;
+    CHECK_OK(qcowkit_open_io(o->io, o->name, &oo, &o->img));
+}
+
+static void overlay_new(struct overlay *o, int qcow_backing, uint64_t size,
+                        uint32_t cluster_size, const uint8_t *key)
+{
+    struct qcowkit_create_opts co;
+
+    memset(o, 0, sizeof *o);
+    o->dir = make_backing(qcow_backing, 1 << 20);
+    o->name = test_path(o->dir, "overlay.qcow");
+    o->key = key;
+    o->io = test_mem_io(NULL, 0);
+    test_create_opts(&co, size, cluster_size,
+                     qcow_backing ? "base.qcow" : "base.raw");
+    co.key = key;
+    co.key_len = key ? 16 : 0;
+    CHECK_OK(qcowkit_create_io(o->io, o->name, &co));
+    overlay_open(o);
+}
+
+static void overlay_reopen(struct overlay *o)
+{
+    CHECK_OK(qcowkit_close(o->img));
+    overlay_open(o);
+}
+
+static void overlay_free(struct overlay *o)
+{
+    CHECK_OK(qcowkit_close(o->img));
+    qcowkit_io_close(o->io);
+    test_rm_rf(o->dir);
+    free(o->dir);
+    free(o->name);
+}
+
+static const uint8_t test_key[16] = "resize-test-key";
+
+/* Grow a half-size overlay: the new range reads zeros, not the backing. */
+static void test_grow_overlay(int qcow_backing, uint32_t cs, uint64_t old,
+                              uint64_t grown, const uint8_t *key)
+{
+    struct overlay o;
+
+    overlay_new(&o, qcow_backing, old, cs, key);
+    fill(o.img, 0x11, 0, 4096);
+    expect(o.img, BACKING_BYTE, 4096, old - 4096);
+    CHECK_OK(qcowkit_resize(o.img, grown));
+    CHECK_EQ_U64(test_info(o.img).virtual_size, grown);
+    expect(o.img, 0x11, 0, 4096);
+    expect(o.img, BACKING_BYTE, 4096, old - 4096);
+    expect(o.img, 0x00, old, grown - old);
+    expect_clean(o.img);
+    overlay_reopen(&o);
+    expect(o.img, BACKING_BYTE, 4096, old - 4096);
+    expect(o.img, 0x00, old, grown - old);
+    expect_clean(o.img);
+    /* Writes in the grown range still work, and their neighbours stay 0. */
+    fill(o.img, 0x77, old + 512, 1024);
+    expect(o.img, 0x00, old, 512);
+    expect(o.img, 0x77, old + 512, 1024);
+    expect(o.img, 0x00, old + 1536, grown - old - 1536);
+    expect_clean(o.img);
+    overlay_free(&o);
+}
+
+/* Write everywhere, shrink, grow: nothing old and no backing comes back. */
+static void test_shrink_grow_overlay(int qcow_backing, uint32_t cs,
+                                     uint64_t cut, const uint8_t *key)
+{
+    struct overlay o;
+
+    overlay_new(&o, qcow_backing, 1 << 20, cs, key);
+    fill(o.img, 0x22, 0, 1 << 20);
+    CHECK_OK(qcowkit_resize(o.img, cut));
+    CHECK_OK(qcowkit_resize(o.img, 1 << 20));
+    expect(o.img, 0x22, 0, cut);
+    expect(o.img, 0x00, cut, (1 << 20) - cut);
+    expect_clean(o.img);
+    overlay_reopen(&o);
+    expect(o.img, 0x22, 0, cut);
+    expect(o.img, 0x00, cut, (1 << 20) - cut);
+    expect_clean(o.img);
+    overlay_free(&o);
+}
+
+/* Grow far past the backing file: a few bytes per covered cluster only. */
+static void test_grow_cost(void)
+{
+    struct overlay o;
+    uint64_t before, after;
+
+    overlay_new(&o, 0, 512 << 10, 4096, NULL);
+    before = test_info(o.img).file_size;
+    CHECK_OK(qcowkit_resize(o.img, UINT64_C(64) << 20));
+    after = test_info(o.img).file_size;
+    expect(o.img, 0x00, 512 << 10, (UINT64_C(64) << 20) - (512 << 10));
+    /* The new L1 and one L2 table (cluster-aligned), 128 small streams. */
+    if (after - before > 3 * 4096 + 128 * 32)
+        TEST_FAIL("growing cost %llu bytes",
+                  (unsigned long long)(after - before));
+    expect_clean(o.img);
+    overlay_free(&o);
+}
+
+/* Set the virtual size in the header bytes, keeping every table. */
+static void patch_size(struct overlay *o, uint64_t size)
+{
+    uint8_t raw[8];
+
+    CHECK_OK(qcowkit_close(o->img));
+    test_put_be64(raw, size);
+    CHECK_OK(qcowkit_io_pwrite(o->io, raw, sizeof raw, 24));
+    overlay_open(o);
+}
+
+/*
+ * The cluster across the old end may hold data past it (written by
+ * another tool, or by us before a header-only shrink): it must read as
+ * zeros past the old end once grown.  how: 0 normal, 1 compressed.
+ */
+static void test_grow_straddle(int how, int with_backing)
+{
+    struct overlay o;
+    uint64_t cs = 65536, old = cs + 4096;
+    uint8_t *buf = test_xmalloc(cs);
+
+    if (with_backing) {
+        overlay_new(&o, 0, 2 * cs, (uint32_t)cs, NULL);
+    } else {
+        memset(&o, 0, sizeof o);
+        o.dir = test_mkdtemp();
+        o.name = test_path(o.dir, "overlay.qcow");
+        o.img = test_mem_image(2 * cs, (uint32_t)cs, NULL, o.name, &o.io);
+    }
+    memset(buf, 0x33, cs);
+    if (how == 1)
+        CHECK_OK(qcowkit_pwrite_compressed(o.img, buf, cs, cs));
+    else
+        CHECK_OK(qcowkit_pwrite(o.img, buf, cs, cs));
+    patch_size(&o, old);
+    CHECK_OK(qcowkit_resize(o.img, 2 * cs));
+    expect(o.img, with_backing ? BACKING_BYTE : 0, 0, cs);
+    expect(o.img, 0x33, cs, old - cs);
+    expect(o.img, 0x00, old, 2 * cs - old);
+    expect_clean(o.img);
+    overlay_reopen(&o);
+    expect(o.img, 0x33, cs, old - cs);
+    expect(o.img, 0x00, old, 2 * cs - old);
+    overlay_free(&o);
+    free(buf);
+}
+
+static void test_grow_overlays(void)
+{
+    for (int qb = 0; qb <= 1; qb++) {
+        test_grow_overlay(qb, 4096, 512 << 10, 1 << 20, NULL);
+        test_grow_overlay(qb, 65536, (512 << 10) + 1536, 1 << 20, NULL);
+        test_grow_overlay(qb, 512, (512 << 10) + 512, (2 << 20) + 512, NULL);
+        test_grow_overlay(qb, 4096, (512 << 10) + 512, 1 << 20, test_key);
+        test_shrink_grow_overlay(qb, 4096, 256 << 10, NULL);
+        test_shrink_grow_overlay(qb, 65536, (256 << 10) + 1536, NULL);
+        test_shrink_grow_overlay(qb, 4096, (256 << 10) + 512, test_key);
+    }
+    /* Grown by less than a cluster, inside the cluster across the end. */
+    test_grow_overlay(0, 65536, (512 << 10) + 512, (512 << 10) + 4096, NULL);
+    test_grow_cost();
+    for (int how = 0; how <= 1; how++) {
+        test_grow_straddle(how, 0);
+        test_grow_straddle(how, 1);
+    }
+}
+
 int main(void)
 {
     test_init(120);
@@ -159,6 +376,7 @@ int main(void)
     test_shrink_then_grow();
     test_refusals();
     test_backing_names();
+    test_grow_overlays();
     printf("test-resize: ok\n");
     return 0;
 }
