@@ -226,6 +226,11 @@ int qk_trust_build(struct qcowkit_image *img, uint64_t file_size)
     }
     keep_disjoint(img, cand, n);
     free(cand);
+    /* Cached tables were checked against the file just now (a rebuild
+     * follows a clean check): what they hold past the old end is ours. */
+    for (uint32_t i = 0; i < img->cache.used; i++)
+        if (img->cache.slots[i].l1_index != QK_NO_TABLE)
+            bit_put(t->seen, img->cache.slots[i].l1_index, true);
     return 0;
 }
 

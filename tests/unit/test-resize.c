@@ -22,13 +22,19 @@ static void expect(struct qcowkit_image *img, uint8_t byte, uint64_t offset,
     free(buf);
 }
 
+static void print_finding(void *opaque, const char *message)
+{
+    (void)opaque;
+    fprintf(stderr, "check: %s\n", message);
+}
+
 static void expect_clean(struct qcowkit_image *img)
 {
     struct qcowkit_check_report r;
 
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    CHECK_OK(qcowkit_check(img, 0, NULL, NULL, &r));
+    CHECK_OK(qcowkit_check(img, 0, print_finding, NULL, &r));
     CHECK_EQ(r.corruptions, 0);
     CHECK_EQ(r.leaks, 0);
 }
