@@ -24,8 +24,8 @@ static void on_fail(void)
     if (strcmp(g_part, "prop") == 0)
         fprintf(stderr,
                 "    property iteration with seed %" PRIu64
-                "; replay it alone with QCOWKIT_SEED=%" PRIu64
-                " QCOWKIT_ITERATIONS=1 test-repair\n",
+                "; replay it alone with QCOWKIT_REPAIR_ONLY=prop "
+                "QCOWKIT_SEED=%" PRIu64 " QCOWKIT_ITERATIONS=1 test-repair\n",
                 g_seed, g_seed);
     else
         fprintf(stderr,
