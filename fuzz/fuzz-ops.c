@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layout.h"
 #include "qcowkit.h"
 
 #define MAX_OPS 200
@@ -98,6 +99,7 @@ struct state {
     uint8_t *buf; /* WINDOW bytes of scratch */
     unsigned op;
     unsigned checks;
+    bool layout_clean; /* layout.h found nothing wrong at the start */
 };
 
 static void fail(struct state *s, const char *what, int err)
@@ -523,6 +525,25 @@ static int make_fresh(struct state *s, uint8_t mode, uint8_t csel,
     return 0;
 }
 
+/*
+ * No operation may create an overlap or misplace a cluster.  Checked only
+ * where the image is flushed anyway (flush, check, reopen, snapshot, the
+ * end), so that unflushed states still span operations, and only on
+ * images that started clean: a hostile image may be broken already.
+ */
+static void check_layout(struct state *s)
+{
+    struct layout_result lr;
+
+    if (!s->layout_clean || !s->img ||
+        (s->writable && qcowkit_flush(s->img) != 0))
+        return;
+    if (layout_check_io(s->io, &lr)) {
+        fprintf(stderr, "fuzz-ops: op %u: layout: %s\n", s->op, lr.first);
+        abort();
+    }
+}
+
 static void run(struct state *s, struct input *in)
 {
     while (in->n > 0 && s->op < MAX_OPS && s->img) {
@@ -572,6 +593,9 @@ static void run(struct state *s, struct input *in)
             compare_all(s);
             break;
         }
+        if (code % 16 == 9 || code % 16 == 10 || code % 16 == 12 ||
+            code % 16 == 14)
+            check_layout(s);
     }
 }
 
@@ -648,9 +672,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
     }
+    {
+        struct layout_result lr;
+        s.layout_clean = s.qcow && layout_check_io(s.io, &lr) == 0;
+    }
     run(&s, &in);
     if (s.img)
         compare_all(&s);
+    check_layout(&s);
 out:
     if (s.img) {
         err = qcowkit_close(s.img);

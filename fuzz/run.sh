@@ -29,7 +29,7 @@ if [ $# -gt 0 ]; then
     secs=$1
     shift
 fi
-harnesses=${*:-fuzz-open fuzz-ops fuzz-nbd}
+harnesses=${*:-fuzz-open fuzz-ops fuzz-nbd fuzz-repair}
 builddir=${FUZZ_BUILDDIR:-$top/build-fuzz}
 jobs=${FUZZ_JOBS:-1}
 

@@ -10,6 +10,8 @@
  */
 #include "test.h"
 
+#include "layout.h"
+
 struct config {
     const char *label;
     uint32_t cluster_size;
@@ -217,6 +219,24 @@ static void teardown(struct state *s)
     free(s->rbuf);
 }
 
+/*
+ * The flushed bytes must have a clean layout (no overlap, nothing
+ * misplaced).  Flushing is what the test's flush operation does anyway;
+ * between those, every 16th step also flushes, so that runs of unflushed
+ * operations stay common.
+ */
+static void check_layout(struct state *s)
+{
+    struct layout_result lr;
+
+    if (s->cfg->raw)
+        return;
+    CHECK_OK(qcowkit_flush(s->img));
+    if (layout_check_io(s->io, &lr))
+        TEST_FAIL("layout: %" PRIu64 " problem(s), first: %s", lr.problems,
+                  lr.first);
+}
+
 /* A random range: mostly small, sometimes large, often near clusters. */
 static void pick_range(struct state *s, struct test_rng *rng, uint64_t *off,
                        size_t *n)
@@ -305,6 +325,9 @@ static void run_config(const struct config *cfg, uint64_t iterations)
         uint64_t off;
         size_t n;
 
+        if (g_step % 16 == 15)
+            check_layout(&s);
+
         if (op < 330) { /* write */
             pick_range(&s, &rng, &off, &n);
             if (test_rng_below(&rng, 4) == 0)
@@ -357,6 +380,7 @@ static void run_config(const struct config *cfg, uint64_t iterations)
         } else if (op < 880) { /* flush */
             note("flush");
             CHECK_OK(qcowkit_flush(s.img));
+            check_layout(&s);
         } else if (op < 910) { /* close + reopen */
             note("close+reopen");
             reopen(&s);
@@ -407,6 +431,7 @@ static void run_config(const struct config *cfg, uint64_t iterations)
     reopen(&s);
     note("final verify after reopen");
     verify_all(&s);
+    check_layout(&s);
     teardown(&s);
     g_label = NULL;
 }
