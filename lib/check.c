@@ -33,6 +33,10 @@ struct checker {
     uint8_t *inflated;
     uint64_t prev_host; /* end of the previous cluster, for fragmentation */
     uint64_t hole_start, hole_end; /* a known hole of the file */
+    /* Compressed streams, as offset << cluster_bits | size (first pass). */
+    uint64_t *packs;
+    size_t pack_count, pack_cap;
+    int pack_err;
 };
 
 static void say(struct checker *c, const char *fmt, ...)
@@ -177,6 +181,22 @@ static void count_cluster(struct checker *c, uint64_t entry)
     c->prev_host = entry + c->img->cluster_size;
 }
 
+static void remember_pack(struct checker *c, uint64_t offset, uint64_t len)
+{
+    if (c->pack_count == c->pack_cap) {
+        size_t cap = c->pack_cap ? c->pack_cap * 2 : 1024;
+        uint64_t *p = realloc(c->packs, cap * sizeof *p);
+        if (!p) {
+            c->pack_err =
+                qk_error(-ENOMEM, "%s: no memory for the check", c->img->name);
+            return;
+        }
+        c->packs = p;
+        c->pack_cap = cap;
+    }
+    c->packs[c->pack_count++] = offset << c->img->cluster_bits | len;
+}
+
 static void check_entry(struct checker *c, uint64_t entry, uint64_t entry_at,
                         uint64_t guest)
 {
@@ -204,6 +224,8 @@ static void check_entry(struct checker *c, uint64_t entry, uint64_t entry_at,
             return;
         }
     }
+    if (compressed && c->first_pass)
+        remember_pack(c, offset, len);
     /* Tables and metadata were ruled out above: a clash is another
      * cluster, walked earlier, which keeps it. */
     if (!mark(c, offset, len, compressed))
@@ -354,6 +376,141 @@ static void find_leaks(struct checker *c)
         give_back(c, run_start, run_len);
 }
 
+/* ---------------------------------------- compressed streams sharing bytes */
+
+/* A run of streams that overlap one another; the first walked keeps it. */
+struct clash {
+    uint64_t pack;
+    uint64_t group;
+};
+
+static int by_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sort the streams and keep those that share bytes, with their group. */
+static struct clash *find_clashes(struct checker *c, size_t *count,
+                                  uint64_t *groups)
+{
+    uint32_t bits = c->img->cluster_bits;
+    uint64_t mask = (UINT64_C(1) << bits) - 1, end = 0;
+    struct clash *out = NULL;
+    size_t n = 0, first = 0;
+
+    *count = 0;
+    *groups = 0;
+    qsort(c->packs, c->pack_count, sizeof *c->packs, by_u64);
+    for (size_t i = 0; i <= c->pack_count; i++) {
+        uint64_t at = i < c->pack_count ? c->packs[i] >> bits : UINT64_MAX;
+        if (i > 0 && at < end) {
+            uint64_t e = at + (c->packs[i] & mask);
+            end = e > end ? e : end;
+            continue;
+        }
+        if (i - first > 1) { /* the run [first, i) overlaps */
+            struct clash *grown = realloc(out, (n + i - first) * sizeof *out);
+            if (!grown) {
+                free(out);
+                return NULL;
+            }
+            out = grown;
+            for (size_t j = first; j < i; j++)
+                out[n++] = (struct clash){c->packs[j], *groups};
+            ++*groups;
+        }
+        first = i;
+        if (i < c->pack_count)
+            end = at + (c->packs[i] & mask);
+    }
+    *count = n;
+    return out;
+}
+
+static const struct clash *clash_of(const struct clash *cl, size_t n,
+                                    uint64_t pack)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cl[mid].pack < pack)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && cl[lo].pack == pack ? &cl[lo] : NULL;
+}
+
+/* Walk the tables again: in each group, streams after the first go. */
+static int blame_clashes(struct checker *c, const struct clash *cl, size_t n,
+                         uint8_t *kept)
+{
+    struct qcowkit_image *img = c->img;
+    uint64_t *entries = (uint64_t *)c->raw_table;
+    int err = 0;
+
+    for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++) {
+        if (!walked(c, i))
+            continue;
+        err = qk_read(img->io, c->raw_table, (size_t)img->l2_entries * 8,
+                      img->l1[i]);
+        for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++) {
+            uint64_t e = qk_be64(c->raw_table + (size_t)j * 8);
+            uint64_t guest = (i << (img->cluster_bits + img->l2_bits)) |
+                             ((uint64_t)j << img->cluster_bits);
+            uint64_t off = e & img->offset_mask;
+            uint64_t len =
+                (e >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
+            const struct clash *hit;
+            char what[160];
+            entries[j] = e;
+            if (!(e & QCOW_COMPRESSED) || cluster_problem(c, e, guest))
+                continue;
+            hit = clash_of(cl, n, off << img->cluster_bits | len);
+            if (!hit)
+                continue;
+            if (!bit(kept, hit->group)) {
+                set_bit(kept, hit->group);
+                continue;
+            }
+            snprintf(what, sizeof what,
+                     "compressed cluster at offset %llu (guest offset %llu)",
+                     (unsigned long long)off, (unsigned long long)guest);
+            corrupt(c, img->l1[i] + (uint64_t)j * 8, what,
+                    "shares bytes with another compressed cluster");
+        }
+    }
+    return err;
+}
+
+/*
+ * Compressed streams may share sectors but never bytes: QEMU overwrites
+ * a compressed cluster in place, so two entries on the same bytes could
+ * corrupt each other.  Costs 8 bytes per compressed cluster.
+ */
+static int check_packs(struct checker *c)
+{
+    uint64_t groups;
+    size_t n;
+    struct clash *cl;
+    uint8_t *kept;
+    int err = c->pack_err;
+
+    if (err < 0 || c->pack_count < 2)
+        return err;
+    cl = find_clashes(c, &n, &groups);
+    kept = cl ? calloc(1, (size_t)(groups + 7) / 8) : NULL;
+    if (n && (!cl || !kept))
+        err = qk_error(-ENOMEM, "%s: no memory for the check", c->img->name);
+    else if (n)
+        err = blame_clashes(c, cl, n, kept);
+    free(cl);
+    free(kept);
+    return err;
+}
+
 static int check_window(struct checker *c)
 {
     struct qcowkit_image *img = c->img;
@@ -370,6 +527,9 @@ static int check_window(struct checker *c)
     for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
         if (walked(c, i))
             err = walk_table(c, i);
+    /* The first pass saw every stream: settle clashes before leaks. */
+    if (err == 0 && c->first_pass)
+        err = check_packs(c);
     if (err == 0)
         find_leaks(c);
     return err;
@@ -473,6 +633,7 @@ static int check_locked(struct checker *c)
     free(c->packed);
     free(c->raw_table);
     free(c->inflated);
+    free(c->packs);
     return err;
 }
 

@@ -677,10 +677,10 @@ static inline int rp_side_as_before(const struct rp_case *c, unsigned di,
 {
     for (uint64_t g = first; g < first + count && g < c->clusters; g++) {
         size_t n = rp_cluster_len(c, g);
-        if (rp_touched(c, g, (int)di))
+        /* Other damage, or unreadable before: nothing there to keep. */
+        if (rp_touched(c, g, (int)di) || c->before_rc[g] != 0)
             continue;
-        if (c->before_rc[g] != 0 ||
-            memcmp(c->before + g * c->cs, c->after + g * c->cs, n) != 0)
+        if (memcmp(c->before + g * c->cs, c->after + g * c->cs, n) != 0)
             return 0;
     }
     return 1;
