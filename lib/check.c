@@ -66,11 +66,13 @@ static void set_bit(uint8_t *map, uint64_t i)
 }
 
 /*
- * Mark the sectors of [offset, offset+len) that fall in the window, in
- * map; false if any was already taken in a way that conflicts.
+ * Mark the sectors of [offset, offset+len) that fall in the window; false
+ * if one was taken in a way that conflicts.  Sectors are marked "used"
+ * (normal clusters: whole sectors, alone) or "packed" (compressed streams,
+ * metadata and tables, whose bytes are checked exactly elsewhere and which
+ * may share a sector with one another).
  */
-static bool mark(struct checker *c, uint64_t offset, uint64_t len,
-                 bool compressed)
+static bool mark(struct checker *c, uint64_t offset, uint64_t len, bool packed)
 {
     uint64_t first = offset / QCOW_SECTOR;
     uint64_t last = (offset + len - 1) / QCOW_SECTOR;
@@ -86,9 +88,9 @@ static bool mark(struct checker *c, uint64_t offset, uint64_t len,
         if (s < win_first || s - win_first >= c->win_sectors)
             continue;
         i = s - win_first;
-        if (bit(c->used, i) || (!compressed && bit(c->packed, i)))
+        if (bit(c->used, i) || (!packed && bit(c->packed, i)))
             clean = false;
-        set_bit(compressed ? c->packed : c->used, i);
+        set_bit(packed ? c->packed : c->used, i);
     }
     return clean;
 }
@@ -99,12 +101,12 @@ static void mark_metadata(struct checker *c)
     const struct qk_header *h = &img->header;
     uint64_t padded_end;
 
-    mark(c, 0, QCOW_HEADER_SIZE, false);
+    mark(c, 0, QCOW_HEADER_SIZE, true);
     if (h->backing_file_offset && h->backing_file_size)
-        mark(c, h->backing_file_offset, h->backing_file_size, false);
+        mark(c, h->backing_file_offset, h->backing_file_size, true);
     /* The exact table: after make-empty the next one may start in the
      * sector where it ends (zeroed padding is not counted as a leak). */
-    mark(c, h->l1_table_offset, img->l1_entries * 8, false);
+    mark(c, h->l1_table_offset, img->l1_entries * 8, true);
     /* QEMU writes the table in whole sectors; that padding is the image's. */
     padded_end =
         h->l1_table_offset + qk_align_up(img->l1_entries * 8, QCOW_SECTOR);
@@ -378,10 +380,15 @@ static void find_leaks(struct checker *c)
 
 /* ---------------------------------------- compressed streams sharing bytes */
 
-/* A run of streams that overlap one another; the first walked keeps it. */
+/*
+ * A stream that shares bytes with another.  Of streams that overlap, the
+ * one earlier in the file is kept (as for tables); of identical ones, the
+ * first walked.
+ */
 struct clash {
     uint64_t pack;
-    uint64_t group;
+    bool kept;  /* this stream's bytes are kept ... */
+    bool taken; /* ... by the first entry walked */
 };
 
 static int by_u64(const void *a, const void *b)
@@ -390,46 +397,41 @@ static int by_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Sort the streams and keep those that share bytes, with their group. */
-static struct clash *find_clashes(struct checker *c, size_t *count,
-                                  uint64_t *groups)
+/* Sort the streams; return those that lose bytes or are duplicated. */
+static struct clash *find_clashes(struct checker *c, size_t *count)
 {
     uint32_t bits = c->img->cluster_bits;
-    uint64_t mask = (UINT64_C(1) << bits) - 1, end = 0;
+    uint64_t mask = (UINT64_C(1) << bits) - 1, kept_end = 0;
     struct clash *out = NULL;
-    size_t n = 0, first = 0;
+    size_t n = 0, cap = 0;
 
-    *count = 0;
-    *groups = 0;
     qsort(c->packs, c->pack_count, sizeof *c->packs, by_u64);
-    for (size_t i = 0; i <= c->pack_count; i++) {
-        uint64_t at = i < c->pack_count ? c->packs[i] >> bits : UINT64_MAX;
-        if (i > 0 && at < end) {
-            uint64_t e = at + (c->packs[i] & mask);
-            end = e > end ? e : end;
+    for (size_t i = 0, j; i < c->pack_count; i = j) {
+        uint64_t at = c->packs[i] >> bits;
+        bool kept = at >= kept_end;
+        for (j = i + 1; j < c->pack_count && c->packs[j] == c->packs[i]; j++)
+            ;
+        if (kept)
+            kept_end = at + (c->packs[i] & mask);
+        if (kept && j - i == 1)
             continue;
-        }
-        if (i - first > 1) { /* the run [first, i) overlaps */
-            struct clash *grown = realloc(out, (n + i - first) * sizeof *out);
+        if (n == cap) {
+            struct clash *grown;
+            cap = cap ? cap * 2 : 64;
+            grown = realloc(out, cap * sizeof *out);
             if (!grown) {
                 free(out);
                 return NULL;
             }
             out = grown;
-            for (size_t j = first; j < i; j++)
-                out[n++] = (struct clash){c->packs[j], *groups};
-            ++*groups;
         }
-        first = i;
-        if (i < c->pack_count)
-            end = at + (c->packs[i] & mask);
+        out[n++] = (struct clash){c->packs[i], kept, false};
     }
     *count = n;
-    return out;
+    return out ? out : calloc(1, sizeof *out);
 }
 
-static const struct clash *clash_of(const struct clash *cl, size_t n,
-                                    uint64_t pack)
+static struct clash *clash_of(struct clash *cl, size_t n, uint64_t pack)
 {
     size_t lo = 0, hi = n;
 
@@ -443,12 +445,10 @@ static const struct clash *clash_of(const struct clash *cl, size_t n,
     return lo < n && cl[lo].pack == pack ? &cl[lo] : NULL;
 }
 
-/* Walk the tables again: in each group, streams after the first go. */
-static int blame_clashes(struct checker *c, const struct clash *cl, size_t n,
-                         uint8_t *kept)
+/* Walk the tables again and blame every entry that does not keep bytes. */
+static int blame_clashes(struct checker *c, struct clash *cl, size_t n)
 {
     struct qcowkit_image *img = c->img;
-    uint64_t *entries = (uint64_t *)c->raw_table;
     int err = 0;
 
     for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++) {
@@ -463,16 +463,14 @@ static int blame_clashes(struct checker *c, const struct clash *cl, size_t n,
             uint64_t off = e & img->offset_mask;
             uint64_t len =
                 (e >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
-            const struct clash *hit;
+            struct clash *hit;
             char what[160];
-            entries[j] = e;
             if (!(e & QCOW_COMPRESSED) || cluster_problem(c, e, guest))
                 continue;
             hit = clash_of(cl, n, off << img->cluster_bits | len);
-            if (!hit)
-                continue;
-            if (!bit(kept, hit->group)) {
-                set_bit(kept, hit->group);
+            if (!hit || (hit->kept && !hit->taken)) {
+                if (hit)
+                    hit->taken = true;
                 continue;
             }
             snprintf(what, sizeof what,
@@ -492,22 +490,18 @@ static int blame_clashes(struct checker *c, const struct clash *cl, size_t n,
  */
 static int check_packs(struct checker *c)
 {
-    uint64_t groups;
-    size_t n;
     struct clash *cl;
-    uint8_t *kept;
+    size_t n;
     int err = c->pack_err;
 
     if (err < 0 || c->pack_count < 2)
         return err;
-    cl = find_clashes(c, &n, &groups);
-    kept = cl ? calloc(1, (size_t)(groups + 7) / 8) : NULL;
-    if (n && (!cl || !kept))
+    cl = find_clashes(c, &n);
+    if (!cl)
         err = qk_error(-ENOMEM, "%s: no memory for the check", c->img->name);
     else if (n)
-        err = blame_clashes(c, cl, n, kept);
+        err = blame_clashes(c, cl, n);
     free(cl);
-    free(kept);
     return err;
 }
 
@@ -523,7 +517,7 @@ static int check_window(struct checker *c)
     /* Kept tables are disjoint from each other and the metadata. */
     for (uint64_t i = 0; i < img->l1_entries; i++)
         if (walked(c, i))
-            mark(c, img->l1[i], (uint64_t)img->l2_entries * 8, false);
+            mark(c, img->l1[i], (uint64_t)img->l2_entries * 8, true);
     for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
         if (walked(c, i))
             err = walk_table(c, i);

@@ -151,12 +151,10 @@ static int store_compressed(struct qcowkit_image *img, const uint8_t *data,
                             size_t size, uint64_t offset)
 {
     uint64_t l1_index = offset >> (img->cluster_bits + img->l2_bits);
-    uint32_t idx = (offset >> img->cluster_bits) & (img->l2_entries - 1);
-    uint64_t host, *table;
+    uint64_t host;
     int err;
 
-    table = qk_l2_get_or_make(img, l1_index, &err);
-    if (!table)
+    if (!qk_l2_get_or_make(img, l1_index, &err))
         return err < 0 ? err : -EIO;
     err = qk_allocate(img, size, 1, &host);
     if (err == 0)
@@ -165,13 +163,9 @@ static int store_compressed(struct qcowkit_image *img, const uint8_t *data,
         return err;
     img->data_unsynced = true;
     /* A new place, never the old cluster: a crash keeps the old data. */
-    table = qk_l2_get(img, l1_index, &err);
-    if (!table)
-        return err < 0 ? err : -EIO;
-    table[idx] =
-        host | QCOW_COMPRESSED | (uint64_t)size << (63 - img->cluster_bits);
-    qk_l2_mark_dirty(img, l1_index);
-    return 0;
+    return qk_l2_set(img, offset,
+                     host | QCOW_COMPRESSED |
+                         (uint64_t)size << (63 - img->cluster_bits));
 }
 
 /* May [offset, offset+count) take compressed clusters? */

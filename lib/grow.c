@@ -38,21 +38,6 @@ static uint64_t backing_reach(const struct qcowkit_image *img, uint64_t end)
     return img->backing->virtual_size < end ? img->backing->virtual_size : end;
 }
 
-/* Point the entry of the cluster at guest offset start at entry. */
-static int set_entry(struct qcowkit_image *img, uint64_t start, uint64_t entry)
-{
-    uint64_t l1_index = start >> (img->cluster_bits + img->l2_bits);
-    uint32_t idx = (start >> img->cluster_bits) & (img->l2_entries - 1);
-    int err;
-    uint64_t *table = qk_l2_get(img, l1_index, &err);
-
-    if (!table)
-        return err < 0 ? err : -EIO;
-    table[idx] = entry;
-    qk_l2_mark_dirty(img, l1_index);
-    return 0;
-}
-
 /* A new normal cluster holding buf, for the cluster at guest start. */
 static int write_new_cluster(struct qcowkit_image *img, uint64_t start,
                              const uint8_t *buf)
@@ -69,7 +54,7 @@ static int write_new_cluster(struct qcowkit_image *img, uint64_t start,
     if (err < 0)
         return err;
     img->data_unsynced = true;
-    return set_entry(img, start, host);
+    return qk_l2_set(img, start, host);
 }
 
 /*
@@ -172,7 +157,7 @@ static int store_zero_run(struct qcowkit_image *img, const uint8_t *stream,
     free(run);
     img->data_unsynced = true;
     for (uint64_t i = 0; err == 0 && i < n; i++)
-        err = set_entry(img, off + (i << img->cluster_bits),
+        err = qk_l2_set(img, off + (i << img->cluster_bits),
                         encrypted(img)
                             ? host + i * each
                             : (host + i * len) | QCOW_COMPRESSED |

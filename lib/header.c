@@ -113,6 +113,16 @@ int qk_header_validate(const struct qk_header *h, uint64_t file_size,
         if (err < 0)
             return err;
     }
-    return check_region(name, "L1 table", h->l1_table_offset,
-                        *l1_entries * sizeof(uint64_t), file_size);
+    err = check_region(name, "L1 table", h->l1_table_offset,
+                       *l1_entries * sizeof(uint64_t), file_size);
+    /* Else writing an L1 entry would rewrite the name, and back. */
+    if (err == 0 && h->backing_file_offset != 0 &&
+        h->backing_file_offset < h->l1_table_offset + *l1_entries * 8 &&
+        h->l1_table_offset < h->backing_file_offset + h->backing_file_size)
+        err = qk_error(-EINVAL,
+                       "%s: backing file name at offset %llu overlaps the L1 "
+                       "table at offset %llu",
+                       name, (unsigned long long)h->backing_file_offset,
+                       (unsigned long long)h->l1_table_offset);
+    return err;
 }

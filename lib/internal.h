@@ -139,11 +139,12 @@ struct qk_trust {
     uint64_t *tables;     /* kept L2 tables' offsets: sorted, disjoint */
     uint64_t table_count;
     uint64_t table_cap;
-    uint64_t map_bits;  /* L1 entries the two maps cover */
-    uint8_t *refused;   /* per L1 entry: its table is not followed */
-    uint8_t *seen;      /* per L1 entry: its table was read or made */
-    uint64_t *poisoned; /* hash set of refused guest clusters, plus one */
-    uint64_t poison_count;
+    uint64_t map_bits;     /* L1 entries the two maps cover */
+    uint8_t *refused;      /* per L1 entry: its table is not followed */
+    uint8_t *seen;         /* per L1 entry: its table was read or made */
+    uint64_t *poisoned;    /* hash set of refused guest clusters, plus one */
+    uint64_t poison_count; /* live entries */
+    uint64_t poison_used;  /* live entries and tombstones */
     uint64_t poison_cap;
 };
 
@@ -243,6 +244,8 @@ uint64_t *qk_l2_get(struct qcowkit_image *img, uint64_t l1_index, int *err);
 /* The L2 table for l1_index, made (in memory) if missing. */
 uint64_t *qk_l2_get_or_make(struct qcowkit_image *img, uint64_t l1_index,
                             int *err);
+/* Set the L2 entry of a guest offset (its table must exist). */
+int qk_l2_set(struct qcowkit_image *img, uint64_t guest_offset, uint64_t entry);
 /* Record a changed L2 entry (the table must be the one just returned). */
 void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index);
 /* Write data, then tables, then L1 entries, with a barrier between. */
@@ -263,6 +266,8 @@ int qk_trust_new_table(struct qcowkit_image *img, uint64_t l1_index,
 int qk_trust_first_load(struct qcowkit_image *img, uint64_t l1_index,
                         const uint64_t *entries);
 bool qk_table_refused(const struct qcowkit_image *img, uint64_t l1_index);
+/* Every L2 entry the handle sets goes through here (or qk_l2_set). */
+void qk_trust_entry_set(struct qcowkit_image *img, uint64_t guest_cluster);
 bool qk_hits_metadata(const struct qcowkit_image *img, uint64_t offset,
                       uint64_t len);
 bool qk_hits_table(const struct qcowkit_image *img, uint64_t offset,
@@ -315,6 +320,8 @@ int qk_check_range(struct qcowkit_image *img, size_t count, uint64_t offset,
  */
 int qk_raw_write_sector0(struct qcowkit_image *img, const void *buf,
                          size_t count, uint64_t offset);
+/* probe.c: may a probed raw image be truncated to size?  Lock held. */
+int qk_raw_truncate_guard(struct qcowkit_image *img, uint64_t size);
 
 /* crypt.c */
 void qk_crypt_set_key(struct qcowkit_image *img, const uint8_t *key,

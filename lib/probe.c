@@ -92,7 +92,7 @@ static int merged_sector(struct qcowkit_image *img, const uint8_t *buf,
 
     memset(out, 0, QCOW_SECTOR);
     err = qk_read(img->io, out, have, 0);
-    if (err == 0)
+    if (err == 0 && n)
         memcpy(out + offset, buf, n);
     return err;
 }
@@ -120,4 +120,27 @@ int qk_raw_write_sector0(struct qcowkit_image *img, const void *buf,
         img->data_unsynced = true;
     pthread_mutex_unlock(&img->lock);
     return err;
+}
+
+int qk_raw_truncate_guard(struct qcowkit_image *img, uint64_t size)
+{
+    uint8_t sector[QCOW_SECTOR];
+    const char *format;
+    int err;
+
+    if (!img->probed || size >= QCOW_SECTOR || size >= img->virtual_size)
+        return 0;
+    /* What is cut off reads as zeros when the image grows again. */
+    err = merged_sector(img, NULL, 0, 0, sector);
+    if (err < 0)
+        return err;
+    memset(sector + size, 0, QCOW_SECTOR - size);
+    format = probe_other(sector, QCOW_SECTOR);
+    if (!format)
+        return 0;
+    return qk_error(-EPERM,
+                    "%s: refusing to cut a probed raw image to %llu bytes: "
+                    "grown again, sector 0 would look like a %s image (open "
+                    "it with format raw to allow it)",
+                    img->name, (unsigned long long)size, format);
 }

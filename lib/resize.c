@@ -226,7 +226,9 @@ int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
                         img->name);
     if (img->format == QCOWKIT_FORMAT_RAW) {
         pthread_mutex_lock(&img->lock);
-        err = qk_io_truncate_to(img, size);
+        err = qk_raw_truncate_guard(img, size);
+        if (err == 0)
+            err = qk_io_truncate_to(img, size);
         if (err == 0)
             img->virtual_size = size;
         pthread_mutex_unlock(&img->lock);

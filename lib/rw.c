@@ -280,8 +280,10 @@ static int write_new_run(struct qcowkit_image *img, uint64_t l1_index,
     table = qk_l2_get(img, l1_index, &err);
     if (!table)
         return err < 0 ? err : -EIO;
-    for (uint64_t i = 0; i < clusters; i++)
+    for (uint64_t i = 0; i < clusters; i++) {
         table[idx + i] = host + i * img->cluster_size;
+        qk_trust_entry_set(img, (first >> img->cluster_bits) + i);
+    }
     qk_l2_mark_dirty(img, l1_index);
     return 0;
 }

@@ -247,6 +247,21 @@ uint64_t *qk_l2_get_or_make(struct qcowkit_image *img, uint64_t l1_index,
     return c->slots[i].entries;
 }
 
+int qk_l2_set(struct qcowkit_image *img, uint64_t guest_offset, uint64_t entry)
+{
+    uint64_t l1_index = guest_offset >> (img->cluster_bits + img->l2_bits);
+    uint32_t idx = (guest_offset >> img->cluster_bits) & (img->l2_entries - 1);
+    int err;
+    uint64_t *table = qk_l2_get(img, l1_index, &err);
+
+    if (!table)
+        return err < 0 ? err : -EIO;
+    table[idx] = entry;
+    qk_trust_entry_set(img, guest_offset >> img->cluster_bits);
+    qk_l2_mark_dirty(img, l1_index);
+    return 0;
+}
+
 void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index)
 {
     struct qk_slot *s = &img->cache.slots[img->cache.slot_of[l1_index]];

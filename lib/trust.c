@@ -73,7 +73,12 @@ static void bit_put(uint8_t *map, uint64_t i, bool on)
 
 /* ------------------------------------------------- the poisoned set */
 
-/* Open addressing over guest cluster numbers, stored plus one. */
+/*
+ * Open addressing over guest cluster numbers, stored plus one; a cleared
+ * one leaves a tombstone, skipped by lookups and dropped by growth.
+ */
+#define TOMBSTONE UINT64_MAX
+
 static uint64_t *poison_slot(uint64_t *keys, uint64_t cap, uint64_t key)
 {
     uint64_t i = (key * UINT64_C(0x9e3779b97f4a7c15)) & (cap - 1);
@@ -92,11 +97,12 @@ static int poison_grow(struct qcowkit_image *img)
     if (!keys)
         return qk_error(-ENOMEM, "%s: out of memory", img->name);
     for (uint64_t i = 0; i < t->poison_cap; i++)
-        if (t->poisoned[i])
+        if (t->poisoned[i] && t->poisoned[i] != TOMBSTONE)
             *poison_slot(keys, cap, t->poisoned[i] - 1) = t->poisoned[i];
     free(t->poisoned);
     t->poisoned = keys;
     t->poison_cap = cap;
+    t->poison_used = t->poison_count;
     return 0;
 }
 
@@ -106,7 +112,7 @@ static int poison(struct qcowkit_image *img, uint64_t guest_cluster)
     uint64_t *slot;
     int err;
 
-    if (t->poison_count * 2 >= t->poison_cap) {
+    if (t->poison_used * 2 >= t->poison_cap) {
         err = poison_grow(img);
         if (err < 0)
             return err;
@@ -115,8 +121,24 @@ static int poison(struct qcowkit_image *img, uint64_t guest_cluster)
     if (!*slot) {
         *slot = guest_cluster + 1;
         t->poison_count++;
+        t->poison_used++;
     }
     return 0;
+}
+
+/* The handle gives guest_cluster an entry of its own: trust that one. */
+void qk_trust_entry_set(struct qcowkit_image *img, uint64_t guest_cluster)
+{
+    struct qk_trust *t = &img->trust;
+    uint64_t *slot;
+
+    if (!t->poison_count)
+        return;
+    slot = poison_slot(t->poisoned, t->poison_cap, guest_cluster);
+    if (*slot) {
+        *slot = TOMBSTONE;
+        t->poison_count--;
+    }
 }
 
 static bool is_poisoned(const struct qcowkit_image *img, uint64_t guest)
