@@ -1,0 +1,110 @@
+#!/bin/bash
+# Attack-branch reproducers (issue 8 review).  Each part fails today.
+# ATTACK_PART=name runs one: name-shrink name-grow rebase-packed chain
+# raw-truncate.
+. "$(dirname "$0")/common.sh"
+have python3 || exit 77
+
+part() { [ -z "${ATTACK_PART:-}" ] || [ "$ATTACK_PART" = "$1" ]; }
+
+cat >mk.py <<'PY'
+import struct, sys, zlib
+def hdr(size, l1off, boff=0, bsize=0):
+    return struct.pack('>4sIQIIQBBHIQ', b'QFI\xfb', 1, boff, bsize, 0, size,
+                       12, 9, 0, 0, l1off)
+def l2(e):
+    e = list(e) + [0] * (512 - len(e))
+    return b''.join(struct.pack('>Q', x) for x in e)
+def comp(off, n):
+    return 1 << 63 | n << 51 | off
+def deflate(d):
+    c = zlib.compressobj(9, zlib.DEFLATED, -12)
+    return c.compress(d) + c.flush()
+def build(path, size, l1, writes, l1off=48, boff=0, bname=b''):
+    buf = bytearray()
+    def put(off, b):
+        if len(buf) < off + len(b):
+            buf.extend(bytes(off + len(b) - len(buf)))
+        buf[off:off + len(b)] = b
+    put(0, hdr(size, l1off, boff, len(bname)))
+    put(l1off, b''.join(struct.pack('>Q', x) for x in l1))
+    if bname:
+        put(boff, bname)
+    for off, b in writes:
+        put(off, b)
+    open(path, 'wb').write(bytes(buf))
+what = sys.argv[1]
+if what == 'name':
+    # The backing name "bj" is bytes 5..6 of L1[1], which reads 0x626a00:
+    # a sound, 512-aligned L2 table placed there.  check finds no error.
+    build(sys.argv[2], 4 << 20, [0, 0x626a00], [(0x626a00, l2([]))],
+          boff=61, bname=b'bj')
+elif what == 'chain':
+    # Streams A [0,26) B [22,48) C [44,66) relative: A and C share no byte.
+    s = [deflate(bytes([v]) * 4096) for v in (0x11, 0x22, 0x33)]
+    A = 8192; B = A + len(s[0]); C = B + len(s[1])
+    build(sys.argv[2], 1 << 20, [4096],
+          [(4096, l2([comp(A, len(s[0]) + 4), comp(C, len(s[2])),
+                      comp(B, len(s[1]) + 4)])),
+           (A, s[0]), (B, s[1]), (C, s[2])])
+PY
+python3 -c "open('bj','wb').write(b'\x5a' * (4 << 20))"
+
+# 1. Shrinking a clean overlay whose backing name lies in L1 bytes zeroes
+#    the name (resize.c clear_beyond): the kept range loses its backing.
+if part name-shrink; then
+    python3 mk.py name s.qcow
+    expect_rc 0 "$Q" check s.qcow
+    expect_rc 0 "$Q" io -c 'read -P 0x5a 0 4k' s.qcow
+    expect_rc 0 "$Q" resize --shrink s.qcow 2M
+    expect_rc 0 "$Q" io -c 'read -P 0x5a 0 4k' s.qcow
+    grep -q 'Pattern verification failed' out &&
+        fail "shrink to 2M dropped the backing file of the kept range"
+fi
+
+# 2. Same through a grow that moves the L1 table (resize.c wipe_old_l1).
+if part name-grow; then
+    python3 mk.py name g.qcow
+    expect_rc 0 "$Q" resize g.qcow 8M
+    expect_rc 0 "$Q" io -c 'read -P 0x5a 0 4k' g.qcow
+    grep -q 'Pattern verification failed' out &&
+        fail "grow to 8M dropped the backing file"
+fi
+
+# 3. rebase -u appends the name at an unaligned end; a compressed write
+#    then packs its stream into the name's sector; check calls the
+#    image qcowkit wrote corrupt and -r all throws the cluster away.
+if part rebase-packed; then
+    "$Q" create -f raw b.raw 64K >/dev/null
+    "$Q" create -f qcow -b b.raw -F raw o.qcow 64K >/dev/null
+    expect_rc 0 "$Q" io -c 'write -P 1 0 512' o.qcow
+    expect_rc 0 "$Q" rebase -u -b "$PWD/./././b.raw" -F raw o.qcow
+    expect_rc 0 "$Q" io -c 'write -c -P 3 1024 512' o.qcow
+    expect_rc 0 "$Q" check o.qcow
+    "$Q" check -r all o.qcow >/dev/null 2>&1 || true
+    expect_rc 0 "$Q" io -c 'read -P 3 1024 512' o.qcow
+    grep -q 'Pattern verification failed' out &&
+        fail "check -r all discarded qcowkit's own compressed cluster"
+fi
+
+# 4. Compressed streams A~B~C (A and C disjoint), walked A, C, B: only B
+#    shares bytes with a kept stream, yet C is blamed and cleared.
+if part chain; then
+    python3 mk.py chain c.qcow
+    "$Q" check -r all c.qcow >/dev/null 2>&1 || true
+    expect_rc 0 "$Q" io -c 'read -P 0x11 0 4k' -c 'read -P 0x33 4k 4k' c.qcow
+    grep -q 'Pattern verification failed' out &&
+        fail "repair cleared a stream that shares no byte with a kept one"
+fi
+
+# 5. A probed raw image whose sector 0 reads "QEDx" (writes refused) turns
+#    into a QED image by shrink + grow (resize; also FUSE truncate).
+if part raw-truncate; then
+    printf 'QEDx' >r.raw
+    truncate -s 1M r.raw
+    expect_rc 0 "$Q" resize --shrink r.raw 3
+    expect_rc 0 "$Q" resize r.raw 1M
+    [ "$(head -c 4 r.raw | od -An -tx1 | tr -d ' ')" = 51454400 ] &&
+        fail "probed raw image now starts with the QED magic"
+fi
+echo ok
