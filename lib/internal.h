@@ -139,12 +139,15 @@ struct qk_trust {
     uint64_t *tables;     /* kept L2 tables' offsets: sorted, disjoint */
     uint64_t table_count;
     uint64_t table_cap;
-    uint64_t map_bits;     /* L1 entries the two maps cover */
-    uint8_t *refused;      /* per L1 entry: its table is not followed */
-    uint8_t *seen;         /* per L1 entry: its table was read or made */
-    uint64_t *poisoned;    /* hash set of refused guest clusters, plus one */
-    uint64_t poison_count; /* live entries */
-    uint64_t poison_used;  /* live entries and tombstones */
+    uint64_t map_bits; /* L1 entries the two maps cover */
+    uint8_t *refused;  /* per L1 entry: its table is not followed */
+    uint8_t *seen;     /* per L1 entry: its table was read or made */
+    /* Refused entries past the trusted end: per table, a bit per entry,
+     * in a hash over L1 indices (trust.c). */
+    uint64_t *poison_keys;
+    uint8_t **poison_maps;
+    uint64_t poison_tables;
+    uint64_t poison_count; /* refused entries, 0: skip the lookups */
     uint64_t poison_cap;
 };
 

@@ -259,21 +259,46 @@ int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
     return err;
 }
 
+/*
+ * Beyond the old name, the bytes up to the L1 table are padding that a
+ * compressed stream could use: take them only if they are zeros, which
+ * no valid stream starts with.
+ */
+static int padding_free(struct qcowkit_image *img, uint64_t from, uint64_t to,
+                        bool *free_bytes)
+{
+    uint8_t pad[8] = {0};
+    int err = 0;
+
+    *free_bytes = true;
+    if (to > from && to - from <= sizeof pad)
+        err = qk_read(img->io, pad, to - from, from);
+    else if (to > from)
+        *free_bytes = false;
+    for (uint64_t i = 0; err == 0 && from + i < to; i++)
+        *free_bytes &= pad[i] == 0;
+    return err;
+}
+
 /* Where the new name can go: in place if it fits before the L1 table. */
 static int place_name(struct qcowkit_image *img, size_t len, uint64_t *offset)
 {
     const struct qk_header *h = &img->header;
     uint64_t room_end = h->l1_table_offset;
+    uint64_t old_end = QCOW_HEADER_SIZE + h->backing_file_size;
+    bool in_place = false;
+    int err = 0;
 
-    if (h->backing_file_offset == QCOW_HEADER_SIZE ||
-        h->backing_file_offset == 0) {
-        if (room_end >= QCOW_HEADER_SIZE &&
-            room_end - QCOW_HEADER_SIZE >= len &&
-            room_end ==
-                qk_align_up(QCOW_HEADER_SIZE + h->backing_file_size, 8)) {
-            *offset = QCOW_HEADER_SIZE;
-            return 0;
-        }
+    if ((h->backing_file_offset == QCOW_HEADER_SIZE ||
+         h->backing_file_offset == 0) &&
+        room_end >= QCOW_HEADER_SIZE && room_end - QCOW_HEADER_SIZE >= len &&
+        room_end == qk_align_up(old_end, 8))
+        err = padding_free(img, old_end, QCOW_HEADER_SIZE + len, &in_place);
+    if (err < 0)
+        return err;
+    if (in_place) {
+        *offset = QCOW_HEADER_SIZE;
+        return 0;
     }
     return qk_allocate(img, len, 1, offset);
 }

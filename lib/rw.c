@@ -375,7 +375,10 @@ int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
     while (err == 0 && count > 0) {
         uint64_t n = to_table_end(img, offset, count);
         pthread_mutex_lock(&img->lock);
-        err = write_in_table(img, p, n, offset);
+        /* Again under the lock: a shrink may have run since the check. */
+        err = offset + n > img->virtual_size
+                  ? qk_check_range(img, (size_t)n, offset, true)
+                  : write_in_table(img, p, n, offset);
         pthread_mutex_unlock(&img->lock);
         p += n;
         count -= n;

@@ -74,81 +74,93 @@ static void bit_put(uint8_t *map, uint64_t i, bool on)
 /* ------------------------------------------------- the poisoned set */
 
 /*
- * Open addressing over guest cluster numbers, stored plus one; a cleared
- * one leaves a tombstone, skipped by lookups and dropped by growth.
+ * Per L2 table with refused entries, one bit per entry: l2_entries / 8
+ * bytes, found by open addressing over L1 indices stored plus one.
  */
-#define TOMBSTONE UINT64_MAX
-
-static uint64_t *poison_slot(uint64_t *keys, uint64_t cap, uint64_t key)
+static uint64_t map_slot(const uint64_t *keys, uint64_t cap, uint64_t l1_index)
 {
-    uint64_t i = (key * UINT64_C(0x9e3779b97f4a7c15)) & (cap - 1);
+    uint64_t i = (l1_index * UINT64_C(0x9e3779b97f4a7c15)) & (cap - 1);
 
-    while (keys[i] && keys[i] != key + 1)
+    while (keys[i] && keys[i] != l1_index + 1)
         i = (i + 1) & (cap - 1);
-    return &keys[i];
+    return i;
 }
 
-static int poison_grow(struct qcowkit_image *img)
+static int maps_grow(struct qcowkit_image *img)
 {
     struct qk_trust *t = &img->trust;
-    uint64_t cap = t->poison_cap ? t->poison_cap * 2 : 64;
+    uint64_t cap = t->poison_cap ? t->poison_cap * 2 : 16;
     uint64_t *keys = calloc(cap, sizeof *keys);
+    uint8_t **maps = calloc(cap, sizeof *maps);
 
-    if (!keys)
+    if (!keys || !maps) {
+        free(keys);
+        free(maps);
         return qk_error(-ENOMEM, "%s: out of memory", img->name);
-    for (uint64_t i = 0; i < t->poison_cap; i++)
-        if (t->poisoned[i] && t->poisoned[i] != TOMBSTONE)
-            *poison_slot(keys, cap, t->poisoned[i] - 1) = t->poisoned[i];
-    free(t->poisoned);
-    t->poisoned = keys;
+    }
+    for (uint64_t i = 0; i < t->poison_cap; i++) {
+        if (!t->poison_keys[i])
+            continue;
+        uint64_t j = map_slot(keys, cap, t->poison_keys[i] - 1);
+        keys[j] = t->poison_keys[i];
+        maps[j] = t->poison_maps[i];
+    }
+    free(t->poison_keys);
+    free(t->poison_maps);
+    t->poison_keys = keys;
+    t->poison_maps = maps;
     t->poison_cap = cap;
-    t->poison_used = t->poison_count;
     return 0;
 }
 
-static int poison(struct qcowkit_image *img, uint64_t guest_cluster)
+/* The refused-entry bits of a table, or NULL. */
+static uint8_t *poison_map(const struct qcowkit_image *img, uint64_t l1_index)
+{
+    const struct qk_trust *t = &img->trust;
+
+    if (!t->poison_count)
+        return NULL;
+    return t->poison_maps[map_slot(t->poison_keys, t->poison_cap, l1_index)];
+}
+
+static int add_poison_map(struct qcowkit_image *img, uint64_t l1_index,
+                          uint8_t *map, uint64_t bits)
 {
     struct qk_trust *t = &img->trust;
-    uint64_t *slot;
+    uint64_t i;
     int err;
 
-    if (t->poison_used * 2 >= t->poison_cap) {
-        err = poison_grow(img);
+    if ((t->poison_tables + 1) * 2 > t->poison_cap) {
+        err = maps_grow(img);
         if (err < 0)
             return err;
     }
-    slot = poison_slot(t->poisoned, t->poison_cap, guest_cluster);
-    if (!*slot) {
-        *slot = guest_cluster + 1;
-        t->poison_count++;
-        t->poison_used++;
-    }
+    i = map_slot(t->poison_keys, t->poison_cap, l1_index);
+    t->poison_keys[i] = l1_index + 1;
+    t->poison_maps[i] = map;
+    t->poison_tables++;
+    t->poison_count += bits;
     return 0;
 }
 
 /* The handle gives guest_cluster an entry of its own: trust that one. */
 void qk_trust_entry_set(struct qcowkit_image *img, uint64_t guest_cluster)
 {
-    struct qk_trust *t = &img->trust;
-    uint64_t *slot;
+    uint8_t *map = poison_map(img, guest_cluster >> img->l2_bits);
+    uint64_t i = guest_cluster & (img->l2_entries - 1);
 
-    if (!t->poison_count)
-        return;
-    slot = poison_slot(t->poisoned, t->poison_cap, guest_cluster);
-    if (*slot) {
-        *slot = TOMBSTONE;
-        t->poison_count--;
+    if (map && bit_get(map, i)) {
+        bit_put(map, i, false);
+        img->trust.poison_count--;
     }
 }
 
 static bool is_poisoned(const struct qcowkit_image *img, uint64_t guest)
 {
-    const struct qk_trust *t = &img->trust;
+    uint64_t cluster = guest >> img->cluster_bits;
+    uint8_t *map = poison_map(img, cluster >> img->l2_bits);
 
-    if (!t->poison_count)
-        return false;
-    return *poison_slot(t->poisoned, t->poison_cap,
-                        guest >> img->cluster_bits) != 0;
+    return map && bit_get(map, cluster & (img->l2_entries - 1));
 }
 
 /* ------------------------------------------------------ L2 tables */
@@ -210,7 +222,10 @@ void qk_trust_free(struct qcowkit_image *img)
     free(t->tables);
     free(t->refused);
     free(t->seen);
-    free(t->poisoned);
+    for (uint64_t i = 0; i < t->poison_cap; i++)
+        free(t->poison_maps[i]);
+    free(t->poison_keys);
+    free(t->poison_maps);
     memset(t, 0, sizeof *t);
 }
 
@@ -330,20 +345,29 @@ int qk_trust_first_load(struct qcowkit_image *img, uint64_t l1_index,
                         const uint64_t *entries)
 {
     struct qk_trust *t = &img->trust;
-    uint64_t base = l1_index << img->l2_bits;
+    uint8_t *map = NULL;
+    uint64_t bits = 0;
     int err = 0;
 
     if (bit_get(t->seen, l1_index))
         return 0;
-    for (uint32_t i = 0; err == 0 && i < img->l2_entries; i++) {
+    for (uint32_t i = 0; i < img->l2_entries; i++) {
         uint64_t start, len;
         if (!entries[i])
             continue;
         extent_of(img, entries[i], &start, &len);
-        if (start >= t->trusted_end || len > t->trusted_end - start)
-            err = poison(img, base + i);
+        if (start < t->trusted_end && len <= t->trusted_end - start)
+            continue;
+        if (!map && !(map = calloc(1, img->l2_entries / 8)))
+            return qk_error(-ENOMEM, "%s: out of memory", img->name);
+        bit_put(map, i, true);
+        bits++;
     }
-    if (err == 0)
+    if (map)
+        err = add_poison_map(img, l1_index, map, bits);
+    if (err < 0)
+        free(map);
+    else
         bit_put(t->seen, l1_index, true);
     return err;
 }
