@@ -47,8 +47,11 @@ static void stale_inflated(const char *dir)
 
 int main(void)
 {
-    char *dir = test_mkdtemp();
+    char *dir;
 
+    test_init(60);
+    dir = test_mkdtemp();
     stale_inflated(dir);
+    free(dir);
     return 0;
 }
