@@ -8,19 +8,30 @@
 int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
                enum qk_io_kind kind, struct qcowkit_io **io)
 {
+    struct qcowkit_io_ops o;
     struct qcowkit_io *made;
+    int err;
 
     *io = NULL;
-    if (!ops || ops->struct_size < sizeof(struct qcowkit_io_ops) ||
-        !ops->pread || !ops->pwrite || !ops->flush || !ops->get_size ||
-        !ops->truncate)
-        return qk_error(-EINVAL, "qcowkit_io_new: incomplete backend");
+    if (!ops)
+        return qk_error(-EINVAL, "qcowkit_io_new: no backend functions");
+    /*
+     * An older caller's table ends early: its optional functions past the
+     * end stay NULL.  A newer caller's extra functions are never called.
+     */
+    err = qk_abi_in(&o, sizeof o, ops, QK_IO_OPS_MIN, false,
+                    "qcowkit_io_new: struct qcowkit_io_ops");
+    if (err < 0)
+        return err;
+    if (!o.pread || !o.pwrite || !o.flush || !o.get_size || !o.truncate)
+        return qk_error(-EINVAL,
+                        "qcowkit_io_new: %s: pread, pwrite, flush, get_size "
+                        "and truncate are required",
+                        name ? name : "(io)");
     made = calloc(1, sizeof *made);
     if (!made)
         return qk_error(-ENOMEM, "%s: out of memory", name ? name : "io");
-    memcpy(&made->ops, ops,
-           ops->struct_size < sizeof made->ops ? ops->struct_size
-                                               : sizeof made->ops);
+    made->ops = o;
     made->opaque = opaque;
     made->kind = kind;
     made->name = strdup(name ? name : "(io)");
