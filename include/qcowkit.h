@@ -225,7 +225,10 @@ enum qcowkit_crash_mode {
 int qcowkit_io_crash_image(struct qcowkit_io *io, enum qcowkit_crash_mode mode,
                            uint64_t seed, struct qcowkit_io **after);
 
-/* Direct calls through a backend (all return 0 or a negative errno). */
+/*
+ * Direct calls through a backend: 0, or a negative errno with a message
+ * naming the backend and the operation (as for every failing call).
+ */
 int qcowkit_io_pread(struct qcowkit_io *io, void *buf, size_t count,
                      uint64_t offset);
 int qcowkit_io_pwrite(struct qcowkit_io *io, const void *buf, size_t count,
