@@ -158,23 +158,25 @@ static void test_short_backend(void)
     CHECK(strstr(qcowkit_errmsg(), "struct_size"));
 }
 
-static struct qcowkit_image *open_old(unsigned flags)
+/* The image keeps io, which the caller closes after it. */
+static struct qcowkit_image *open_old(unsigned flags, struct qcowkit_io **io)
 {
     struct qcowkit_open_opts oo;
     struct qcowkit_image *img;
-    struct qcowkit_io *io = old_backend();
 
     /* Options as 0.1 knew them. */
     qcowkit_open_opts_init(&oo);
     CHECK(oo.struct_size == sizeof oo);
     oo.flags = flags;
-    CHECK(qcowkit_open_io(io, "old.qcow", &oo, &img) == 0);
+    *io = old_backend();
+    CHECK(qcowkit_open_io(*io, "old.qcow", &oo, &img) == 0);
     return img;
 }
 
 static void test_old_structs(void)
 {
-    struct qcowkit_image *img = open_old(QCOWKIT_OPEN_RDWR);
+    struct qcowkit_io *io;
+    struct qcowkit_image *img = open_old(QCOWKIT_OPEN_RDWR, &io);
     struct qcowkit_check_report r;
     struct qcowkit_info info;
 
@@ -194,12 +196,14 @@ static void test_old_structs(void)
     CHECK(r.corruptions == 0 && r.leaks == 0);
     CHECK(r.allocated_clusters == 1);
     CHECK(qcowkit_close(img) == 0);
+    qcowkit_io_close(io);
 }
 
 /* An output struct only as long as its required fields: nothing after. */
 static void test_short_outputs(void)
 {
-    struct qcowkit_image *img = open_old(QCOWKIT_OPEN_RDONLY);
+    struct qcowkit_io *io;
+    struct qcowkit_image *img = open_old(QCOWKIT_OPEN_RDONLY, &io);
     struct qcowkit_check_report r;
     struct qcowkit_info info;
     size_t info_min = offsetof(struct qcowkit_info, virtual_size) + 8;
@@ -226,6 +230,7 @@ static void test_short_outputs(void)
     CHECK(qcowkit_check(img, 0, NULL, NULL, &r) == -EINVAL);
     CHECK(strstr(qcowkit_errmsg(), "qcowkit_check_report"));
     CHECK(qcowkit_close(img) == 0);
+    qcowkit_io_close(io);
 }
 
 /* Input structs of an older shape: what they lack is absent. */

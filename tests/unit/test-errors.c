@@ -157,6 +157,7 @@ static void test_open_create(void)
     qcowkit_io_close(io);
     qcowkit_io_close(mem);
     free(path);
+    free(dir);
 }
 
 static void test_image_calls(void)
