@@ -135,8 +135,9 @@ const char *qcowkit_errmsg(void);
  *   discard:  optional (NULL): give back the space of a byte range, which
  *             then reads as zeros; the size does not change.
  * pread and pwrite may be called from several threads at once.
+ * struct_size must cover pread..truncate, which are required; close and
+ * discard may be NULL (or lie past an older caller's struct_size).
  */
-/* struct_size must cover pread..truncate; close and discard may be NULL. */
 struct qcowkit_io_ops {
     size_t struct_size; /* set by qcowkit_io_ops_init() */
     int (*pread)(void *opaque, void *buf, size_t count, uint64_t offset);
