@@ -81,6 +81,22 @@
  *   A backend is a table of six functions over an opaque pointer.  The
  *   library ships a file backend, an in-memory backend and a
  *   fault-injecting wrapper; a program may supply its own.
+ *
+ * STRUCT SIZES AND VERSIONS
+ *   Each struct passed in or out starts with struct_size, which the caller
+ *   sets to the sizeof it was compiled with (the _init functions do).  A
+ *   program built against an older header keeps working with a newer
+ *   library: fields past its struct_size are treated as absent (zero or
+ *   NULL) on input and never written on output.  Fields are only ever
+ *   added at the end.  struct_size must cover the struct's required
+ *   fields, named by its comment, else the call fails with -EINVAL.  An
+ *   input struct from a newer header may be longer than the library
+ *   knows: the extra bytes must be zero (-ENOTSUP otherwise), except in
+ *   struct qcowkit_io_ops, whose extra functions are never called.  On
+ *   output, struct_size is set to the bytes filled, and any further bytes
+ *   up to the caller's struct_size are zeroed.  Symbols carry a version
+ *   (QCOWKIT_0.1, one node per release); an _init function writes the
+ *   size of its own symbol version.
  */
 #ifndef QCOWKIT_H
 #define QCOWKIT_H
@@ -119,9 +135,11 @@ const char *qcowkit_errmsg(void);
  *   discard:  optional (NULL): give back the space of a byte range, which
  *             then reads as zeros; the size does not change.
  * pread and pwrite may be called from several threads at once.
+ * struct_size must cover pread..truncate, which are required; close and
+ * discard may be NULL (or lie past an older caller's struct_size).
  */
 struct qcowkit_io_ops {
-    size_t struct_size; /* sizeof(struct qcowkit_io_ops) */
+    size_t struct_size; /* set by qcowkit_io_ops_init() */
     int (*pread)(void *opaque, void *buf, size_t count, uint64_t offset);
     int (*pwrite)(void *opaque, const void *buf, size_t count, uint64_t offset);
     int (*flush)(void *opaque);
@@ -130,6 +148,9 @@ struct qcowkit_io_ops {
     void (*close)(void *opaque);
     int (*discard)(void *opaque, uint64_t offset, uint64_t length);
 };
+
+/* Zero every function and set struct_size. */
+void qcowkit_io_ops_init(struct qcowkit_io_ops *ops);
 
 struct qcowkit_io;
 
@@ -205,7 +226,10 @@ enum qcowkit_crash_mode {
 int qcowkit_io_crash_image(struct qcowkit_io *io, enum qcowkit_crash_mode mode,
                            uint64_t seed, struct qcowkit_io **after);
 
-/* Direct calls through a backend (all return 0 or a negative errno). */
+/*
+ * Direct calls through a backend: 0, or a negative errno with a message
+ * naming the backend and the operation (as for every failing call).
+ */
 int qcowkit_io_pread(struct qcowkit_io *io, void *buf, size_t count,
                      uint64_t offset);
 int qcowkit_io_pwrite(struct qcowkit_io *io, const void *buf, size_t count,
@@ -254,6 +278,7 @@ enum qcowkit_format {
  */
 #define QCOWKIT_OPEN_NO_SYNC 8u
 
+/* struct_size must cover flags and format. */
 struct qcowkit_open_opts {
     size_t struct_size; /* set by qcowkit_open_opts_init() */
     unsigned flags;     /* QCOWKIT_OPEN_* */
@@ -377,8 +402,9 @@ int qcowkit_set_backing(struct qcowkit_image *img, const char *name);
 
 /* ------------------------------------------------------------------ check */
 
+/* Output; struct_size must cover corruptions and leaks. */
 struct qcowkit_check_report {
-    size_t struct_size;   /* set by the caller */
+    size_t struct_size;   /* set by qcowkit_check_report_init() */
     uint64_t corruptions; /* entries or tables that cannot be trusted */
     uint64_t leaks;       /* whole clusters nothing points at */
     uint64_t
@@ -390,6 +416,8 @@ struct qcowkit_check_report {
     uint64_t fragmented_clusters; /* not right after the previous one */
     uint64_t image_end_offset;    /* first byte after everything used */
 };
+
+void qcowkit_check_report_init(struct qcowkit_check_report *report);
 
 #define QCOWKIT_CHECK_REPAIR_LEAKS 1u /* truncate or punch leaked space */
 #define QCOWKIT_CHECK_REPAIR_ALL   3u /* also clear untrusted entries */
@@ -416,8 +444,9 @@ int qcowkit_check(struct qcowkit_image *img, unsigned flags,
 #define QCOWKIT_CRYPT_NONE 0u
 #define QCOWKIT_CRYPT_AES  1u
 
+/* Output; struct_size must cover format and virtual_size. */
 struct qcowkit_info {
-    size_t struct_size; /* set by the caller: sizeof(struct qcowkit_info) */
+    size_t struct_size; /* set by qcowkit_info_init() */
     enum qcowkit_format format;
     uint64_t virtual_size;
     uint32_t cluster_size; /* 0 for raw */
@@ -433,6 +462,8 @@ struct qcowkit_info {
     /* 1 if the format was probed, 0 if given (open opts, backing_format). */
     int format_probed;
 };
+
+void qcowkit_info_init(struct qcowkit_info *info);
 
 int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info);
 
@@ -468,6 +499,7 @@ int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
 
 /* ---------------------------------------------------------------- create */
 
+/* struct_size must cover format and size. */
 struct qcowkit_create_opts {
     size_t struct_size;         /* set by qcowkit_create_opts_init() */
     enum qcowkit_format format; /* QCOW (the default) or RAW */

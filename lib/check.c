@@ -636,11 +636,11 @@ int qcowkit_check(struct qcowkit_image *img, unsigned flags,
                   struct qcowkit_check_report *report)
 {
     struct checker c;
-    size_t size;
-    int err;
+    int err = qk_abi_out_check(report, QK_CHECK_REPORT_MIN,
+                               "qcowkit_check: struct qcowkit_check_report");
 
-    if (!report || report->struct_size == 0)
-        return qk_error(-EINVAL, "qcowkit_check: struct_size not set");
+    if (err < 0)
+        return err;
     memset(&c, 0, sizeof c);
     c.img = img;
     c.flags = flags;
@@ -649,8 +649,6 @@ int qcowkit_check(struct qcowkit_image *img, unsigned flags,
     pthread_mutex_lock(&img->lock);
     err = check_locked(&c);
     pthread_mutex_unlock(&img->lock);
-    size = report->struct_size < sizeof c.r ? report->struct_size : sizeof c.r;
-    c.r.struct_size = size;
-    memcpy(report, &c.r, size);
+    qk_abi_out(report, &c.r, sizeof c.r);
     return err;
 }

@@ -112,12 +112,14 @@ static int take_opts(const struct qcowkit_create_opts *given, const char *name,
 {
     struct qk_header h;
     uint64_t l1_entries;
+    int err;
 
-    if (!given || given->struct_size == 0)
+    if (!given)
         return qk_error(-EINVAL, "qcowkit_create: missing options");
-    qcowkit_create_opts_init(o);
-    memcpy(o, given,
-           given->struct_size < sizeof *o ? given->struct_size : sizeof *o);
+    err = qk_abi_in(o, sizeof *o, given, QK_CREATE_OPTS_MIN, true,
+                    "qcowkit_create: struct qcowkit_create_opts");
+    if (err < 0)
+        return err;
     if (o->format == QCOWKIT_FORMAT_RAW)
         return 0;
     if (o->format != QCOWKIT_FORMAT_QCOW && o->format != 0)

@@ -186,15 +186,19 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
 }
 
 /* Fields past the caller's struct_size (an older caller) stay zero. */
-static void params_from_opts(const struct qcowkit_open_opts *given,
-                             const char *name, struct qk_open_params *p)
+static int params_from_opts(const struct qcowkit_open_opts *given,
+                            const char *name, struct qk_open_params *p)
 {
     struct qcowkit_open_opts o;
+    int err;
 
     qcowkit_open_opts_init(&o);
-    if (given && given->struct_size)
-        memcpy(&o, given,
-               given->struct_size < sizeof o ? given->struct_size : sizeof o);
+    if (given) {
+        err = qk_abi_in(&o, sizeof o, given, QK_OPEN_OPTS_MIN, true,
+                        "qcowkit_open: struct qcowkit_open_opts");
+        if (err < 0)
+            return err;
+    }
     memset(p, 0, sizeof *p);
     p->name = name;
     p->cache_bytes = o.cache_size ? o.cache_size : DEFAULT_CACHE_BYTES;
@@ -203,6 +207,7 @@ static void params_from_opts(const struct qcowkit_open_opts *given,
     p->backing_format = o.backing_format;
     p->key = o.key;
     p->key_len = o.key_len;
+    return 0;
 }
 
 int qcowkit_open_io(struct qcowkit_io *io, const char *name,
@@ -210,11 +215,14 @@ int qcowkit_open_io(struct qcowkit_io *io, const char *name,
                     struct qcowkit_image **img)
 {
     struct qk_open_params p;
+    int err;
 
     *img = NULL;
     if (!io)
         return qk_error(-EINVAL, "qcowkit_open_io: no backend");
-    params_from_opts(opts, name ? name : io->name, &p);
+    err = params_from_opts(opts, name ? name : io->name, &p);
+    if (err < 0)
+        return err;
     if (io->kind == QK_IO_FILE) {
         p.self.dev = io->dev;
         p.self.ino = io->ino;
@@ -232,7 +240,9 @@ int qcowkit_open(const char *path, const struct qcowkit_open_opts *opts,
     int err;
 
     *img = NULL;
-    params_from_opts(opts, path, &p);
+    err = params_from_opts(opts, path, &p);
+    if (err < 0)
+        return err;
     if (p.flags & QCOWKIT_OPEN_RDWR)
         io_flags = QCOWKIT_IO_RDWR;
     if ((p.flags & QCOWKIT_OPEN_FORCE_SHARE) && (p.flags & QCOWKIT_OPEN_RDWR))
@@ -323,14 +333,12 @@ int qcowkit_make_empty(struct qcowkit_image *img)
 int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info)
 {
     struct qcowkit_info full;
-    size_t size;
-    int err;
+    int err = qk_abi_out_check(info, QK_INFO_MIN,
+                               "qcowkit_get_info: struct qcowkit_info");
 
-    if (!info || info->struct_size == 0)
-        return qk_error(-EINVAL, "qcowkit_get_info: struct_size not set");
-    size = info->struct_size < sizeof full ? info->struct_size : sizeof full;
+    if (err < 0)
+        return err;
     memset(&full, 0, sizeof full);
-    full.struct_size = size;
     full.format = img->format;
     full.format_probed = img->probed;
     full.virtual_size = img->virtual_size;
@@ -348,7 +356,7 @@ int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info)
             strncpy(full.backing_path, img->backing_path,
                     sizeof full.backing_path - 1);
     }
-    memcpy(info, &full, size);
+    qk_abi_out(info, &full, sizeof full);
     return 0;
 }
 

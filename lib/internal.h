@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -71,6 +72,29 @@ int qk_header_validate(const struct qk_header *h, uint64_t file_size,
 /* Record "name: message" for this thread and return err. */
 int qk_error(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------ ABI */
+
+/* The bytes up to the end of a field: the least a struct_size must cover. */
+#define QK_END_OF(type, field)                                                 \
+    (offsetof(type, field) + sizeof(((type *)0)->field))
+#define QK_IO_OPS_MIN       QK_END_OF(struct qcowkit_io_ops, truncate)
+#define QK_OPEN_OPTS_MIN    QK_END_OF(struct qcowkit_open_opts, format)
+#define QK_CREATE_OPTS_MIN  QK_END_OF(struct qcowkit_create_opts, size)
+#define QK_INFO_MIN         QK_END_OF(struct qcowkit_info, virtual_size)
+#define QK_CHECK_REPORT_MIN QK_END_OF(struct qcowkit_check_report, leaks)
+
+/*
+ * Copy a caller's input struct into dst (dst_size bytes): refused below
+ * min; missing fields zeroed; with strict, a non-zero field past dst_size
+ * is refused (-ENOTSUP), else ignored.  dst's struct_size is dst_size.
+ */
+int qk_abi_in(void *dst, size_t dst_size, const void *src, size_t min,
+              bool strict, const char *what);
+/* Refuse an output struct whose struct_size is below min. */
+int qk_abi_out_check(const void *dst, size_t min, const char *what);
+/* Fill a checked output struct from full, writing at most its struct_size. */
+void qk_abi_out(void *dst, void *full, size_t full_size);
 
 /* ------------------------------------------------------------------ I/O */
 

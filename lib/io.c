@@ -8,19 +8,30 @@
 int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
                enum qk_io_kind kind, struct qcowkit_io **io)
 {
+    struct qcowkit_io_ops o;
     struct qcowkit_io *made;
+    int err;
 
     *io = NULL;
-    if (!ops || ops->struct_size < sizeof(struct qcowkit_io_ops) ||
-        !ops->pread || !ops->pwrite || !ops->flush || !ops->get_size ||
-        !ops->truncate)
-        return qk_error(-EINVAL, "qcowkit_io_new: incomplete backend");
+    if (!ops)
+        return qk_error(-EINVAL, "qcowkit_io_new: no backend functions");
+    /*
+     * An older caller's table ends early: its optional functions past the
+     * end stay NULL.  A newer caller's extra functions are never called.
+     */
+    err = qk_abi_in(&o, sizeof o, ops, QK_IO_OPS_MIN, false,
+                    "qcowkit_io_new: struct qcowkit_io_ops");
+    if (err < 0)
+        return err;
+    if (!o.pread || !o.pwrite || !o.flush || !o.get_size || !o.truncate)
+        return qk_error(-EINVAL,
+                        "qcowkit_io_new: %s: pread, pwrite, flush, get_size "
+                        "and truncate are required",
+                        name ? name : "(io)");
     made = calloc(1, sizeof *made);
     if (!made)
         return qk_error(-ENOMEM, "%s: out of memory", name ? name : "io");
-    memcpy(&made->ops, ops,
-           ops->struct_size < sizeof made->ops ? ops->struct_size
-                                               : sizeof made->ops);
+    made->ops = o;
     made->opaque = opaque;
     made->kind = kind;
     made->name = strdup(name ? name : "(io)");
@@ -38,31 +49,37 @@ int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
     return qk_io_make(ops, opaque, name, QK_IO_CUSTOM, io);
 }
 
+/* The direct calls record a message on failure, as every public call does. */
 int qcowkit_io_pread(struct qcowkit_io *io, void *buf, size_t count,
                      uint64_t offset)
 {
-    return io->ops.pread(io->opaque, buf, count, offset);
+    return qk_read(io, buf, count, offset);
 }
 
 int qcowkit_io_pwrite(struct qcowkit_io *io, const void *buf, size_t count,
                       uint64_t offset)
 {
-    return io->ops.pwrite(io->opaque, buf, count, offset);
+    return qk_write(io, buf, count, offset);
 }
 
 int qcowkit_io_flush(struct qcowkit_io *io)
 {
-    return io->ops.flush(io->opaque);
+    return qk_sync(io);
 }
 
 int qcowkit_io_get_size(struct qcowkit_io *io, uint64_t *size)
 {
-    return io->ops.get_size(io->opaque, size);
+    return qk_io_size(io, size);
 }
 
 int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size)
 {
-    return io->ops.truncate(io->opaque, size);
+    int err = io->ops.truncate(io->opaque, size);
+
+    if (err < 0)
+        return qk_error(err, "%s: cannot truncate to %llu bytes: %s", io->name,
+                        (unsigned long long)size, strerror(-err));
+    return 0;
 }
 
 const char *qcowkit_io_name(const struct qcowkit_io *io)
@@ -111,9 +128,18 @@ int qk_sync(struct qcowkit_io *io)
 
 int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length)
 {
+    int err;
+
     if (!io->ops.discard)
-        return -EOPNOTSUPP;
-    return io->ops.discard(io->opaque, offset, length);
+        return qk_error(-EOPNOTSUPP, "%s: the backend cannot discard",
+                        io->name);
+    err = io->ops.discard(io->opaque, offset, length);
+    if (err < 0)
+        return qk_error(err,
+                        "%s: discard of %llu bytes at offset %llu failed: %s",
+                        io->name, (unsigned long long)length,
+                        (unsigned long long)offset, strerror(-err));
+    return 0;
 }
 
 int qk_io_size(struct qcowkit_io *io, uint64_t *size)

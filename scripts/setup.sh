@@ -14,6 +14,7 @@ REQUIRED=(
     libnbd-bin python3-libnbd
     strace
     clang-format
+    scdoc bash-completion
 )
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL=(

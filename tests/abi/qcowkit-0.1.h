@@ -1,0 +1,514 @@
+/*
+ * qcowkit.h - the one public header of libqcowkit.
+ *
+ * libqcowkit reads, writes and creates images in QEMU's original
+ * copy-on-write format, "qcow" version 1, and plain raw images, so that a
+ * program can treat both alike.
+ *
+ * HANDLES
+ *   An image is an opaque struct qcowkit_image, made by qcowkit_open() or
+ *   qcowkit_open_io() and released by qcowkit_close().  Storage is reached
+ *   only through a struct qcowkit_io, the I/O backend (see I/O BACKENDS).
+ *
+ * ERRORS
+ *   Every call that can fail returns 0 (or a non-negative count) on success
+ *   and a negative errno value on failure: -EINVAL for a malformed image or
+ *   argument, -ENOTSUP for an unsupported version or feature, -EIO for a
+ *   table entry that cannot be trusted, -ENOENT for a missing backing file,
+ *   -ELOOP for a loop in a backing chain, -EROFS for a write to a read-only
+ *   image, -EACCES for data of an encrypted image opened without a key,
+ *   -EBUSY for an image locked by another process, -EPERM for a write
+ *   refused by the probed-raw guard (see PROBED RAW IMAGES), and whatever
+ *   the backend returned for failed I/O.
+ *   qcowkit_errmsg() then gives a one-line message for the calling thread,
+ *   naming the file and what is wrong, e.g.
+ *     "disk.qcow: cluster_bits 17 is outside 9..16".
+ *   The message is per thread, so it works even when no handle was made.
+ *
+ * THREADS
+ *   The library has no mutable global state and starts no threads.  One
+ *   image handle may be used from several threads at once for reads,
+ *   writes, flushes, block status and info; the handle serialises its table
+ *   updates internally and lets data transfers run in parallel.
+ *   qcowkit_close() must not race other calls on the same handle.
+ *   Opening one image for writing through two handles is undefined.
+ *   A read, or an overwrite of clusters already allocated, looks up its
+ *   clusters under the handle's lock and moves the data without it.
+ *   Calls that free clusters (qcowkit_make_empty, qcowkit_resize,
+ *   qcowkit_check with repairs) first wait until no such transfer is in
+ *   flight, so space is never given to new data while an older transfer
+ *   can still land in it.  A compressed write never reuses space: an
+ *   overwrite of the same cluster running at the same time lands either
+ *   in the new cluster or in the old one, which nothing points at any
+ *   more, as if it had run first.
+ *
+ * DURABILITY
+ *   A write is visible to reads on the same handle once the call returns.
+ *   It is durable once a later qcowkit_flush() (or qcowkit_close())
+ *   returns 0: a flush covers every write that returned before the flush
+ *   was called, from any thread; one still running may or may not be
+ *   covered.  Table updates are held in memory until then and written
+ *   in an order that never lets an L1 or L2 entry reach the disk before
+ *   the data it points at: after a crash the image holds, for every
+ *   range, either its old or its new contents, and everything flushed.
+ *
+ * PROBED RAW IMAGES
+ *   A raw image opened with its format probed (QCOWKIT_FORMAT_AUTO, for
+ *   the image itself or as backing_format) refuses, with -EPERM and a
+ *   message naming the file, every write (pwrite, pwrite_zeroes,
+ *   pwrite_compressed, partial or not) after which its first 512 bytes
+ *   would probe as another format, as QEMU does (CVE-2008-2004): else a
+ *   guest could write a qcow header naming any host file as its backing
+ *   file.  The judged sector is the current one merged with the write;
+ *   writes to sector 0 are serialised.  The formats, by what QEMU's
+ *   probes look for in the first sector:
+ *     qcow, qcow2  "QFI\xfb" at 0 (any version)
+ *     QED          "QED\0" at 0
+ *     VMDK         "KDMV" or "COWD" at 0, or a text descriptor: comment
+ *                  and blank lines, then "version=1", "2" or "3" ending
+ *                  its line
+ *     VDI          7f 10 da be at 64
+ *     VHDX         "vhdxfile" at 0
+ *     VPC          "conectix" at 0
+ *     LUKS         "LUKS\xba\xbe" at 0
+ *     bochs        "Bochs Virtual HD Image" at 0
+ *     cloop        "#!/bin/sh\n#V2.0 Format\n" at 0
+ *     parallels    "WithoutFreeSpace" or "WithouFreSpacExt" at 0
+ *   (DMG's signature is at the end of the file and is not guarded.)  With
+ *   the format given as QCOWKIT_FORMAT_RAW every write is allowed.
+ *
+ * I/O BACKENDS
+ *   A backend is a table of six functions over an opaque pointer.  The
+ *   library ships a file backend, an in-memory backend and a
+ *   fault-injecting wrapper; a program may supply its own.
+ */
+#ifndef QCOWKIT_H
+#define QCOWKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QCOWKIT_VERSION_MAJOR  0
+#define QCOWKIT_VERSION_MINOR  1
+#define QCOWKIT_VERSION_PATCH  0
+#define QCOWKIT_VERSION_STRING "0.1.0"
+
+/* The version of the library linked at run time, e.g. "0.1.0". */
+const char *qcowkit_version(void);
+
+/* ---------------------------------------------------------------- errors */
+
+/* The message of the last failed call made by this thread ("" if none). */
+const char *qcowkit_errmsg(void);
+
+/* ------------------------------------------------------------ I/O backend */
+
+/*
+ * The functions of a backend.  Each returns 0 or a negative errno.
+ *   pread:    fill all of buf; bytes past the end of the storage read as
+ *             zeros (the library checks bounds itself where it matters).
+ *   pwrite:   write all of buf, growing the storage if needed.
+ *   flush:    make every completed write durable; the only barrier.
+ *   get_size: the current size in bytes.
+ *   truncate: set the size, growing with zeros or shrinking.
+ *   close:    release the opaque pointer (may be NULL).
+ *   discard:  optional (NULL): give back the space of a byte range, which
+ *             then reads as zeros; the size does not change.
+ * pread and pwrite may be called from several threads at once.
+ */
+struct qcowkit_io_ops {
+    size_t struct_size; /* sizeof(struct qcowkit_io_ops) */
+    int (*pread)(void *opaque, void *buf, size_t count, uint64_t offset);
+    int (*pwrite)(void *opaque, const void *buf, size_t count, uint64_t offset);
+    int (*flush)(void *opaque);
+    int (*get_size)(void *opaque, uint64_t *size);
+    int (*truncate)(void *opaque, uint64_t size);
+    void (*close)(void *opaque);
+    int (*discard)(void *opaque, uint64_t offset, uint64_t length);
+};
+
+struct qcowkit_io;
+
+/* Wrap caller-supplied functions.  name appears in error messages. */
+int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
+                   const char *name, struct qcowkit_io **io);
+
+#define QCOWKIT_IO_RDONLY 0u
+#define QCOWKIT_IO_RDWR   1u
+#define QCOWKIT_IO_CREATE 2u /* create the file if missing (with RDWR) */
+#define QCOWKIT_IO_EXCL   4u /* with CREATE: fail if the file exists */
+#define QCOWKIT_IO_TRUNC  8u /* with RDWR: empty the file */
+
+/* A backend over a file (pread/pwrite/fdatasync). */
+int qcowkit_io_open_file(const char *path, unsigned flags,
+                         struct qcowkit_io **io);
+
+/* A growable in-memory backend, starting as a copy of data[0..len). */
+int qcowkit_io_new_memory(const void *data, size_t len, struct qcowkit_io **io);
+
+/*
+ * The bytes of an in-memory backend, valid until the next write or
+ * truncate.  Returns -EINVAL for other backends.
+ */
+int qcowkit_io_memory_data(struct qcowkit_io *io, const uint8_t **data,
+                           size_t *len);
+
+/*
+ * A wrapper that fails chosen calls of the inner backend, for tests.
+ * The inner backend stays owned by the caller and must outlive this one.
+ */
+int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io);
+
+enum qcowkit_io_op {
+    QCOWKIT_IO_OP_READ,
+    QCOWKIT_IO_OP_WRITE,
+    QCOWKIT_IO_OP_FLUSH,
+    QCOWKIT_IO_OP_TRUNCATE,
+};
+
+/*
+ * Make the nth call (1 = the next one) of op fail with error (a negative
+ * errno).  persistent: every later call of op fails too.  nth 0 disarms.
+ */
+int qcowkit_io_fault_arm(struct qcowkit_io *io, enum qcowkit_io_op op,
+                         uint64_t nth, int persistent, int error);
+
+/* How many calls of op the fault backend has seen so far. */
+uint64_t qcowkit_io_fault_count(struct qcowkit_io *io, enum qcowkit_io_op op);
+
+/*
+ * A wrapper that simulates power loss, for crash tests.  Writes and
+ * truncates reach the inner backend at once, and are also remembered
+ * until the next flush; the state as of that flush is kept aside.  Once
+ * armed, the nth write or truncate from then on "loses power": it and
+ * every later call fail with -EIO.  qcowkit_io_crash_image() then builds
+ * what a disk could hold after the loss: the flushed state plus each
+ * unflushed write kept, dropped, or torn (kept for some of its 512-byte
+ * sectors only).  The inner backend stays owned by the caller.
+ */
+int qcowkit_io_new_crash(struct qcowkit_io *inner, struct qcowkit_io **io);
+int qcowkit_io_crash_arm(struct qcowkit_io *io, uint64_t nth);
+/* Writes and truncates seen so far. */
+uint64_t qcowkit_io_crash_writes(struct qcowkit_io *io);
+
+enum qcowkit_crash_mode {
+    QCOWKIT_CRASH_DROP_ALL, /* no unflushed write survives */
+    QCOWKIT_CRASH_KEEP_ALL, /* every unflushed write survives */
+    QCOWKIT_CRASH_RANDOM,   /* each kept, dropped or torn, from seed */
+};
+
+/* The disk after power loss, as a new in-memory backend. */
+int qcowkit_io_crash_image(struct qcowkit_io *io, enum qcowkit_crash_mode mode,
+                           uint64_t seed, struct qcowkit_io **after);
+
+/* Direct calls through a backend (all return 0 or a negative errno). */
+int qcowkit_io_pread(struct qcowkit_io *io, void *buf, size_t count,
+                     uint64_t offset);
+int qcowkit_io_pwrite(struct qcowkit_io *io, const void *buf, size_t count,
+                      uint64_t offset);
+int qcowkit_io_flush(struct qcowkit_io *io);
+int qcowkit_io_get_size(struct qcowkit_io *io, uint64_t *size);
+int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size);
+/* -EOPNOTSUPP if the backend cannot discard. */
+int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length);
+const char *qcowkit_io_name(const struct qcowkit_io *io);
+
+/* Release a backend (NULL is a no-op). */
+void qcowkit_io_close(struct qcowkit_io *io);
+
+/* ------------------------------------------------------------------ open */
+
+enum qcowkit_format {
+    /* probe: qcow if the magic matches, else raw (then sector 0 is
+     * guarded: see PROBED RAW IMAGES) */
+    QCOWKIT_FORMAT_AUTO = 0,
+    QCOWKIT_FORMAT_QCOW = 1,
+    QCOWKIT_FORMAT_RAW = 2,
+};
+
+#define QCOWKIT_OPEN_RDONLY 0u
+#define QCOWKIT_OPEN_RDWR   1u
+/*
+ * Do not open the backing chain.  An image opened with its chain holds a
+ * read lock on each backing file, so a backing file can be opened for
+ * writing (as commit does) only while its overlay is open without it.
+ */
+#define QCOWKIT_OPEN_NO_BACKING 2u
+/*
+ * Read-only only: take no locks, as qemu-img's -U (force-share).  By
+ * default image files are locked as QEMU locks them (OFD locks on the
+ * permission bytes 100.. and 200.. of the file), so that QEMU and qcowkit
+ * never write one image at once: a writer excludes every other user, a
+ * reader excludes writers.  A conflict fails with -EBUSY.
+ */
+#define QCOWKIT_OPEN_FORCE_SHARE 4u
+/*
+ * Never sync the file, like QEMU's cache=unsafe (qemu-img convert's
+ * default): flush and close still write every table, in order, but do not
+ * wait for the disk, so a crash may lose or mix recent writes.  For copies
+ * that are redone after a crash.
+ */
+#define QCOWKIT_OPEN_NO_SYNC 8u
+
+struct qcowkit_open_opts {
+    size_t struct_size; /* set by qcowkit_open_opts_init() */
+    unsigned flags;     /* QCOWKIT_OPEN_* */
+    enum qcowkit_format format;
+    /* Format of the backing file; AUTO probes it (qcow, else raw). */
+    enum qcowkit_format backing_format;
+    /* Upper bound of the L2 table cache in bytes; 0 chooses 32 MiB. */
+    uint64_t cache_size;
+    /*
+     * The password of an AES-encrypted image (crypt_method 1), also given
+     * to encrypted images of its backing chain.  Its first 16 bytes are
+     * the AES-128 key, zero-padded.  The format has no key check: a wrong
+     * password reads garbage.  The library keeps a copy, wiped on close.
+     * Without a key, info and block status work; reads and writes fail
+     * with -EACCES.
+     */
+    const uint8_t *key;
+    size_t key_len;
+};
+
+void qcowkit_open_opts_init(struct qcowkit_open_opts *opts);
+
+struct qcowkit_image;
+
+/* Open the image at path.  opts may be NULL: read-only, probed format. */
+int qcowkit_open(const char *path, const struct qcowkit_open_opts *opts,
+                 struct qcowkit_image **img);
+
+/*
+ * Open an image over a backend.  The caller keeps ownership of io, which
+ * must outlive the image.  name is the image's file name: it appears in
+ * messages and relative backing names are resolved against its folder
+ * (NULL: the current folder).
+ */
+int qcowkit_open_io(struct qcowkit_io *io, const char *name,
+                    const struct qcowkit_open_opts *opts,
+                    struct qcowkit_image **img);
+
+/* Flush, then release everything.  Returns the first error.  NULL: 0. */
+int qcowkit_close(struct qcowkit_image *img);
+
+/* ------------------------------------------------------------------- data */
+
+/* Read count bytes at offset; the range must lie inside the virtual size. */
+int qcowkit_pread(struct qcowkit_image *img, void *buf, size_t count,
+                  uint64_t offset);
+
+/* Write count bytes at offset, any alignment, inside the virtual size. */
+int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
+                   uint64_t offset);
+
+/*
+ * Write zeros.  Clusters wholly covered that already read as zeros (not
+ * allocated, no backing file) stay unallocated.
+ */
+int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
+                          uint64_t offset);
+
+/*
+ * Write whole clusters compressed (refused with -ENOTSUP on encrypted
+ * images: the format stores compressed clusters in plaintext): offset must be
+ * cluster-aligned and count a multiple of the cluster size, or end at the
+ * virtual size.  A cluster that does not shrink is stored normally.  Raw
+ * images: a plain write.
+ */
+int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
+                              size_t count, uint64_t offset);
+
+/*
+ * Compression in two steps, so that many threads can deflate while the
+ * clusters are still stored in a chosen order.  A deflater belongs to one
+ * thread at a time.
+ */
+struct qcowkit_deflater;
+
+/* A deflater for img's cluster size (qcow images only). */
+int qcowkit_deflater_new(struct qcowkit_image *img,
+                         struct qcowkit_deflater **deflater);
+void qcowkit_deflater_free(struct qcowkit_deflater *deflater);
+
+/*
+ * Deflate one cluster (len bytes, at most the cluster size; a shorter
+ * last cluster is padded with zeros) into out, which holds a cluster.
+ * *out_len is the stream's length, or 0 if it does not shrink: store the
+ * data with qcowkit_pwrite then.  Needs no image and takes no lock.
+ */
+int qcowkit_deflate_cluster(struct qcowkit_deflater *deflater, const void *src,
+                            size_t len, void *out, size_t *out_len);
+
+/* Store a stream from qcowkit_deflate_cluster as the cluster at offset. */
+int qcowkit_pwrite_deflated(struct qcowkit_image *img, const void *stream,
+                            size_t len, uint64_t offset);
+
+/* Make everything written so far durable. */
+int qcowkit_flush(struct qcowkit_image *img);
+
+/*
+ * Drop every cluster of a qcow image, so that all of it reads from the
+ * backing file again (what commit does after copying down).
+ */
+int qcowkit_make_empty(struct qcowkit_image *img);
+
+/*
+ * Change the virtual size (qcow: rounded up to 512).  Growing reads as
+ * zeros; shrinking drops everything past the new end, so that growing
+ * again reads zeros there too, and the space of what was dropped is given
+ * back as qcowkit_check's leak repair does.  A bigger L1 table is written
+ * at the end of the file before the header points at it.  Raw images: the file
+ * is truncated or extended.  Must not race other calls on the handle.
+ */
+int qcowkit_resize(struct qcowkit_image *img, uint64_t size);
+
+/*
+ * Store a new backing file name (NULL or "" for none), as
+ * `qemu-img rebase -u` would if QEMU supported it for qcow: only the
+ * header changes, not the data.  The handle keeps reading through the
+ * backing image it opened; the new name takes effect at the next open.
+ * A name that resolves to the image's own file is refused (-EINVAL).
+ */
+int qcowkit_set_backing(struct qcowkit_image *img, const char *name);
+
+/* ------------------------------------------------------------------ check */
+
+struct qcowkit_check_report {
+    size_t struct_size;   /* set by the caller */
+    uint64_t corruptions; /* entries or tables that cannot be trusted */
+    uint64_t leaks;       /* whole clusters nothing points at */
+    uint64_t
+        corruptions_fixed;   /* entries cleared by QCOWKIT_CHECK_REPAIR_ALL */
+    uint64_t leaks_fixed;    /* clusters given back */
+    uint64_t total_clusters; /* guest clusters of the virtual size */
+    uint64_t allocated_clusters;
+    uint64_t compressed_clusters;
+    uint64_t fragmented_clusters; /* not right after the previous one */
+    uint64_t image_end_offset;    /* first byte after everything used */
+};
+
+#define QCOWKIT_CHECK_REPAIR_LEAKS 1u /* truncate or punch leaked space */
+#define QCOWKIT_CHECK_REPAIR_ALL   3u /* also clear untrusted entries */
+
+/* Called once per problem found or repaired, with a one-line message. */
+typedef void (*qcowkit_check_fn)(void *opaque, const char *message);
+
+/*
+ * Check a qcow image's tables against each other and the file: entries
+ * outside the file or misaligned, tables overlapping the header, the L1
+ * table, each other or data, host clusters used twice, compressed
+ * clusters that do not inflate to a whole cluster, and leaked space.
+ * Repairs need a writable handle.  Time is linear in the tables and
+ * memory is bounded (a 16 MiB map per 32 GiB window of the file).
+ * Returns 0 when the check ran (whatever it found), or a negative errno
+ * when it could not.  Must not race other calls on the handle.
+ */
+int qcowkit_check(struct qcowkit_image *img, unsigned flags,
+                  qcowkit_check_fn report_fn, void *opaque,
+                  struct qcowkit_check_report *report);
+
+/* ------------------------------------------------------------------- info */
+
+#define QCOWKIT_CRYPT_NONE 0u
+#define QCOWKIT_CRYPT_AES  1u
+
+struct qcowkit_info {
+    size_t struct_size; /* set by the caller: sizeof(struct qcowkit_info) */
+    enum qcowkit_format format;
+    uint64_t virtual_size;
+    uint32_t cluster_size; /* 0 for raw */
+    uint32_t cluster_bits;
+    uint32_t l2_bits;
+    uint32_t crypt_method; /* QCOWKIT_CRYPT_* */
+    uint64_t file_size;    /* bytes of the image file */
+    /* The backing file name as stored ("" if none). */
+    char backing_file[1024];
+    /* The name the backing file was opened as ("" if none or not open). */
+    char backing_path[4096];
+    int read_only;
+    /* 1 if the format was probed, 0 if given (open opts, backing_format). */
+    int format_probed;
+};
+
+int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info);
+
+/* The image's name as given at open. */
+const char *qcowkit_name(const struct qcowkit_image *img);
+
+/* The open backing image, or NULL if there is none (or NO_BACKING). */
+struct qcowkit_image *qcowkit_backing(struct qcowkit_image *img);
+
+/* -------------------------------------------------------------- block map */
+
+#define QCOWKIT_EXTENT_ALLOCATED   1u /* data stored in this image */
+#define QCOWKIT_EXTENT_COMPRESSED  2u /* a compressed cluster */
+#define QCOWKIT_EXTENT_HOST_OFFSET 4u /* host_offset is valid */
+#define QCOWKIT_EXTENT_ZERO        8u /* a hole of a raw file: reads zeros */
+
+struct qcowkit_extent {
+    uint64_t offset;      /* guest offset */
+    uint64_t length;      /* bytes with the same status */
+    unsigned flags;       /* QCOWKIT_EXTENT_* */
+    uint64_t host_offset; /* where the data of offset lies in the file */
+};
+
+/*
+ * Describe this image only (not its backing chain) from offset for at
+ * most count bytes: the first run of clusters with the same flags and,
+ * for HOST_OFFSET, contiguous host offsets.  Raw images report allocated
+ * runs with host_offset = offset; over the file backend, holes of the
+ * file (SEEK_HOLE) are runs of their own with QCOWKIT_EXTENT_ZERO.
+ */
+int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
+                         uint64_t count, struct qcowkit_extent *extent);
+
+/* ---------------------------------------------------------------- create */
+
+struct qcowkit_create_opts {
+    size_t struct_size;         /* set by qcowkit_create_opts_init() */
+    enum qcowkit_format format; /* QCOW (the default) or RAW */
+    uint64_t size;              /* virtual size; qcow rounds up to 512 */
+    const char *backing_file;   /* stored as given; NULL for none */
+    /*
+     * Cluster size in bytes (512..65536, a power of two); 0 chooses as
+     * QEMU does: 512 with a backing file, else 4096.
+     */
+    uint32_t cluster_size;
+    /*
+     * Non-NULL: make an AES-encrypted image (crypt_method 1), as
+     * `qemu-img create -o encrypt.format=aes` does.  QEMU calls this
+     * encryption weak and deprecated; the key is not stored in the image.
+     */
+    const uint8_t *key;
+    size_t key_len;
+};
+
+void qcowkit_create_opts_init(struct qcowkit_create_opts *opts);
+
+/*
+ * Create an image at path (which must not exist unless truncate is set
+ * in flags: QCOWKIT_IO_TRUNC).  With default options the file is
+ * byte-identical to `qemu-img create -f qcow`.  A backing_file that is
+ * the image itself (resolved against path's folder: the same inode, e.g.
+ * through a symlink or hard link, or the same absolute path) is refused
+ * with -EINVAL before the file is opened or truncated.
+ */
+int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
+                   unsigned flags);
+
+/*
+ * Create an image over an empty backend.  name is used in messages and,
+ * over a file backend, to refuse a backing_file that is that same file.
+ */
+int qcowkit_create_io(struct qcowkit_io *io, const char *name,
+                      const struct qcowkit_create_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QCOWKIT_H */
