@@ -1,5 +1,5 @@
 /*
- * test-attack-poison (attack branch, issue 8 review): a guest cluster
+ * test-poison (from a hostile review of the issue 8 fixes): a guest cluster
  * whose entry was poisoned at first table load (it pointed past the end
  * of the file at open) stays poisoned after this handle gives it a new
  * cluster of its own, so
@@ -111,7 +111,7 @@ static void grown_range_eio(const char *dir)
 
 int main(void)
 {
-    char dir[] = "/tmp/qk-attack-XXXXXX";
+    char dir[] = "/tmp/qk-poison-XXXXXX";
 
     test_init(60);
     CHECK(mkdtemp(dir));

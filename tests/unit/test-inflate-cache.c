@@ -1,5 +1,5 @@
 /*
- * test-attack2 (attack2 branch, review of the issue 8 fixes): the
+ * test-inflate-cache (from a hostile review of the issue 8 fixes): the
  * inflated-cluster cache (img->inflated_entry) is keyed by the entry
  * value alone.  A shrink drops a compressed cluster, its leak repair cuts
  * the file back, and a new compressed cluster of the same size lands at

@@ -309,6 +309,6 @@ int main(void)
     test_short_outputs();
     test_short_inputs();
     test_longer_structs();
-    printf("test-abi-0.1: ok (library %s)\n", qcowkit_version());
+    printf("test-0.1: ok (library %s)\n", qcowkit_version());
     return 0;
 }
