@@ -3,11 +3,12 @@
 # end (every row, its checks and its table).  No timing is asserted.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../harness/functions.sh"
+requires_qcowkit
 if ! command -v qemu-img >/dev/null 2>&1 || ! command -v perl >/dev/null 2>&1; then
     echo "bench: qemu-img or perl missing: skipped"
     exit 77
 fi
-: "${QCOWKIT:?set QCOWKIT to the qcowkit binary}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 QCOWKIT=$QCOWKIT bash "$here/../../bench/run.sh" --small --runs 1 \

@@ -2,7 +2,10 @@
 # qcowkit check: output, JSON and exit codes as qemu-img check (0 clean,
 # 1 could not check, 2 corruptions, 3 leaks only, 63 no checks for the
 # format); leak and corruption repair on crafted images.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 have python3 || {
     echo "python3 is needed to craft images; skipping" >&2

@@ -5,7 +5,10 @@
 # qcow backing file's new clusters land in an order that differs from run
 # to run: byte equality (cmp) is checked where no cluster is allocated,
 # data equality (qemu-img compare) everywhere.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 have qemu-img && have qemu-io || { echo "qemu-img/qemu-io missing" >&2; exit 77; }
 
 # make_chain DIR BASE_FMT [WRITES...]: DIR/base.BASE_FMT and DIR/top.qcow,

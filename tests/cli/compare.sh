@@ -1,6 +1,9 @@
 #!/bin/bash
 # qcowkit compare: messages and exit codes 0 (same), 1 (differ), 2 (error).
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 "$Q" create -q -f qcow a.qcow 1M
 "$Q" create -q -f qcow b.qcow 1M

@@ -1,6 +1,9 @@
 #!/bin/bash
 # qcowkit convert: formats, sparseness, compression, backing files.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 "$Q" create -q -f qcow src.qcow 4M
 "$Q" io -c 'write -P 1 0 64k' -c 'write -P 2 1M 4k' -c 'write -P 0 2M 64k' \

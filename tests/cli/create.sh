@@ -1,6 +1,9 @@
 #!/bin/bash
 # qcowkit create: formats, sizes, backing files, options, errors.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 expect_rc 0 "$Q" create -f qcow a.qcow 1M
 expect_out "Formatting 'a.qcow', fmt=qcow size=1048576"

@@ -2,7 +2,10 @@
 # qcowkit dd against qemu-img dd: raw outputs byte-identical, qcow outputs
 # read as qemu-img's raw output (qemu-img compare), same sizes and quirks
 # (count limits the input read, skip included).
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 have qemu-img && have qemu-io || { echo "qemu-img/qemu-io missing" >&2; exit 77; }
 
 qemu-img create -q -f qcow base.qcow 4M

@@ -1,7 +1,10 @@
 #!/bin/bash
 # qcowkit with AES-encrypted images: --object secret, --image-opts,
 # -o encrypt.*, -U; the error cases and their one-line messages.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 S="--object secret,id=s,data=pw"
 O="driver=qcow,file.filename=e.qcow,encrypt.key-secret=s"

@@ -2,7 +2,10 @@
 # A convert that runs out of space stops with a clear message, and leaves
 # an image that opens and checks without corruption (leaks are allowed).
 # Needs a small tmpfs, so root and a working mount; else skipped.
-source "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 mkdir mnt
 if ! mount -t tmpfs -o size=3M tmpfs mnt 2>/dev/null; then

@@ -3,7 +3,10 @@
 # permissions, read-only files, existing outputs, backing file names and
 # missing backing files, and two users of one image.  Each refused command
 # prints one clear line, exits non-zero and leaves the image unchanged.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 pids=()
 cleanup() {

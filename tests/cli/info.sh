@@ -1,6 +1,9 @@
 #!/bin/bash
 # qcowkit info: human and JSON output, backing chains, errors.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 "$Q" create -q -f qcow base.qcow 1M
 mkdir sub

@@ -3,7 +3,10 @@
 # hostile reviews of the issue 8 fixes, each of which failed before its
 # own fix.  INTEGRITY_PART=name runs one: name-shrink name-grow
 # rebase-packed chain raw-truncate rebase-gap.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 have python3 || exit 77
 
 part() { [ -z "${INTEGRITY_PART:-}" ] || [ "$INTEGRITY_PART" = "$1" ]; }

@@ -1,6 +1,9 @@
 #!/bin/bash
 # qcowkit io: qemu-io's commands, output and exit status.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 "$Q" create -q -f qcow a.qcow 1M
 

@@ -1,6 +1,9 @@
 #!/bin/bash
 # The command itself: help, version, unknown commands.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 expect_rc 0 "$Q" --help
 grep -q "create" out || fail "--help does not list create"

@@ -1,6 +1,9 @@
 #!/bin/bash
 # qcowkit map: extents through a backing chain, human and JSON.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 
 "$Q" create -q -f qcow base.qcow 1M
 "$Q" io -c 'write -P 1 0 64k' -c 'write -P 2 256k 4k' base.qcow >/dev/null

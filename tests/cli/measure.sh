@@ -2,7 +2,10 @@
 # qcowkit measure: qemu-img's output for raw; for qcow (which QEMU 7.2
 # cannot measure) "required" is what `qcowkit convert -O qcow` writes:
 # never less, and at most one cluster per L2 table more.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 have qemu-img && have qemu-io || { echo "qemu-img/qemu-io missing" >&2; exit 77; }
 
 qemu-img create -q -f qcow base.qcow 4M

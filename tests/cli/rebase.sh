@@ -2,7 +2,10 @@
 # qcowkit rebase (QEMU 7.2 refuses to change a qcow image's backing file):
 # a safe rebase keeps what the overlay reads, checked with qemu-img compare
 # against a raw snapshot taken before; -u changes only the name.
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 have qemu-img && have qemu-io || { echo "qemu-img/qemu-io missing" >&2; exit 77; }
 
 mkdir d

@@ -2,7 +2,10 @@
 # qcowkit resize: qemu-img's rules and messages; grown qcow images read as a
 # raw reference truncated the same way, and qemu-img reads and writes them.
 # (QEMU 7.2 cannot resize qcow images; raw images are checked against it.)
-. "$(dirname "$0")/common.sh"
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
 have qemu-img && have qemu-io || { echo "qemu-img/qemu-io missing" >&2; exit 77; }
 
 qemu-img create -q -f qcow a.qcow 1M

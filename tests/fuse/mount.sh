@@ -3,14 +3,14 @@
 # `qcowkit convert -O raw` and `qemu-img compare`.  Skips (77) where
 # /dev/fuse or fusermount3 is missing or mounting is not permitted.
 set -euo pipefail
-source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+source "$(dirname "$0")/../harness/functions.sh"
 
 requires_qcowkit
 requires fusermount3 qemu-img cmp dd truncate
 [ -c /dev/fuse ] || skip "/dev/fuse is missing"
 Q=$QCOWKIT
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/fuse-mount.XXXXXX") || die "mktemp failed"
+T=$(mktemp -d "${TMPDIR:-/tmp}/fuse-mount.XXXXXX") || fail "mktemp failed"
 MOUNTS=() # mountpoints to unmount on exit
 PIDS=()   # mount processes to end on exit
 
@@ -46,7 +46,7 @@ wait_until() {
         "$@" && return 0
         sleep 0.1
     done
-    die "timed out waiting for: $*"
+    fail "timed out waiting for: $*"
 }
 
 not_running() {
@@ -59,19 +59,19 @@ N=0
 mount_bg() {
     local mnt=${*: -1} pidf="$T/pid.$((++N))"
     MOUNTS+=("$mnt")
-    "$Q" mount --pid-file="$pidf" "$@" || die "qcowkit mount $* failed"
+    "$Q" mount --pid-file="$pidf" "$@" || fail "qcowkit mount $* failed"
     # The command returns once mounted and the pid file is written.
-    [ -s "$pidf" ] || die "no pid file after qcowkit mount $*"
+    [ -s "$pidf" ] || fail "no pid file after qcowkit mount $*"
     MPID=$(cat "$pidf")
     PIDS+=("$MPID")
-    is_mounted "$(realpath "$mnt")" || die "$mnt is not mounted"
+    is_mounted "$(realpath "$mnt")" || fail "$mnt is not mounted"
 }
 
 # unmount MNT PID: fusermount3 -u, then the process must end by itself.
 unmount() {
-    fusermount3 -u "$1" || die "fusermount3 -u $1 failed"
+    fusermount3 -u "$1" || fail "fusermount3 -u $1 failed"
     wait_until 20 not_running "$2"
-    ! is_mounted "$(realpath "$1")" || die "$1 is still mounted"
+    ! is_mounted "$(realpath "$1")" || fail "$1 is still mounted"
 }
 
 # expect_fail PATTERN CMD...: CMD fails with one line on stderr matching
@@ -80,9 +80,9 @@ expect_fail() {
     local pat=$1 rc=0
     shift
     "$@" >out 2>err || rc=$?
-    [ "$rc" -ne 0 ] || die "'$*' succeeded"
-    grep -Eq -- "$pat" err || die "'$*': stderr '$(cat err)' does not match '$pat'"
-    [ "$(wc -l <err)" -eq 1 ] || die "'$*': stderr is not one line: $(cat err)"
+    [ "$rc" -ne 0 ] || fail "'$*' succeeded"
+    grep -Eq -- "$pat" err || fail "'$*': stderr '$(cat err)' does not match '$pat'"
+    [ "$(wc -l <err)" -eq 1 ] || fail "'$*': stderr is not one line: $(cat err)"
 }
 
 # write_both OFFSET COUNT: the same bytes of data.bin into the mounted
@@ -91,7 +91,7 @@ write_both() {
     local src=$(($1 % 65536))
     dd if=data.bin of="$DISK" bs="$2" count=1 skip="$src" seek="$1" \
         iflag=skip_bytes oflag=seek_bytes conv=notrunc status=none ||
-        die "dd to the mount at $1 (+$2) failed"
+        fail "dd to the mount at $1 (+$2) failed"
     dd if=data.bin of=ref.raw bs="$2" count=1 skip="$src" seek="$1" \
         iflag=skip_bytes oflag=seek_bytes conv=notrunc status=none
 }
@@ -107,11 +107,11 @@ if ! "$Q" mount -r --pid-file="$T/probe.pid" probe.raw probe.mnt 2>err; then
     if grep -Eqi "not permitted|permission denied|no such device|/dev/fuse|fusermount" err; then
         skip "mounting is not permitted here: $(cat err)"
     fi
-    die "probe mount failed: $(cat err)"
+    fail "probe mount failed: $(cat err)"
 fi
 PIDS+=("$(cat probe.pid)")
 unmount probe.mnt "$(cat probe.pid)"
-[ ! -e probe.pid ] || die "the pid file was not removed at exit"
+[ ! -e probe.pid ] || fail "the pid file was not removed at exit"
 
 # --------------------------------------------- images: qcow over raw base
 head -c 65536 /dev/urandom >data.bin
@@ -120,28 +120,28 @@ run "$Q" create -q -f raw base.raw 4M # grows it to 4M: a zero tail
 run "$Q" create -q -f qcow -b base.raw -F raw top.qcow 6M
 run "$Q" io -c "write -P 0x5a 1000 70000" -c "write -P 0xa5 5000000 1234" top.qcow
 run "$Q" convert -O raw top.qcow expect.raw
-[ "$(stat -c %s expect.raw)" = 6291456 ] || die "convert: wrong size"
+[ "$(stat -c %s expect.raw)" = 6291456 ] || fail "convert: wrong size"
 
 # ---------------------------------- read-only, over a regular file: cmp
 note "read-only mount over a file"
 touch ro.mnt
 mount_bg -r top.qcow ro.mnt
-[ "$(stat -c %s ro.mnt)" = 6291456 ] || die "size $(stat -c %s ro.mnt)"
-[ "$(stat -c %F ro.mnt)" = "regular file" ] || die "not a regular file"
-cmp ro.mnt expect.raw || die "read-only mount differs from convert -O raw"
+[ "$(stat -c %s ro.mnt)" = 6291456 ] || fail "size $(stat -c %s ro.mnt)"
+[ "$(stat -c %F ro.mnt)" = "regular file" ] || fail "not a regular file"
+cmp ro.mnt expect.raw || fail "read-only mount differs from convert -O raw"
 sum=$(md5sum <top.qcow)
 # Writes fail: open for writing, and any write.
 if dd if=data.bin of=ro.mnt bs=512 count=1 conv=notrunc status=none 2>err; then
-    die "a write to a -r mount succeeded"
+    fail "a write to a -r mount succeeded"
 fi
-grep -q "Read-only file system" err || die "write on -r: $(cat err)"
+grep -q "Read-only file system" err || fail "write on -r: $(cat err)"
 expect_fail "Read-only file system" truncate -s 1M ro.mnt
-[ "$(md5sum <top.qcow)" = "$sum" ] || die "the image changed under -r"
+[ "$(md5sum <top.qcow)" = "$sum" ] || fail "the image changed under -r"
 # Locked while mounted: readers may share it, a writer is refused.
 run "$Q" info top.qcow
 expect_fail "in use" "$Q" io -c "write 0 512" top.qcow
 expect_fail "in use" "$Q" mount top.qcow probe.mnt
-is_mounted "$T/probe.mnt" && die "a second writer mounted the image"
+is_mounted "$T/probe.mnt" && fail "a second writer mounted the image"
 run "$Q" compare -U top.qcow expect.raw
 unmount ro.mnt "$MPID"
 # Unlocked again.
@@ -157,15 +157,15 @@ cp expect.raw ref.raw
 FG=$!
 PIDS+=("$FG")
 wait_until 20 test -s rw.pid
-[ "$(cat rw.pid)" = "$FG" ] || die "pid file $(cat rw.pid), process $FG"
-[ "$(ls rw.d)" = disk ] || die "folder holds: $(ls rw.d)"
-[ "$(stat -c %s $DISK)" = 6291456 ] || die "size $(stat -c %s $DISK)"
-cmp $DISK expect.raw || die "read-write mount reads wrong data"
+[ "$(cat rw.pid)" = "$FG" ] || fail "pid file $(cat rw.pid), process $FG"
+[ "$(ls rw.d)" = disk ] || fail "folder holds: $(ls rw.d)"
+[ "$(stat -c %s $DISK)" = 6291456 ] || fail "size $(stat -c %s $DISK)"
+cmp $DISK expect.raw || fail "read-write mount reads wrong data"
 # The writer holds the lock: no other user, not even qemu-img info.
 expect_fail "in use" "$Q" info top.qcow
 expect_fail "in use" "$Q" io -c "write 0 512" top.qcow
 if qemu-img info top.qcow >/dev/null 2>err; then
-    die "qemu-img opened an image that is mounted read-write"
+    fail "qemu-img opened an image that is mounted read-write"
 fi
 run "$Q" info -U top.qcow
 # Odd offsets and sizes: inside a sector, across sectors and clusters,
@@ -181,7 +181,7 @@ for i in 0 1 2 3 4 5 6 7; do
         oflag=seek_bytes conv=notrunc,fsync status=none &
 done
 wait_jobs=$(jobs -p | grep -vx "$FG" || true)
-for j in $wait_jobs; do wait "$j" || die "a parallel dd failed"; done
+for j in $wait_jobs; do wait "$j" || fail "a parallel dd failed"; done
 for i in 0 1 2 3 4 5 6 7; do
     dd if=data.bin of=ref.raw bs=4321 count=1 seek=$((2000000 + i * 100003)) \
         oflag=seek_bytes conv=notrunc status=none
@@ -190,23 +190,23 @@ done
 # ENOSPC); the reference gets the part that fits.
 if dd if=data.bin of=$DISK bs=100 count=1 seek=6291400 oflag=seek_bytes \
     conv=notrunc status=none 2>err; then
-    die "a write past the end succeeded"
+    fail "a write past the end succeeded"
 fi
-grep -q "No space left" err || die "past the end: $(cat err)"
+grep -q "No space left" err || fail "past the end: $(cat err)"
 dd if=data.bin of=ref.raw bs=56 count=1 seek=6291400 oflag=seek_bytes \
     conv=notrunc status=none
-[ "$(stat -c %s $DISK)" = 6291456 ] || die "the disk grew"
+[ "$(stat -c %s $DISK)" = 6291456 ] || fail "the disk grew"
 # O_TRUNC leaves the size alone: a redirection overwrites the start.
-printf 'hello' >$DISK || die "cannot write through a redirection"
+printf 'hello' >$DISK || fail "cannot write through a redirection"
 printf 'hello' | dd of=ref.raw conv=notrunc status=none
-[ "$(stat -c %s $DISK)" = 6291456 ] || die "O_TRUNC changed the size"
-cmp $DISK ref.raw || die "the mount reads back other data than written"
+[ "$(stat -c %s $DISK)" = 6291456 ] || fail "O_TRUNC changed the size"
+cmp $DISK ref.raw || fail "the mount reads back other data than written"
 unmount rw.d "$FG"
 rc=0
 wait "$FG" || rc=$?
-[ "$rc" = 0 ] || die "qcowkit mount exited $rc: $(cat fg.err)"
-[ ! -s fg.err ] || die "qcowkit mount printed: $(cat fg.err)"
-[ ! -e rw.pid ] || die "the pid file was not removed"
+[ "$rc" = 0 ] || fail "qcowkit mount exited $rc: $(cat fg.err)"
+[ ! -s fg.err ] || fail "qcowkit mount printed: $(cat fg.err)"
+[ ! -e rw.pid ] || fail "the pid file was not removed"
 run qemu-img compare -f qcow -F raw top.qcow ref.raw
 run "$Q" check top.qcow
 
@@ -215,13 +215,13 @@ note "truncate resizes; SIGTERM unmounts cleanly"
 touch rz.mnt
 DISK=rz.mnt
 mount_bg top.qcow rz.mnt
-truncate -s 8M rz.mnt || die "truncate -s 8M failed"
-[ "$(stat -c %s rz.mnt)" = 8388608 ] || die "size after truncate $(stat -c %s rz.mnt)"
+truncate -s 8M rz.mnt || fail "truncate -s 8M failed"
+[ "$(stat -c %s rz.mnt)" = 8388608 ] || fail "size after truncate $(stat -c %s rz.mnt)"
 truncate -s 8M ref.raw
 write_both 8000000 3333
 kill -TERM "$MPID"
 wait_until 20 not_running "$MPID"
-! is_mounted "$T/rz.mnt" || die "still mounted after SIGTERM"
+! is_mounted "$T/rz.mnt" || fail "still mounted after SIGTERM"
 run qemu-img compare -f qcow -F raw top.qcow ref.raw
 
 # SIGINT too, when this shell lets it through (a job started with
@@ -232,7 +232,7 @@ if (((16#$sigign & 2) == 0)); then
     write_both 123 4567
     kill -INT "$MPID"
     wait_until 20 not_running "$MPID"
-    ! is_mounted "$T/rz.mnt" || die "still mounted after SIGINT"
+    ! is_mounted "$T/rz.mnt" || fail "still mounted after SIGINT"
     run qemu-img compare -f qcow -F raw top.qcow ref.raw
 else
     note "SIGINT is ignored here: not tested"
@@ -247,16 +247,16 @@ DISK=sh.mnt
 mount_bg short.qcow sh.mnt
 head -c 1049088 long.raw >ref.raw
 write_both 1000000 3000
-truncate -s 3M sh.mnt || die "truncate -s 3M failed"
+truncate -s 3M sh.mnt || fail "truncate -s 3M failed"
 truncate -s 3M ref.raw
-[ "$(stat -c %s sh.mnt)" = 3145728 ] || die "size after truncate $(stat -c %s sh.mnt)"
-cmp sh.mnt ref.raw || die "the grown range does not read as zeros"
+[ "$(stat -c %s sh.mnt)" = 3145728 ] || fail "size after truncate $(stat -c %s sh.mnt)"
+cmp sh.mnt ref.raw || fail "the grown range does not read as zeros"
 # Shrink, then grow again: neither the old data nor the backing returns.
-truncate -s 512K sh.mnt || die "truncate -s 512K failed"
-truncate -s 2M sh.mnt || die "truncate -s 2M failed"
+truncate -s 512K sh.mnt || fail "truncate -s 512K failed"
+truncate -s 2M sh.mnt || fail "truncate -s 2M failed"
 truncate -s 512K ref.raw
 truncate -s 2M ref.raw
-cmp sh.mnt ref.raw || die "shrink + grow shows old data or the backing file"
+cmp sh.mnt ref.raw || fail "shrink + grow shows old data or the backing file"
 unmount sh.mnt "$MPID"
 run qemu-img compare -f qcow -F raw short.qcow ref.raw
 run "$Q" check short.qcow
@@ -265,7 +265,7 @@ run "$Q" check short.qcow
 note "mount over the image file itself"
 run "$Q" convert -O raw top.qcow expect.raw
 mount_bg -r top.qcow top.qcow
-cmp top.qcow expect.raw || die "the image covered by its disk differs"
+cmp top.qcow expect.raw || fail "the image covered by its disk differs"
 unmount top.qcow "$MPID"
 run "$Q" compare top.qcow expect.raw
 
@@ -274,25 +274,25 @@ note "encrypted image"
 S="--object secret,id=s,data=hunter2"
 O="driver=qcow,file.filename=enc.qcow,encrypt.key-secret=s"
 "$Q" create -q -f qcow $S -o encrypt.format=aes,encrypt.key-secret=s \
-    enc.qcow 2M 2>/dev/null || die "cannot create enc.qcow"
+    enc.qcow 2M 2>/dev/null || fail "cannot create enc.qcow"
 run "$Q" io $S --image-opts -c "write -P 0x33 4096 100000" "$O"
 run "$Q" convert $S --image-opts "$O" -O raw enc.expect
 touch enc.mnt
 expect_fail "encrypt.key-secret" "$Q" mount enc.qcow enc.mnt
-! is_mounted "$T/enc.mnt" || die "mounted an encrypted image without a key"
+! is_mounted "$T/enc.mnt" || fail "mounted an encrypted image without a key"
 DISK=enc.mnt
 cp enc.expect ref.raw
 mount_bg $S --image-opts "$O" enc.mnt
-cmp enc.mnt enc.expect || die "encrypted mount differs from convert"
+cmp enc.mnt enc.expect || fail "encrypted mount differs from convert"
 write_both 77777 8888
 write_both 2097000 152
-cmp enc.mnt ref.raw || die "encrypted mount reads back other data"
+cmp enc.mnt ref.raw || fail "encrypted mount reads back other data"
 unmount enc.mnt "$MPID"
 run "$Q" convert $S --image-opts "$O" -O raw enc.after
-cmp enc.after ref.raw || die "encrypted image holds other data than written"
+cmp enc.after ref.raw || fail "encrypted image holds other data than written"
 # The data on disk is not the plaintext (0x33 bytes, written above).
 if od -An -tx1 -v enc.qcow | tr -d ' \n' | grep -q "$(printf '3%.0s' {1..256})"; then
-    die "plaintext found in the encrypted image"
+    fail "plaintext found in the encrypted image"
 fi
 
 # ---------------------------------------------- probed raw: sector 0
@@ -305,24 +305,24 @@ cp praw.orig praw.raw
 touch praw.mnt
 mount_bg praw.raw praw.mnt
 if dd if=hdr of=praw.mnt bs=8 count=1 conv=notrunc,fsync status=none 2>err; then
-    die "a qcow header was written through the mount"
+    fail "a qcow header was written through the mount"
 fi
 grep -Eq "Operation not permitted|Input/output error" err ||
-    die "header write: $(cat err)"
+    fail "header write: $(cat err)"
 printf 'QFI' | dd of=praw.mnt conv=notrunc,fsync status=none ||
-    die "a harmless write to sector 0 failed"
+    fail "a harmless write to sector 0 failed"
 dd if=hdr of=praw.mnt bs=8 count=1 seek=1 conv=notrunc,fsync status=none ||
-    die "a write past the magic's place failed"
+    fail "a write past the magic's place failed"
 unmount praw.mnt "$MPID"
-[ "$(head -c 4 praw.raw)" = "QFI!" ] || die "sector 0 is $(head -c 4 praw.raw | od -An -tx1)"
+[ "$(head -c 4 praw.raw)" = "QFI!" ] || fail "sector 0 is $(head -c 4 praw.raw | od -An -tx1)"
 [ "$("$Q" info praw.raw | sed -n 2p)" = "file format: raw" ] ||
-    die "praw.raw probes as another format"
+    fail "praw.raw probes as another format"
 cp praw.orig praw.raw
 mount_bg -f raw praw.raw praw.mnt
 dd if=hdr of=praw.mnt bs=8 count=1 conv=notrunc,fsync status=none ||
-    die "-f raw: the header write failed"
+    fail "-f raw: the header write failed"
 unmount praw.mnt "$MPID"
-cmp -n 8 hdr praw.raw || die "-f raw: header not written"
+cmp -n 8 hdr praw.raw || fail "-f raw: header not written"
 
 # ------------------------------------------------------ one-line errors
 note "errors"
@@ -335,5 +335,5 @@ expect_fail "^qcowkit: invalid FUSE options: .*bogus" \
     "$Q" mount -o bogus top.qcow probe.mnt
 expect_fail "No such file" "$Q" mount missing.qcow probe.mnt
 expect_fail "Expecting an image file name and a mountpoint" "$Q" mount top.qcow
-! is_mounted "$T/probe.mnt" || die "a failed mount left a mount behind"
+! is_mounted "$T/probe.mnt" || fail "a failed mount left a mount behind"
 note "all passed"

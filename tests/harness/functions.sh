@@ -1,37 +1,59 @@
 # shellcheck shell=bash
 #
-# functions.sh - helpers shared by the shell tests (tests/interop, ...).
+# functions.sh - the one helper library of the shell tests (tests/cli,
+# tests/nbd, tests/fuse, tests/interop, tests/install).
 #
 # Usage, at the top of a test script:
 #
 #     set -euo pipefail
-#     source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
-#     requires qemu-img qemu-io
-#     make_tmpdir            # sets $T, removed again on exit
+#     source "$(dirname "$0")/../harness/functions.sh"
+#     requires_qcowkit       # $QCOWKIT, also as $Q; skip if not built
+#     requires qemu-img      # skip unless every command is installed
+#     enter_tmpdir           # cd into a new $T, removed again on exit
 #
 # Exit status convention (as in meson and automake): 0 pass, 1 fail,
 # 77 skip.
 #
 # Environment:
-#   QCOWKIT    the qcowkit command under test (default: build/qcowkit
-#              next to the source tree, as meson builds it)
-#   TESTS_DIR  the tests/ folder of the source tree
+#   QCOWKIT    the qcowkit command under test.  Meson sets it; a script
+#              run by hand without it uses build/qcowkit of the source
+#              tree this file is in (requires_qcowkit says so on stderr,
+#              or, if there is none, skips saying how to build it).
+#   TESTS_DIR  the tests/ folder of the source tree (default: found from
+#              this file's own path)
 #   VERBOSE=1  echo every command run through `run`
+#
+# This file sets no shell options: each script chooses its own (most use
+# set -euo pipefail).
 
+QK_SOURCE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 if [ -z "${TESTS_DIR:-}" ]; then
-    TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    TESTS_DIR=$QK_SOURCE_ROOT/tests
 fi
+QK_FOUND_QCOWKIT=
 if [ -z "${QCOWKIT:-}" ]; then
-    QCOWKIT="$TESTS_DIR/../build/qcowkit"
+    # Run by hand: the command meson builds in build/ of this tree.
+    if [ -x "$QK_SOURCE_ROOT/build/qcowkit" ]; then
+        QCOWKIT=$QK_SOURCE_ROOT/build/qcowkit
+        QK_FOUND_QCOWKIT=1
+    fi
+elif [ "${QCOWKIT#/}" = "$QCOWKIT" ] && [ "${QCOWKIT#*/}" != "$QCOWKIT" ] &&
+    [ -d "$(dirname "$QCOWKIT")" ]; then
+    # A relative path (QCOWKIT=build/qcowkit): absolute, since tests cd.
+    QCOWKIT=$(cd "$(dirname "$QCOWKIT")" && pwd)/$(basename "$QCOWKIT")
 fi
+QCOWKIT=${QCOWKIT:-}
+Q=$QCOWKIT
 export TESTS_DIR QCOWKIT
 
 # The name of the running test, for messages.
 TEST_NAME=${0##*/}
 TEST_NAME=${TEST_NAME%.sh}
 
-# die MSG...: report a failure on stderr and exit 1.
-die() {
+# ------------------------------------------------------------- messages
+
+# fail MSG...: report a failure on stderr and exit 1.
+fail() {
     echo "$TEST_NAME: FAIL: $*" >&2
     exit 1
 }
@@ -47,28 +69,106 @@ note() {
     echo "$TEST_NAME: $*"
 }
 
+# --------------------------------------------------------- requirements
+
+# have CMD: true if CMD is runnable (for tests that do without it).
+have() {
+    command -v "$1" >/dev/null 2>&1
+}
+
 # requires CMD...: skip the test (exit 77) unless every CMD is runnable.
 requires() {
     local c
     for c in "$@"; do
-        command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
+        have "$c" || skip "$c is not installed"
     done
 }
 
 # requires_qcowkit: skip unless $QCOWKIT is an executable file.
 requires_qcowkit() {
-    [ -x "$QCOWKIT" ] || skip "qcowkit command not found at $QCOWKIT"
+    if [ -z "$QCOWKIT" ]; then
+        skip "QCOWKIT is not set and $QK_SOURCE_ROOT/build/qcowkit" \
+            "does not exist (build it: meson setup build && ninja -C build)"
+    fi
+    [ -x "$QCOWKIT" ] || skip "QCOWKIT=$QCOWKIT is not an executable file"
+    if [ -n "$QK_FOUND_QCOWKIT" ]; then
+        echo "$TEST_NAME: QCOWKIT is not set; using $QCOWKIT" >&2
+    fi
+}
+
+# ------------------------------------------------------- scratch folder
+
+SERVERS=() # processes to end on exit (start_nbd adds its servers)
+
+# The EXIT trap of make_tmpdir: end every process in SERVERS (SIGTERM,
+# then SIGKILL after 5 s), then remove $T.
+_harness_exit() {
+    local p i
+    for p in "${SERVERS[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${SERVERS[@]}"; do
+        for i in $(seq 50); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    rm -rf "$T"
 }
 
 # make_tmpdir: create a private temporary folder, store its name in $T
 # and remove it (with everything in it) when the script exits, whatever
-# the reason.  Must be called in the main shell, not in $(...).
+# the reason.  Must be called in the main shell, not in $(...).  A script
+# that sets its own EXIT trap must remove $T itself.
 make_tmpdir() {
     T=$(mktemp -d "${TMPDIR:-/tmp}/${TEST_NAME}.XXXXXX") ||
-        die "cannot create a temporary folder"
-    # shellcheck disable=SC2064  # expand $T now
-    trap "rm -rf '$T'" EXIT
+        fail "cannot create a temporary folder"
+    trap _harness_exit EXIT
     export T
+}
+
+# enter_tmpdir: make_tmpdir, then work in it.
+enter_tmpdir() {
+    make_tmpdir
+    cd "$T"
+}
+
+# ------------------------------------------------------- command checks
+
+# expect_rc CODE CMD... : run CMD, check its exit status; output in the
+# files out and err (of the current folder).
+expect_rc() {
+    local want=$1 rc=0
+    shift
+    "$@" >out 2>err || rc=$?
+    if [ "$rc" != "$want" ]; then
+        echo "--- stdout:" >&2; cat out >&2
+        echo "--- stderr:" >&2; cat err >&2
+        fail "'$*' exited $rc, expected $want"
+    fi
+}
+
+# expect_out TEXT: stdout of the last expect_rc is exactly TEXT.
+expect_out() {
+    local got
+    got=$(cat out)
+    [ "$got" == "$1" ] || fail "stdout was:
+$got
+expected:
+$1"
+}
+
+# expect_err PATTERN: stderr of the last expect_rc matches PATTERN (grep -E),
+# and is a single line.
+expect_err() {
+    grep -Eq -- "$1" err || fail "stderr '$(cat err)' does not match '$1'"
+    [ "$(wc -l <err)" -eq 1 ] || fail "stderr is not one line: $(cat err)"
+}
+
+# untime: drop qemu-io's timing numbers (a filter).
+untime() {
+    sed -E 's/; [0-9:.]+ sec \(.*\)$/; TIME/'
 }
 
 # run CMD ARGS...: run a command; on failure report it with its output
@@ -79,7 +179,7 @@ run() {
     out=$("$@" 2>&1) || rc=$?
     if [ "$rc" -ne 0 ]; then
         printf '%s\n' "$out" >&2
-        die "command failed (exit $rc): $*"
+        fail "command failed (exit $rc): $*"
     fi
     [ "${VERBOSE:-0}" = 1 ] && [ -n "$out" ] && printf '%s\n' "$out" >&2
     return 0
@@ -90,12 +190,12 @@ qk() {
     run "$QCOWKIT" "$@"
 }
 
-# same_files A B WHAT: die unless files A and B are byte-identical.
+# same_files A B WHAT: fail unless files A and B are byte-identical.
 same_files() {
     local a=$1 b=$2 what=${3:-"$1 vs $2"}
     local out
     if ! out=$(cmp "$a" "$b" 2>&1); then
-        die "$what: files differ: $out"
+        fail "$what: files differ: $out"
     fi
 }
 
@@ -104,7 +204,7 @@ same_files() {
 # A script may run several independent cases and report every failing
 # one instead of stopping at the first:
 #
-#     case_plain() { ...; die "..." ...; }
+#     case_plain() { ...; fail "..." ...; }
 #     run_case plain case_plain [ARGS...]
 #     ...
 #     finish
@@ -210,7 +310,7 @@ qemu_compress() {
     out=$(qemu-img convert -c -O qcow "$@" "$src" "$dst" 2>&1) || rc=$?
     if [ "$rc" -ne 0 ] && ! { [ "$rc" -eq 1 ] && [ -z "$out" ]; }; then
         printf '%s\n' "$out" >&2
-        die "qemu-img convert -c -O qcow $src $dst failed (exit $rc)"
+        fail "qemu-img convert -c -O qcow $src $dst failed (exit $rc)"
     fi
 }
 
@@ -236,7 +336,7 @@ qemu_same() {
     out=$(qemu-img compare -F raw "$1" "$2" 2>&1) || rc=$?
     if [ "$rc" -ne 0 ] || [ "$out" != "Images are identical." ]; then
         printf '%s\n' "$out" >&2
-        die "qemu-img compare $1 $2: exit $rc, not identical"
+        fail "qemu-img compare $1 $2: exit $rc, not identical"
     fi
 }
 
@@ -278,10 +378,76 @@ vsize() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])'
 }
 
-# QEMU's qcow driver flushes after every table update, so with qemu-io's
-# default cache mode a list of writes on 512-byte clusters takes seconds
-# per MiB.  Flushes do not change what ends up in the file, so tests run
-# qemu-io with cache=unsafe (flushes become no-ops).
-qemu-io() {
-    command qemu-io -t unsafe "$@"
+# use_unsafe_qemu_io: from now on, `qemu-io` in this script means
+# `qemu-io -t unsafe`.  QEMU's qcow driver flushes after every table
+# update, so with qemu-io's default cache mode a list of writes on
+# 512-byte clusters takes seconds per MiB.  Flushes do not change what
+# ends up in the file, so the interop tests run qemu-io with
+# cache=unsafe (flushes become no-ops).  Not for tests of flushes.
+use_unsafe_qemu_io() {
+    qemu-io() {
+        command qemu-io -t unsafe "$@"
+    }
+}
+
+# ---------------------------------------------------------- NBD servers
+
+# start_nbd NAME ARGS...: run `qcowkit nbd --pid-file=NAME.pid ARGS...` in
+# the background and wait (10 s at most) for it to listen.  Sets $PID;
+# its stderr goes to NAME.err.  The server is ended on exit.
+start_nbd() {
+    local name=$1 i
+    shift
+    rm -f "$T/$name.pid"
+    "$Q" nbd --pid-file="$T/$name.pid" "$@" 2>"$T/$name.err" &
+    PID=$!
+    SERVERS+=("$PID")
+    for i in $(seq 100); do
+        [ -s "$T/$name.pid" ] && return 0
+        if ! kill -0 "$PID" 2>/dev/null; then
+            cat "$T/$name.err" >&2
+            fail "qcowkit nbd $* exited before listening"
+        fi
+        sleep 0.1
+    done
+    fail "qcowkit nbd $* did not listen within 10 s"
+}
+
+# wait_exit PID: wait (10 s at most) for a server to exit; its status is
+# in $RC.
+wait_exit() {
+    local i
+    for i in $(seq 100); do
+        if ! kill -0 "$1" 2>/dev/null; then
+            RC=0
+            wait "$1" || RC=$?
+            return 0
+        fi
+        sleep 0.1
+    done
+    fail "server $1 still running after 10 s"
+}
+
+# stop_nbd PID: SIGTERM, then wait; a clean stop exits 0.
+stop_nbd() {
+    kill -TERM "$1"
+    wait_exit "$1"
+    [ "$RC" = 0 ] || fail "server $1 exited $RC after SIGTERM"
+}
+
+# uri NAME [EXPORT]: the URI of the unix socket NAME.sock.
+uri() {
+    echo "nbd+unix:///${2:-}?socket=$T/$1.sock"
+}
+
+# nbd_python: print a python able to import libnbd's module, or nothing.
+nbd_python() {
+    local p
+    for p in python3 /usr/bin/python3; do
+        if "$p" -c 'import nbd' >/dev/null 2>&1; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 0
 }

@@ -1,20 +1,17 @@
-#!/bin/sh
+#!/bin/bash
 # `meson install` into a temporary DESTDIR, then build a program the way a
 # user would, with `pkg-config --cflags --libs qcowkit`, and run it against
 # the installed shared library.
 # usage: install.sh MESON BUILD_ROOT SANITIZE HAVE_MAN
 set -eu
+source "$(dirname "$0")/../harness/functions.sh"
 meson=$1 build=$2 sanitize=$3 have_man=$4
 cc=${CC:-cc}
-command -v pkg-config >/dev/null 2>&1 ||
-    { echo "SKIP: pkg-config not found"; exit 77; }
-command -v "$cc" >/dev/null 2>&1 ||
-    { echo "SKIP: no C compiler ($cc)"; exit 77; }
+requires pkg-config "$cc"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 dest=$tmp/dest
-fail() { echo "FAIL: $*"; exit 1; }
 
 "$meson" install -C "$build" --no-rebuild --quiet --destdir "$dest" ||
     fail "meson install"

@@ -8,10 +8,11 @@
 #  - qcowkit's compressed file is no larger than qemu-img's for the same
 #    input (zeros, text, random data, a mix of them).
 set -euo pipefail
-source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+source "$(dirname "$0")/../harness/functions.sh"
 requires qemu-img qemu-io python3 cmp
 requires_qcowkit
 make_tmpdir
+use_unsafe_qemu_io
 
 # compressed_extents IMG: extents `qemu-img map` shows as data stored in
 # IMG itself without a host offset, i.e. compressed clusters.
@@ -50,13 +51,13 @@ roundtrip() {
     # Compression happened (where the data compresses at all).
     if [ "$expect" = yes ]; then
         [ "$(compressed_extents k.qcow)" -gt 0 ] ||
-            die "$src: qcowkit's output holds no compressed cluster"
+            fail "$src: qcowkit's output holds no compressed cluster"
     fi
     qs=$(stat -c %s q.qcow)
     ks=$(stat -c %s k.qcow)
     note "$src: qemu-img $qs bytes, qcowkit $ks bytes"
     [ "$ks" -le "$qs" ] ||
-        die "$src: qcowkit's compressed file ($ks bytes) is larger than qemu-img's ($qs bytes)"
+        fail "$src: qcowkit's compressed file ($ks bytes) is larger than qemu-img's ($qs bytes)"
     rm -f k.qemu.raw q.qk.raw
 }
 
@@ -126,7 +127,7 @@ case_chain_source() {
     qemu_raw top.qcow top.raw
     roundtrip top.qcow top.raw
     [ -z "$(qemu-img info --output=json k.qcow | grep backing-filename)" ] ||
-        die "qcowkit convert output kept a backing file"
+        fail "qcowkit convert output kept a backing file"
 }
 
 # Compressing an already compressed image (each tool's) again.
@@ -146,10 +147,10 @@ case_compare_different() {
     run qemu-io -f raw -c 'write -P 0x5c 777777 1' other.raw
     local rc=0
     qemu-img compare k.qcow other.raw >/dev/null 2>&1 || rc=$?
-    [ "$rc" -eq 1 ] || die "test error: qemu-img compare exit $rc, not 1"
+    [ "$rc" -eq 1 ] || fail "test error: qemu-img compare exit $rc, not 1"
     rc=0
     "$QCOWKIT" compare k.qcow other.raw >/dev/null 2>&1 || rc=$?
-    [ "$rc" -eq 1 ] || die "qcowkit compare of different images: exit $rc, not 1"
+    [ "$rc" -eq 1 ] || fail "qcowkit compare of different images: exit $rc, not 1"
 }
 
 run_case mix case_mix

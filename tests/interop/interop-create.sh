@@ -6,10 +6,11 @@
 # 16/13), crafted here with python3 or made by `qcowkit create -o
 # cluster_size=N`, read the same in both tools after writes by either.
 set -euo pipefail
-source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+source "$(dirname "$0")/../harness/functions.sh"
 requires qemu-img qemu-io python3 cmp
 requires_qcowkit
 make_tmpdir
+use_unsafe_qemu_io
 
 # craft FILE SIZE CLUSTER_BITS L2_BITS [BACKING]: write an empty qcow
 # image laid out as QEMU's qcow_co_create() lays it out (header, backing
@@ -128,7 +129,7 @@ geometry_rw() {
     craft "$name.a.qcow" "$size" "$cb" "$l2b"
     cp "$name.a.qcow" "$name.b.qcow"
     cp "$name.a.qcow" "$name.c.qcow"
-    [ "$(geometry "$name.a.qcow")" = "$cb $l2b" ] || die "craft failed"
+    [ "$(geometry "$name.a.qcow")" = "$cb $l2b" ] || fail "craft failed"
     {
         echo "$((span + cl)) $cl 0x06 c"        # compressed, 2nd table
         echo "$((3 * cl)) $cl 0x07 c"           # compressed, 1st table
@@ -195,10 +196,10 @@ case_cluster_size_option() {
         run "$QCOWKIT" create -f qcow -o "cluster_size=$n" k$n.qcow 9M
         g=$(geometry k$n.qcow)
         [ "${g% *}" = "$bits" ] ||
-            die "create -o cluster_size=$n: header cluster_bits ${g% *}, not $bits"
+            fail "create -o cluster_size=$n: header cluster_bits ${g% *}, not $bits"
         l2b=${g#* }
         [ "$l2b" -ge 6 ] && [ "$l2b" -le 13 ] ||
-            die "create -o cluster_size=$n: l2_bits $l2b outside QEMU's 6..13"
+            fail "create -o cluster_size=$n: l2_bits $l2b outside QEMU's 6..13"
         truncate -s 9M ref$n.raw
         run qemu-io -c "write -P 0x31 $((n - 1)) 3" -c "write -c -P 0x32 $((2 * n)) $n" \
             k$n.qcow
@@ -317,21 +318,21 @@ case_backing_big_clusters() {
 
 # same_map IMG / same_info IMG: as in interop-map.sh, in short.
 same_map() {
-    qemu-img map --output=json "$1" >"$1.q.map" || die "qemu-img map $1 failed"
-    "$QCOWKIT" map --output=json "$1" >"$1.k.map" || die "qcowkit map $1 failed"
+    qemu-img map --output=json "$1" >"$1.q.map" || fail "qemu-img map $1 failed"
+    "$QCOWKIT" map --output=json "$1" >"$1.k.map" || fail "qcowkit map $1 failed"
     cmp -s "$1.q.map" "$1.k.map" || {
         cat "$1.q.map" "$1.k.map" >&2
-        die "map --output=json $1: qcowkit differs from qemu-img"
+        fail "map --output=json $1: qcowkit differs from qemu-img"
     }
 }
 same_info() {
-    qemu-img info --output=json "$1" >"$1.q.info" || die "qemu-img info $1 failed"
-    "$QCOWKIT" info --output=json "$1" >"$1.k.info" || die "qcowkit info $1 failed"
+    qemu-img info --output=json "$1" >"$1.q.info" || fail "qemu-img info $1 failed"
+    "$QCOWKIT" info --output=json "$1" >"$1.k.info" || fail "qcowkit info $1 failed"
     python3 -c '
 import json, sys
 q, k = (json.load(open(f)) for f in sys.argv[1:])
 sys.exit(0 if q == k else "qemu-img %r\nqcowkit  %r" % (q, k))' "$1.q.info" "$1.k.info" ||
-        die "info --output=json $1: qcowkit differs from qemu-img"
+        fail "info --output=json $1: qcowkit differs from qemu-img"
 }
 
 run_case sizes case_sizes

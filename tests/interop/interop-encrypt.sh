@@ -12,10 +12,11 @@
 # wrong password reads other data (the format has no key check) exactly as
 # QEMU reads it; a missing key is a clear error.
 set -euo pipefail
-source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+source "$(dirname "$0")/../harness/functions.sh"
 requires qemu-img qemu-io python3 cmp grep
 requires_qcowkit
 make_tmpdir
+use_unsafe_qemu_io
 
 PW="correct horse"
 SEC=(--object "secret,id=s,data=$PW")
@@ -76,12 +77,12 @@ q_compare() {
         "driver=raw,file.filename=$2" 2>&1) || rc=$?
     if [ "$rc" -ne 0 ] || [ "$out" != "Images are identical." ]; then
         printf '%s\n' "$out" >&2
-        die "qemu-img compare $1 $2: exit $rc, not identical"
+        fail "qemu-img compare $1 $2: exit $rc, not identical"
     fi
 }
 
 encrypted() {
-    qemu-img info "$1" | grep -q '^encrypted: yes$' || die "$1 is not encrypted"
+    qemu-img info "$1" | grep -q '^encrypted: yes$' || fail "$1 is not encrypted"
 }
 
 # QEMU creates and writes (writes of 1 byte .. 1 MiB, unaligned offsets),
@@ -123,7 +124,7 @@ case_qemu_writes_file_secret() {
     rm -f k2.raw
     run "$QCOWKIT" convert --object secret,id=f,file=pw2.txt --image-opts -O raw \
         "$(opts img.qcow f)" k2.raw
-    if cmp -s ref.raw k2.raw; then die "the newline was dropped from the password"; fi
+    if cmp -s ref.raw k2.raw; then fail "the newline was dropped from the password"; fi
 }
 
 # qcowkit creates and writes (in three runs), QEMU's compare calls it
@@ -230,18 +231,18 @@ sys.stdout.buffer.write((line * (300000 // len(line) + 1))[:300000])' >canary.tx
     run "$QCOWKIT" convert "${SEC[@]}" -O qcow "${AES[@]}" canary.txt c.qcow
     for img in k.qcow q.qcow c.qcow; do
         n=$(grep -c -a CANARY "$img" || true)
-        [ "$n" -eq 0 ] || die "$img: $n lines of plaintext in the image file"
+        [ "$n" -eq 0 ] || fail "$img: $n lines of plaintext in the image file"
     done
     # Control: a plain image holds the text.
     run "$QCOWKIT" create -q -f qcow p.qcow 4M
     run "$QCOWKIT" io -c 'write -s canary.txt 1234 300000' p.qcow
     n=$(grep -c -a CANARY p.qcow || true)
-    [ "$n" -gt 0 ] || die "control: the plain image does not hold the text"
+    [ "$n" -gt 0 ] || fail "control: the plain image does not hold the text"
     # And the encrypted images read back the text.
     rm -f back.raw
     run "$QCOWKIT" convert "${SEC[@]}" --image-opts -O raw "$(opts c.qcow)" back.raw
     # (the virtual size is rounded up to 512 bytes)
-    cmp -n 300000 canary.txt back.raw || die "canary read back differs"
+    cmp -n 300000 canary.txt back.raw || fail "canary read back differs"
 }
 
 # A wrong password reads other data, exactly as QEMU reads it with that
@@ -254,7 +255,7 @@ case_wrong_key_and_missing_key() {
     ref_writes w ref.raw
     both_read img.qcow - --object secret,id=s,data=wrong-password
     if cmp -s ref.raw img.qcow.q.raw; then
-        die "a wrong password read the right data"
+        fail "a wrong password read the right data"
     fi
     # Only the first 16 bytes of a password count (AES-128, as QEMU).
     run qemu-img create -f qcow --object secret,id=s,data=0123456789abcdefXYZ \
@@ -270,13 +271,13 @@ case_wrong_key_and_missing_key() {
         eval "set -- $args"
         rc=0
         out=$("$QCOWKIT" "$@" 2>&1 >/dev/null) || rc=$?
-        [ "$rc" -ne 0 ] || die "qcowkit $args without a key succeeded"
+        [ "$rc" -ne 0 ] || fail "qcowkit $args without a key succeeded"
         [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] ||
-            die "qcowkit $args: not one line: $out"
+            fail "qcowkit $args: not one line: $out"
         printf '%s\n' "$out" | grep -q "Parameter 'encrypt.key-secret' is required for cipher" ||
-            die "qcowkit $args: unclear error: $out"
+            fail "qcowkit $args: unclear error: $out"
     done
-    [ ! -e x.raw ] || die "convert without a key created its target"
+    [ ! -e x.raw ] || fail "convert without a key created its target"
     # info needs no key, as in QEMU.
     run "$QCOWKIT" info img.qcow
 }

@@ -7,10 +7,11 @@
 #  - images QEMU encrypted read the same in qcowkit, and the other way;
 #  - map and info agree, with and without the key.
 set -euo pipefail
-source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+source "$(dirname "$0")/../harness/functions.sh"
 requires qemu-img qemu-io python3 cmp
 requires_qcowkit
 make_tmpdir
+use_unsafe_qemu_io
 
 OBJ=(--object secret,id=sec0,data=correct-horse)
 BAD=(--object secret,id=sec0,data=wrong-pony)
@@ -74,7 +75,7 @@ case_rw() {
     run qemu-img convert "${BAD[@]}" --image-opts "$(opts q.qcow)" -O raw bad.q.raw
     run "$QCOWKIT" convert "${BAD[@]}" --image-opts "$(opts q.qcow)" -O raw bad.k.raw
     same_files bad.q.raw bad.k.raw "decrypted with a wrong key"
-    cmp -s bad.q.raw ref.raw && die "test error: wrong key decrypts correctly"
+    cmp -s bad.q.raw ref.raw && fail "test error: wrong key decrypts correctly"
     true
 }
 
@@ -107,15 +108,15 @@ case_map_info() {
         qemu-img $sub "${OBJ[@]}" --image-opts "$(opts q.qcow)" >q.out 2>/dev/null || qrc=$?
         # shellcheck disable=SC2086
         "$QCOWKIT" $sub "${OBJ[@]}" --image-opts "$(opts q.qcow)" >k.out 2>/dev/null || krc=$?
-        [ "$qrc" = "$krc" ] || die "$sub with key: qemu-img exit $qrc, qcowkit exit $krc"
-        cmp -s q.out k.out || { diff q.out k.out >&2 || true; die "$sub with key differs"; }
+        [ "$qrc" = "$krc" ] || fail "$sub with key: qemu-img exit $qrc, qcowkit exit $krc"
+        cmp -s q.out k.out || { diff q.out k.out >&2 || true; fail "$sub with key differs"; }
     done
     for sub in "info --output=json" info; do
         # shellcheck disable=SC2086
-        qemu-img $sub q.qcow >q.out || die "qemu-img $sub failed"
+        qemu-img $sub q.qcow >q.out || fail "qemu-img $sub failed"
         # shellcheck disable=SC2086
-        "$QCOWKIT" $sub q.qcow >k.out || die "qcowkit $sub failed"
-        cmp -s q.out k.out || { diff q.out k.out >&2 || true; die "$sub without key differs"; }
+        "$QCOWKIT" $sub q.qcow >k.out || fail "qcowkit $sub failed"
+        cmp -s q.out k.out || { diff q.out k.out >&2 || true; fail "$sub without key differs"; }
     done
 }
 
@@ -129,7 +130,7 @@ case_map_without_key() {
         qrc=0 krc=0
         qemu-img map --output=$fmt q.qcow >q.out 2>q.err || qrc=$?
         "$QCOWKIT" map --output=$fmt q.qcow >k.out 2>k.err || krc=$?
-        [ "$qrc" = "$krc" ] || die "map --output=$fmt without key:" \
+        [ "$qrc" = "$krc" ] || fail "map --output=$fmt without key:" \
             "qemu-img exit $qrc ($(cat q.err)), qcowkit exit $krc (stdout: $(head -c 200 k.out))"
     done
 }

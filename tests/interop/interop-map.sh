@@ -6,25 +6,26 @@
 # compressed, overlays on raw and qcow backing files, chains of depth 2,
 # backing files shorter than the overlay.
 set -euo pipefail
-source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+source "$(dirname "$0")/../harness/functions.sh"
 requires qemu-img qemu-io python3 cmp
 requires_qcowkit
 make_tmpdir
+use_unsafe_qemu_io
 
 # same_map IMG: both tools map IMG identically (run from the current
 # folder, so the file names in the JSON are as given).
 same_map() {
     local img=$1 tag=${1//\//_}
     qemu-img map --output=json "$img" >"$tag.qemu.map" ||
-        die "qemu-img map $img failed"
+        fail "qemu-img map $img failed"
     "$QCOWKIT" map --output=json "$img" >"$tag.qk.map" 2>"$tag.qk.err" ||
-        die "qcowkit map --output=json $img failed: $(cat "$tag.qk.err")"
+        fail "qcowkit map --output=json $img failed: $(cat "$tag.qk.err")"
     if ! cmp -s "$tag.qemu.map" "$tag.qk.map"; then
         echo "--- qemu-img map --output=json $img" >&2
         cat "$tag.qemu.map" >&2
         echo "--- qcowkit map --output=json $img" >&2
         cat "$tag.qk.map" >&2
-        die "map --output=json $img: qcowkit differs from qemu-img"
+        fail "map --output=json $img: qcowkit differs from qemu-img"
     fi
 }
 
@@ -38,10 +39,10 @@ same_map() {
 same_info() {
     local img=$1 tag=${1//\//_}
     qemu-img info --output=json "$img" >"$tag.qemu.info" ||
-        die "qemu-img info $img failed"
+        fail "qemu-img info $img failed"
     "$QCOWKIT" info --output=json "$img" >"$tag.qk.info" 2>"$tag.qk.err" ||
-        die "qcowkit info --output=json $img failed: $(cat "$tag.qk.err")"
-    python3 - "$tag.qemu.info" "$tag.qk.info" <<'PY' || die "info --output=json $img: qcowkit differs from qemu-img"
+        fail "qcowkit info --output=json $img failed: $(cat "$tag.qk.err")"
+    python3 - "$tag.qemu.info" "$tag.qk.info" <<'PY' || fail "info --output=json $img: qcowkit differs from qemu-img"
 import json, sys
 q = json.load(open(sys.argv[1]))
 try:
@@ -204,19 +205,19 @@ case_options() {
     for o in 0 1 511 512 1000 50000 2097152 3145727; do
         for m in 1 512 4096 1000000 100000000; do
             qemu-img map --output=json --start-offset=$o --max-length=$m \
-                top.qcow >q.map || die "qemu-img map failed"
+                top.qcow >q.map || fail "qemu-img map failed"
             "$QCOWKIT" map --output=json --start-offset=$o --max-length=$m \
                 top.qcow >k.map ||
-                die "qcowkit map --start-offset=$o --max-length=$m failed"
+                fail "qcowkit map --start-offset=$o --max-length=$m failed"
             cmp -s q.map k.map || {
                 cat q.map k.map >&2
-                die "map --output=json --start-offset=$o --max-length=$m top.qcow differs"
+                fail "map --output=json --start-offset=$o --max-length=$m top.qcow differs"
             }
         done
     done
     qemu-img info --backing-chain --output=json top.qcow >q.info
     "$QCOWKIT" info --backing-chain --output=json top.qcow >k.info ||
-        die "qcowkit info --backing-chain failed"
+        fail "qcowkit info --backing-chain failed"
     python3 -c '
 import json, sys
 q, k = (json.load(open(f)) for f in sys.argv[1:])
@@ -246,10 +247,10 @@ case_human() {
                 # shellcheck disable=SC2086
                 "$QCOWKIT" $sub "$args" >k.out 2>/dev/null || krc=$?
                 [ "$qrc" = "$krc" ] ||
-                    die "$sub $args: qemu-img exit $qrc, qcowkit exit $krc"
+                    fail "$sub $args: qemu-img exit $qrc, qcowkit exit $krc"
                 cmp -s q.out k.out || {
                     diff q.out k.out >&2 || true
-                    die "$sub $args: qcowkit's output differs from qemu-img's"
+                    fail "$sub $args: qcowkit's output differs from qemu-img's"
                 }
             done
         done
@@ -284,7 +285,7 @@ case_compare() {
         qemu-img compare $pair >q.out 2>/dev/null || qrc=$?
         # shellcheck disable=SC2086
         "$QCOWKIT" compare $pair >k.out 2>/dev/null || krc=$?
-        [ "$qrc" = "$krc" ] || die "compare $pair: qemu-img exit $qrc, qcowkit exit $krc"
+        [ "$qrc" = "$krc" ] || fail "compare $pair: qemu-img exit $qrc, qcowkit exit $krc"
         # Strict mode: qemu-img counts its end-of-file status bit as a
         # difference, so a dense raw file "mismatches" a qcow image at the
         # start of any shorter extent; qcowkit compares only allocation and
@@ -295,12 +296,12 @@ case_compare() {
             local qoff koff
             qoff=$(sed -n 's/^Strict mode: Offset \([0-9]*\) .*/\1/p' q.out)
             koff=$(sed -n 's/^Strict mode: Offset \([0-9]*\) .*/\1/p' k.out)
-            [ "$koff" -ge "$qoff" ] || die "compare $pair: qcowkit found a mismatch at $koff, before qemu-img's $qoff"
+            [ "$koff" -ge "$qoff" ] || fail "compare $pair: qcowkit found a mismatch at $koff, before qemu-img's $qoff"
             continue
         fi
         cmp -s q.out k.out || {
             diff q.out k.out >&2 || true
-            die "compare $pair: qcowkit's output differs from qemu-img's"
+            fail "compare $pair: qcowkit's output differs from qemu-img's"
         }
     done
     # A deliberate difference (README): a fully allocated qcow copy and its
@@ -311,9 +312,9 @@ case_compare() {
     qemu-img compare -s r.qcow r.raw >q.out 2>/dev/null || qrc=$?
     "$QCOWKIT" compare -s r.qcow r.raw >k.out 2>/dev/null || krc=$?
     [ "$krc" = 0 ] && grep -qx 'Images are identical.' k.out ||
-        die "compare -s r.qcow r.raw: qcowkit exit $krc: $(cat k.out)"
+        fail "compare -s r.qcow r.raw: qcowkit exit $krc: $(cat k.out)"
     [ "$qrc" = 1 ] && grep -q '^Strict mode: Offset 0 ' q.out ||
-        die "compare -s r.qcow r.raw: qemu-img no longer reports its EOF-bit mismatch (exit $qrc): update the README"
+        fail "compare -s r.qcow r.raw: qemu-img no longer reports its EOF-bit mismatch (exit $qrc): update the README"
 }
 
 run_case empty case_empty

@@ -17,10 +17,11 @@
 # 7.2 writes the compressed bytes into the cluster but leaves the L2 entry
 # uncompressed, so the cluster then reads back as garbage).
 set -euo pipefail
-source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+source "$(dirname "$0")/../harness/functions.sh"
 requires qemu-img qemu-io python3 cmp
 requires_qcowkit
 make_tmpdir
+use_unsafe_qemu_io
 
 # qk_writes IMG LIST [PARTS]: apply the writes of LIST with qcowkit io, in
 # PARTS separate runs (default 1) so that the image is reopened between
@@ -112,7 +113,7 @@ case_raw_backing() {
     qk_writes top.qcow w.list 2
     ref_writes w.list ref.raw
     check top.qcow ref.raw
-    cmp -s base.raw ref.raw && die "test error: no write changed anything"
+    cmp -s base.raw ref.raw && fail "test error: no write changed anything"
     # The backing file was left alone.
     make_data base2.raw $((8 << 20)) 1
     same_files base.raw base2.raw "backing file modified"
@@ -182,7 +183,7 @@ case_compressed() {
     ref_writes w.list ref.raw
     check img.qcow ref.raw
     [ "$(compressed_extents img.qcow)" -gt 0 ] ||
-        die "qemu-img map shows no compressed cluster after write -c"
+        fail "qemu-img map shows no compressed cluster after write -c"
     # The default pattern of write -c, as in qemu-io, is 0xcd.
     run "$QCOWKIT" io -f qcow -c "write -c $((200 * cl)) $cl" img.qcow
     run qemu-io -f raw -c "write -P 0xcd $((200 * cl)) $cl" ref.raw
@@ -306,7 +307,7 @@ case_convert() {
     check newovl.qcow ovl.raw
     [ "$(qemu-img info --output=json newovl.qcow | python3 -c \
         'import json,sys; print(json.load(sys.stdin).get("backing-filename"))')" = src.raw ] ||
-        die "convert -B: the output's backing file is not src.raw"
+        fail "convert -B: the output's backing file is not src.raw"
 }
 
 run_case plain case_plain

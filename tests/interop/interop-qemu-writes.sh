@@ -9,10 +9,11 @@
 # checked against that too.  Some cases also read through `qcowkit io -r -c
 # 'read -P ...'`.
 set -euo pipefail
-source "${TESTS_DIR:-$(dirname "$0")/..}/harness/functions.sh"
+source "$(dirname "$0")/../harness/functions.sh"
 requires qemu-img qemu-io python3 cmp
 requires_qcowkit
 make_tmpdir
+use_unsafe_qemu_io
 
 # writes IMG FMT SEED COUNT [MAXSHIFT]: apply a fixed-seed list of writes
 # (1 byte .. 2^MAXSHIFT bytes, unaligned) with qemu-io to IMG (format FMT);

@@ -3,8 +3,11 @@
 # requests in flight, each seeing the other's data after a flush (one
 # image handle); the server exits when both have gone.  With -e 1 a
 # second client waits until the first has left.
-. "$(dirname "$0")/common.sh"
-need qemu-io
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires qemu-io
 NBDPY=$(nbd_python)
 if [ -z "$NBDPY" ]; then
     echo "no python with libnbd (python3-libnbd); skipping" >&2

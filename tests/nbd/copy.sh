@@ -2,8 +2,11 @@
 # nbdcopy from qcowkit nbd: the export copied to a raw file is identical
 # to `qcowkit convert -O raw`; over a unix socket and over TCP on
 # 127.0.0.1.  Without -t the server exits once its client has gone.
-. "$(dirname "$0")/common.sh"
-need nbdcopy
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires nbdcopy
 
 "$Q" create -q -f qcow base.qcow 6M
 "$Q" io -c 'write -q -P 0x61 0 1M' -c 'write -q -P 0x62 3M 333k' base.qcow

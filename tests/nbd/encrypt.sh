@@ -2,8 +2,11 @@
 # An AES-encrypted image exported with --object secret and --image-opts:
 # reads decrypt, writes encrypt; without the key the server refuses to
 # start.
-. "$(dirname "$0")/common.sh"
-need qemu-io nbdcopy
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires qemu-io nbdcopy
 
 S="--object secret,id=s,data=pw"
 O="driver=qcow,file.filename=e.qcow,encrypt.key-secret=s"

@@ -7,8 +7,11 @@
 # pwrite finished and before the last FLUSH was answered.  Before the fix
 # the first FLUSH, run during the transfer, synced and cleared the
 # "unsynced" mark, and the last FLUSH synced nothing.
-. "$(dirname "$0")/common.sh"
-need strace
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires strace
 NBDPY=$(nbd_python)
 if [ -z "$NBDPY" ]; then
     echo "no python with libnbd (python3-libnbd); skipping" >&2

@@ -2,8 +2,11 @@
 # nbdinfo against qcowkit nbd: size, flags, export list, and the
 # base:allocation map through a backing chain (and of a sparse raw file)
 # matching `qcowkit map`.
-. "$(dirname "$0")/common.sh"
-need nbdinfo python3
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires nbdinfo python3
 MAPCMP=$(dirname "$0")/mapcmp.py
 [ -f "$MAPCMP" ] || MAPCMP=$OLDPWD/$(dirname "$0")/mapcmp.py
 

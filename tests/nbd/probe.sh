@@ -2,8 +2,11 @@
 # A raw image served with its format probed: a client cannot write a qcow
 # (or other format's) header into sector 0 (CVE-2008-2004); with -f raw it
 # can.
-. "$(dirname "$0")/common.sh"
-need qemu-io
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires qemu-io
 
 printf 'QFI\xfb\0\0\0\1\0\0\0\0\0\0\0\x30\0\0\0\x0a' >hdr
 { printf 'raw!'; head -c 1048572 /dev/zero; } >orig.raw

@@ -3,8 +3,11 @@
 # error values, simple and structured replies, block status, option
 # errors, and hostile clients that must be dropped without hurting the
 # server, which afterwards still serves and exits cleanly.
-. "$(dirname "$0")/common.sh"
-need python3
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires python3
 PY=$(dirname "$0")/protocol.py
 [ -f "$PY" ] || PY=$OLDPWD/$(dirname "$0")/protocol.py
 

@@ -2,8 +2,11 @@
 # qemu-io over nbd+unix:// and nbd://: pattern writes and reads of
 # unaligned sizes, zero writes, flush; afterwards qemu-io on the image
 # file itself finds them.
-. "$(dirname "$0")/common.sh"
-need qemu-io qemu-img
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires qemu-io qemu-img
 
 # qemu-io prints failures but may exit 0: look at its output too.
 qio() {

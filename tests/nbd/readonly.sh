@@ -1,8 +1,11 @@
 #!/bin/bash
 # A read-only export (-r) refuses writes and leaves the image as it was;
 # -U serves an image another process holds.
-. "$(dirname "$0")/common.sh"
-need qemu-io nbdcopy
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires qemu-io nbdcopy
 
 "$Q" create -q -f qcow img.qcow 2M
 "$Q" io -c 'write -q -P 0x5a 0 2M' img.qcow

@@ -1,8 +1,11 @@
 #!/bin/bash
 # nbdcopy into a writable export (data, and zeros sent as WRITE_ZEROES):
 # afterwards `qemu-img compare` finds the image equal to the raw source.
-. "$(dirname "$0")/common.sh"
-need nbdcopy qemu-img
+set -euo pipefail
+source "$(dirname "$0")/../harness/functions.sh"
+requires_qcowkit
+enter_tmpdir
+requires nbdcopy qemu-img
 
 # A source with data, zero runs and holes.
 truncate -s 12M src.raw
