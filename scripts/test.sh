@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: bash scripts/test.sh [MESON-TEST-ARGS...]
 #
-# Installs dependencies (if missing), then builds and runs `meson test` in
-# three build directories:
+# Installs dependencies (if missing; not with QCOWKIT_NO_SETUP=1), checks
+# the formatting of the C sources, then builds and runs `meson test` in
+# these build directories:
 #   build/       gcc, as configured by meson.build      (every test)
 #   build-asan/  gcc, -Db_sanitize=address,undefined    (every test)
 #   build-tsan/  clang, -Db_sanitize=thread             (suite "threads" only)
@@ -10,6 +11,11 @@
 #                bounded fuzzing, QCOWKIT_FUZZ_SECONDS per harness)
 # Sanitizer builds use -Dwerror=false (sanitizer instrumentation makes gcc
 # and clang emit spurious warnings); the plain build keeps -Werror.
+#
+# The format stage runs `clang-format --dry-run --Werror` (style from
+# .clang-format) over every *.c and *.h file git tracks; it counts as one
+# test: passed, failed (some file is not formatted; the files are listed)
+# or skipped (clang-format is not installed).
 #
 # Extra arguments go to every `meson test` run.  A bare word that names a
 # test suite is turned into `--suite WORD`, so `bash scripts/test.sh cli`
@@ -22,14 +28,19 @@
 #   N passed, N failed, N skipped
 # counted from each stage's meson-logs/testlog.json: OK and EXPECTEDFAIL
 # pass; SKIP is skipped; FAIL, TIMEOUT, ERROR, UNEXPECTEDPASS (and any
-# other result) fail.  A stage that does not configure or compile, or whose
-# `meson test` fails without a failed test in its log, counts as one failure.
+# other result) fail; the format stage adds its one test.  A stage that
+# does not configure or compile, or whose `meson test` fails without a
+# failed test in its log, counts as one failure.
 # Exits non-zero if anything failed or if no test ran at all.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 
-if ! bash scripts/setup.sh; then
+# QCOWKIT_NO_SETUP=1: the dependencies are known to be there (or the
+# caller wants to see what is missing as skipped tests); no apt-get.
+if [ "${QCOWKIT_NO_SETUP:-0}" = 1 ]; then
+    echo "test: QCOWKIT_NO_SETUP=1: not running scripts/setup.sh"
+elif ! bash scripts/setup.sh; then
     echo "test: scripts/setup.sh failed" >&2
     echo "0 passed, 1 failed, 0 skipped"
     exit 1
@@ -126,6 +137,51 @@ build_stage() {
         return 1
     fi
 }
+
+# ---------------------------------------------------------------- stage 0
+# Formatting.  Its result is written as a one-line testlog.json, so the
+# summary counts it like any test.
+FORMAT_LOG=$(mktemp "${TMPDIR:-/tmp}/qcowkit-format.XXXXXX")
+FORMAT_OUT=$(mktemp "${TMPDIR:-/tmp}/qcowkit-format.XXXXXX")
+trap 'rm -f "$FORMAT_LOG" "$FORMAT_OUT"' EXIT
+format_stage() {
+    local result=OK f
+    local files=()
+    note "format: clang-format --dry-run --Werror on every tracked *.c, *.h"
+    if ! command -v clang-format >/dev/null 2>&1; then
+        echo "test: format: clang-format is not installed; skipped"
+        result=SKIP
+    else
+        if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+            while IFS= read -r -d '' f; do
+                # Deleted in the work tree but not yet in the index: gone.
+                [ -f "$f" ] && files+=("$f")
+            done < <(git ls-files -z -- '*.c' '*.h')
+        else
+            echo "test: format: not a git work tree; checking every *.c, *.h"
+            while IFS= read -r -d '' f; do
+                files+=("${f#./}")
+            done < <(find . \( -path './.*' -o -path './build*' \) -prune -o \
+                -type f \( -name '*.c' -o -name '*.h' \) -print0 | sort -z)
+        fi
+        if [ "${#files[@]}" -eq 0 ]; then
+            echo "test: format: no C files found"
+            result=FAIL
+        elif ! clang-format --dry-run --Werror "${files[@]}" >"$FORMAT_OUT" 2>&1; then
+            result=FAIL
+            head -n 60 "$FORMAT_OUT"
+            echo "test: format: not formatted as .clang-format says" \
+                "(fix with clang-format -i FILE...):"
+            sed -n 's/^\([^:]*\):[0-9]*:[0-9]*: error: .*/\1/p' "$FORMAT_OUT" |
+                sort -u | sed 's/^/    /'
+        else
+            echo "test: format: ${#files[@]} files formatted"
+        fi
+    fi
+    printf '{"name": "clang-format", "result": "%s"}\n' "$result" >"$FORMAT_LOG"
+    STAGE_LOGS+=("format=$FORMAT_LOG")
+}
+format_stage
 
 # ---------------------------------------------------------------- stage 1
 GCC=${CC:-gcc}
