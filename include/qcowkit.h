@@ -193,7 +193,7 @@ int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
 /*
  * A backend over a file (pread/pwrite/fdatasync), with QEMU's OFD image
  * locks and SEEK_DATA/SEEK_HOLE extents.  QCOWKIT_IO_TRUNC empties the
- * file at open, before any lock is taken.
+ * file at open, before any lock is taken: qcowkit_create() locks first.
  */
 int qcowkit_io_open_file(const char *path, unsigned flags,
                          struct qcowkit_io **io);
@@ -562,14 +562,17 @@ void qcowkit_create_opts_init(struct qcowkit_create_opts *opts);
  * byte-identical to `qemu-img create -f qcow`.  A backing_file that is
  * the image itself (resolved against path's folder: the same inode, e.g.
  * through a symlink or hard link, or the same absolute path) is refused
- * with -EINVAL before the file is opened or truncated.
+ * with -EINVAL before the file is opened or truncated.  The write lock is
+ * taken before the file is truncated, so an image in use (by QEMU or
+ * qcowkit) is refused with -EBUSY and left as it was.
  */
 int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
                    unsigned flags);
 
 /*
- * Create an image over an empty backend.  name is used in messages and,
- * over a file backend, to refuse a backing_file that is that same file.
+ * Create an image over an empty backend, holding its write lock (if it
+ * has a lock function) while writing.  name is used in messages and, over
+ * a file backend, to refuse a backing_file that is that same file.
  */
 int qcowkit_create_io(struct qcowkit_io *io, const char *name,
                       const struct qcowkit_create_opts *opts);
