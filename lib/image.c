@@ -142,6 +142,18 @@ static void free_image(struct qcowkit_image *img)
     free(img);
 }
 
+/* The backend's lock, unless force-share: before the first byte is read. */
+static int take_lock(struct qcowkit_image *img, const struct qk_open_params *p)
+{
+    int err;
+
+    if (p->flags & QCOWKIT_OPEN_FORCE_SHARE)
+        return 0;
+    err = qk_lock_image(img->io, !img->read_only, p->name);
+    img->locked = err == 0;
+    return err;
+}
+
 int qk_open_chain(struct qcowkit_io *io, bool owns_io,
                   const struct qk_open_params *p, struct qcowkit_image **out)
 {
@@ -165,11 +177,7 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
     img->no_sync = p->flags & QCOWKIT_OPEN_NO_SYNC;
     img->format = p->format;
     img->inflated_entry = 0;
-    /* The lock comes before the first byte is read. */
-    err = 0;
-    if (!(p->flags & QCOWKIT_OPEN_FORCE_SHARE))
-        err = qk_lock_image(io, !img->read_only, p->name);
-    img->locked = err == 0 && !(p->flags & QCOWKIT_OPEN_FORCE_SHARE);
+    err = take_lock(img, p);
     if (err == 0)
         err = qk_io_size(io, &file_size);
     if (err == 0)

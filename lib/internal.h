@@ -256,6 +256,7 @@ struct qk_open_params {
     int depth;
 };
 
+/* Open an image over io, holding its lock (unless force-share) till close. */
 int qk_open_chain(struct qcowkit_io *io, bool owns_io,
                   const struct qk_open_params *p, struct qcowkit_image **img);
 int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p);
