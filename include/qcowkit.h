@@ -78,9 +78,13 @@
  *   the format given as QCOWKIT_FORMAT_RAW every write is allowed.
  *
  * I/O BACKENDS
- *   A backend is a table of six functions over an opaque pointer.  The
- *   library ships a file backend, an in-memory backend and a
- *   fault-injecting wrapper; a program may supply its own.
+ *   A backend is a table of functions over an opaque pointer: five
+ *   required, the others optional.  The library reaches storage only
+ *   through them, image locks and holes included, so a program's own
+ *   backend gets locks and holes reported exactly when it implements lock
+ *   and extent.  The library ships a file backend, an in-memory backend
+ *   and fault-injecting and crash-simulating wrappers (which pass lock and
+ *   extent on to the backend they wrap); a program may supply its own.
  *
  * STRUCT SIZES AND VERSIONS
  *   Each struct passed in or out starts with struct_size, which the caller
@@ -134,9 +138,24 @@ const char *qcowkit_errmsg(void);
  *   close:    release the opaque pointer (may be NULL).
  *   discard:  optional (NULL): give back the space of a byte range, which
  *             then reads as zeros; the size does not change.
- * pread and pwrite may be called from several threads at once.
- * struct_size must cover pread..truncate, which are required; close and
- * discard may be NULL (or lie past an older caller's struct_size).
+ *   lock:     optional (NULL: no locking): make the locks this backend
+ *             holds those of mode, a QCOWKIT_IO_LOCK_* value (NONE
+ *             releases them).  On a conflict with another user, hold what
+ *             was held before, return -EBUSY and, if wanted, set *why to a
+ *             static phrase naming the conflict ("another process writes
+ *             it").  Storage that cannot be locked at all may return 0.
+ *             Called when an image is opened, created and closed, never
+ *             with FORCE_SHARE.  The file backend takes the OFD locks QEMU
+ *             takes (see QCOWKIT_OPEN_FORCE_SHARE).
+ *   extent:   optional (NULL: everything is data): describe the run of
+ *             bytes that starts at offset: *hole = 1 if it holds no data
+ *             and reads as zeros, 0 if it holds data; *length = its bytes
+ *             (> 0; a hole that runs past the end of the storage may be
+ *             UINT64_MAX - offset).  Any error means "data".  The file
+ *             backend answers with SEEK_DATA and SEEK_HOLE.
+ * pread, pwrite and extent may be called from several threads at once.
+ * struct_size must cover pread..truncate, which are required; the others
+ * may be NULL (or lie past an older caller's struct_size).
  */
 struct qcowkit_io_ops {
     size_t struct_size; /* set by qcowkit_io_ops_init() */
@@ -147,7 +166,14 @@ struct qcowkit_io_ops {
     int (*truncate)(void *opaque, uint64_t size);
     void (*close)(void *opaque);
     int (*discard)(void *opaque, uint64_t offset, uint64_t length);
+    int (*lock)(void *opaque, unsigned mode, const char **why);
+    int (*extent)(void *opaque, uint64_t offset, uint64_t *length, int *hole);
 };
+
+/* Modes of the lock function, each including the one before. */
+#define QCOWKIT_IO_LOCK_NONE  0u /* hold no lock */
+#define QCOWKIT_IO_LOCK_READ  1u /* read; nobody else may write */
+#define QCOWKIT_IO_LOCK_WRITE 2u /* read and write; nobody else may write */
 
 /* Zero every function and set struct_size. */
 void qcowkit_io_ops_init(struct qcowkit_io_ops *ops);
@@ -164,7 +190,11 @@ int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
 #define QCOWKIT_IO_EXCL   4u /* with CREATE: fail if the file exists */
 #define QCOWKIT_IO_TRUNC  8u /* with RDWR: empty the file */
 
-/* A backend over a file (pread/pwrite/fdatasync). */
+/*
+ * A backend over a file (pread/pwrite/fdatasync), with QEMU's OFD image
+ * locks and SEEK_DATA/SEEK_HOLE extents.  QCOWKIT_IO_TRUNC empties the
+ * file at open, before any lock is taken: qcowkit_create() locks first.
+ */
 int qcowkit_io_open_file(const char *path, unsigned flags,
                          struct qcowkit_io **io);
 
@@ -264,7 +294,9 @@ enum qcowkit_format {
 #define QCOWKIT_OPEN_NO_BACKING 2u
 /*
  * Read-only only: take no locks, as qemu-img's -U (force-share).  By
- * default image files are locked as QEMU locks them (OFD locks on the
+ * default an image and its backing files are locked through their
+ * backend's lock function, with qcowkit_open_io() too, until
+ * qcowkit_close().  Files are locked as QEMU locks them (OFD locks on the
  * permission bytes 100.. and 200.. of the file), so that QEMU and qcowkit
  * never write one image at once: a writer excludes every other user, a
  * reader excludes writers.  A conflict fails with -EBUSY.
@@ -429,11 +461,13 @@ typedef void (*qcowkit_check_fn)(void *opaque, const char *message);
  * Check a qcow image's tables against each other and the file: entries
  * outside the file or misaligned, tables overlapping the header, the L1
  * table, each other or data, host clusters used twice, compressed
- * clusters that do not inflate to a whole cluster, and leaked space.
- * Repairs need a writable handle.  Time is linear in the tables and
- * memory is bounded (a 16 MiB map per 32 GiB window of the file).
- * Returns 0 when the check ran (whatever it found), or a negative errno
- * when it could not.  Must not race other calls on the handle.
+ * clusters that do not inflate to a whole cluster, and leaked space
+ * (a cluster nothing points at that is a hole, as the backend's extent
+ * function tells, or reads as zeros, is not a leak).  Repairs need a
+ * writable handle.  Time is linear in the tables and memory is bounded
+ * (a 16 MiB map per 32 GiB window of the file).  Returns 0 when the
+ * check ran (whatever it found), or a negative errno when it could not.
+ * Must not race other calls on the handle.
  */
 int qcowkit_check(struct qcowkit_image *img, unsigned flags,
                   qcowkit_check_fn report_fn, void *opaque,
@@ -491,8 +525,9 @@ struct qcowkit_extent {
  * Describe this image only (not its backing chain) from offset for at
  * most count bytes: the first run of clusters with the same flags and,
  * for HOST_OFFSET, contiguous host offsets.  Raw images report allocated
- * runs with host_offset = offset; over the file backend, holes of the
- * file (SEEK_HOLE) are runs of their own with QCOWKIT_EXTENT_ZERO.
+ * runs with host_offset = offset; holes the backend's extent function
+ * reports (the file backend: SEEK_HOLE) are runs of their own with
+ * QCOWKIT_EXTENT_ZERO.
  */
 int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
                          uint64_t count, struct qcowkit_extent *extent);
@@ -527,14 +562,17 @@ void qcowkit_create_opts_init(struct qcowkit_create_opts *opts);
  * byte-identical to `qemu-img create -f qcow`.  A backing_file that is
  * the image itself (resolved against path's folder: the same inode, e.g.
  * through a symlink or hard link, or the same absolute path) is refused
- * with -EINVAL before the file is opened or truncated.
+ * with -EINVAL before the file is opened or truncated.  The write lock is
+ * taken before the file is truncated, so an image in use (by QEMU or
+ * qcowkit) is refused with -EBUSY and left as it was.
  */
 int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
                    unsigned flags);
 
 /*
- * Create an image over an empty backend.  name is used in messages and,
- * over a file backend, to refuse a backing_file that is that same file.
+ * Create an image over an empty backend, holding its write lock (if it
+ * has a lock function) while writing.  name is used in messages and, over
+ * a file backend, to refuse a backing_file that is that same file.
  */
 int qcowkit_create_io(struct qcowkit_io *io, const char *name,
                       const struct qcowkit_create_opts *opts);

@@ -74,7 +74,7 @@ int qk_refuse_self_backing(const char *image, const char *backing,
     path = qk_resolve_backing(image, backing);
     if (!path)
         return qk_error(-ENOMEM, "%s: out of memory", image);
-    if (io && io->kind == QK_IO_FILE) {
+    if (io && io->identity_known) {
         si.st_dev = io->dev;
         si.st_ino = io->ino;
         have_image = true;
@@ -125,12 +125,6 @@ int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p)
                         "%s: backing file '%s' makes a loop in the backing "
                         "chain",
                         img->name, img->backing_path);
-    }
-    if (!(p->flags & QCOWKIT_OPEN_FORCE_SHARE))
-        err = qk_lock_image(io, false, img->backing_path);
-    if (err < 0) {
-        qcowkit_io_close(io);
-        return err;
     }
     memset(&next, 0, sizeof next);
     next.name = img->backing_path;

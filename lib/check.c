@@ -324,19 +324,17 @@ static void give_back(struct checker *c, uint64_t offset, uint64_t len)
 static bool holds_data(struct checker *c, uint64_t offset)
 {
     uint32_t cs = c->img->cluster_size;
-    int fd = qk_file_fd(c->img->io);
+    uint64_t length;
+    bool hole;
 
-    /* A hole of the file holds nothing: one lseek per hole, no reads. */
+    /* A hole of the storage holds nothing: one query per hole, no reads. */
     if (offset >= c->hole_start && offset + cs <= c->hole_end)
         return false;
-    if (fd >= 0) {
-        off_t data = lseek(fd, (off_t)offset, SEEK_DATA);
-        if ((data < 0 && errno == ENXIO) ||
-            (data >= 0 && (uint64_t)data >= offset + cs)) {
-            c->hole_start = offset;
-            c->hole_end = data < 0 ? UINT64_MAX : (uint64_t)data;
-            return false;
-        }
+    if (qk_io_extent(c->img->io, offset, &length, &hole) == 0 && hole &&
+        length >= cs) {
+        c->hole_start = offset;
+        c->hole_end = offset + length;
+        return false;
     }
     if (qk_read(c->img->io, c->inflated, cs, offset) < 0)
         return true;

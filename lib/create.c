@@ -128,6 +128,22 @@ static int take_opts(const struct qcowkit_create_opts *given, const char *name,
     return build_header(o, name, &h, &l1_entries);
 }
 
+/* Write a new image over an empty backend, under its write lock. */
+static int create_on(struct qcowkit_io *io, const char *name,
+                     const struct qcowkit_create_opts *o)
+{
+    int err = 0;
+
+    if (o->format != QCOWKIT_FORMAT_RAW)
+        err = qk_refuse_self_backing(name, o->backing_file, io);
+    if (err == 0)
+        err = o->format == QCOWKIT_FORMAT_RAW ? create_raw(io, name, o->size)
+                                              : create_qcow(io, name, o);
+    if (err == 0)
+        err = qk_sync(io);
+    return err;
+}
+
 int qcowkit_create_io(struct qcowkit_io *io, const char *name,
                       const struct qcowkit_create_opts *opts)
 {
@@ -138,16 +154,20 @@ int qcowkit_create_io(struct qcowkit_io *io, const char *name,
         return qk_error(-EINVAL, "qcowkit_create: no backend");
     name = name ? name : io->name;
     err = take_opts(opts, name, &o);
-    if (err == 0 && o.format != QCOWKIT_FORMAT_RAW)
-        err = qk_refuse_self_backing(name, o.backing_file, io);
     if (err == 0)
-        err = o.format == QCOWKIT_FORMAT_RAW ? create_raw(io, name, o.size)
-                                             : create_qcow(io, name, &o);
-    if (err == 0)
-        err = qk_sync(io);
+        err = qk_lock_image(io, true, name);
+    if (err < 0)
+        return err;
+    err = create_on(io, name, &o);
+    qk_unlock_image(io, true);
     return err;
 }
 
+/*
+ * The file is opened without O_TRUNC and emptied only under the write
+ * lock: a user of the old image (QEMU, another qcowkit) makes us refuse
+ * before anything is touched.
+ */
 int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
                    unsigned flags)
 {
@@ -162,11 +182,16 @@ int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
         err = qk_refuse_self_backing(path, o.backing_file, NULL);
     if (err < 0)
         return err;
-    io_flags |= flags & QCOWKIT_IO_TRUNC ? QCOWKIT_IO_TRUNC : QCOWKIT_IO_EXCL;
+    if (!(flags & QCOWKIT_IO_TRUNC))
+        io_flags |= QCOWKIT_IO_EXCL;
     err = qcowkit_io_open_file(path, io_flags, &io);
     if (err < 0)
         return err;
-    err = qcowkit_create_io(io, path, &o);
-    qcowkit_io_close(io);
+    err = qk_lock_image(io, true, path);
+    if (err == 0)
+        err = qcowkit_io_truncate(io, 0);
+    if (err == 0)
+        err = create_on(io, path, &o);
+    qcowkit_io_close(io); /* closing the descriptor drops its locks */
     return err;
 }

@@ -132,12 +132,26 @@ static void free_image(struct qcowkit_image *img)
     free(img->inflated);
     free(img->backing_path);
     qk_crypt_wipe(img);
+    if (img->locked)
+        qk_unlock_image(img->io, !img->read_only);
     if (img->owns_io)
         qcowkit_io_close(img->io);
     pthread_mutex_destroy(&img->lock);
     pthread_cond_destroy(&img->drained);
     free(img->name);
     free(img);
+}
+
+/* The backend's lock, unless force-share: before the first byte is read. */
+static int take_lock(struct qcowkit_image *img, const struct qk_open_params *p)
+{
+    int err;
+
+    if (p->flags & QCOWKIT_OPEN_FORCE_SHARE)
+        return 0;
+    err = qk_lock_image(img->io, !img->read_only, p->name);
+    img->locked = err == 0;
+    return err;
 }
 
 int qk_open_chain(struct qcowkit_io *io, bool owns_io,
@@ -163,7 +177,9 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
     img->no_sync = p->flags & QCOWKIT_OPEN_NO_SYNC;
     img->format = p->format;
     img->inflated_entry = 0;
-    err = qk_io_size(io, &file_size);
+    err = take_lock(img, p);
+    if (err == 0)
+        err = qk_io_size(io, &file_size);
     if (err == 0)
         err = probe_format(io, file_size, &img->format);
     img->probed = p->format == QCOWKIT_FORMAT_AUTO;
@@ -223,7 +239,7 @@ int qcowkit_open_io(struct qcowkit_io *io, const char *name,
     err = params_from_opts(opts, name ? name : io->name, &p);
     if (err < 0)
         return err;
-    if (io->kind == QK_IO_FILE) {
+    if (io->identity_known) {
         p.self.dev = io->dev;
         p.self.ino = io->ino;
         p.self.known = true;
@@ -249,12 +265,8 @@ int qcowkit_open(const char *path, const struct qcowkit_open_opts *opts,
         return qk_error(-EINVAL,
                         "%s: force-share is only for read-only opening", path);
     err = qcowkit_io_open_file(path, io_flags, &io);
-    if (err == 0 && !(p.flags & QCOWKIT_OPEN_FORCE_SHARE))
-        err = qk_lock_image(io, p.flags & QCOWKIT_OPEN_RDWR, path);
-    if (err < 0) {
-        qcowkit_io_close(io);
+    if (err < 0)
         return err;
-    }
     p.self.dev = io->dev;
     p.self.ino = io->ino;
     p.self.known = true;

@@ -98,26 +98,22 @@ void qk_abi_out(void *dst, void *full, size_t full_size);
 
 /* ------------------------------------------------------------------ I/O */
 
-enum qk_io_kind {
-    QK_IO_CUSTOM,
-    QK_IO_FILE,
-    QK_IO_MEMORY,
-    QK_IO_FAULT,
-    QK_IO_CRASH,
-};
-
 struct qcowkit_io {
     struct qcowkit_io_ops ops;
     void *opaque;
     char *name;
-    enum qk_io_kind kind;
     /* Identity of a file backend, to detect loops in backing chains. */
+    bool identity_known;
     dev_t dev;
     ino_t ino;
+    /* Images holding this backend's lock, and the mode it holds. */
+    unsigned lock_readers;
+    unsigned lock_writers;
+    unsigned lock_mode;
 };
 
 int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
-               enum qk_io_kind kind, struct qcowkit_io **io);
+               struct qcowkit_io **io);
 
 /* Wrappers that also record a message naming the file and offset. */
 int qk_read(struct qcowkit_io *io, void *buf, size_t count, uint64_t offset);
@@ -125,10 +121,23 @@ int qk_write(struct qcowkit_io *io, const void *buf, size_t count,
              uint64_t offset);
 int qk_sync(struct qcowkit_io *io);
 int qk_io_size(struct qcowkit_io *io, uint64_t *size);
-/* The descriptor of a file backend, else -1. */
-int qk_file_fd(const struct qcowkit_io *io);
-/* lock.c: take QEMU-compatible image locks on a file backend. */
+/*
+ * The run at offset as the backend's extent function tells it, checked;
+ * -EOPNOTSUPP without one.  Records no message: callers fall back to data.
+ */
+int qk_io_extent(struct qcowkit_io *io, uint64_t offset, uint64_t *length,
+                 bool *hole);
+/* The backend's lock function, or 0 without one (for wrappers). */
+int qk_io_lock_op(struct qcowkit_io *io, unsigned mode, const char **why);
+/*
+ * lock.c: the file backend's lock function on fd, which holds held:
+ * QEMU's OFD lock bytes for mode, or -EBUSY (*why set) holding held.
+ */
+int qk_ofd_lock(int fd, unsigned held, unsigned mode, const char **why);
+/* lock.c: one more image holds io's read or write lock; -EBUSY if taken. */
 int qk_lock_image(struct qcowkit_io *io, bool write, const char *name);
+/* lock.c: one image fewer holds it; the lock drops to what the rest need. */
+void qk_unlock_image(struct qcowkit_io *io, bool write);
 
 /* -------------------------------------------------------------- L2 cache */
 
@@ -181,6 +190,7 @@ struct qcowkit_image {
     char *name;
     struct qcowkit_io *io;
     bool owns_io;
+    bool locked; /* holds io's lock: read, or write unless read_only */
     enum qcowkit_format format;
     bool probed; /* the format was found by probing, not given */
     bool read_only;
@@ -246,6 +256,7 @@ struct qk_open_params {
     int depth;
 };
 
+/* Open an image over io, holding its lock (unless force-share) till close. */
 int qk_open_chain(struct qcowkit_io *io, bool owns_io,
                   const struct qk_open_params *p, struct qcowkit_image **img);
 int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p);

@@ -145,6 +145,27 @@ static int crash_get_size(void *opaque, uint64_t *size)
     return err;
 }
 
+/* Locks and extents are the inner backend's: it holds every write. */
+static int crash_lock(void *opaque, unsigned mode, const char **why)
+{
+    struct crash_backend *c = opaque;
+    return qk_io_lock_op(c->inner, mode, why);
+}
+
+static int crash_extent(void *opaque, uint64_t offset, uint64_t *length,
+                        int *hole)
+{
+    struct crash_backend *c = opaque;
+    bool is_hole = false;
+    int err;
+
+    pthread_mutex_lock(&c->lock);
+    err = c->dead ? -EIO : qk_io_extent(c->inner, offset, length, &is_hole);
+    pthread_mutex_unlock(&c->lock);
+    *hole = is_hole;
+    return err;
+}
+
 static void crash_close(void *opaque)
 {
     struct crash_backend *c = opaque;
@@ -164,6 +185,8 @@ static const struct qcowkit_io_ops crash_ops = {
     .get_size = crash_get_size,
     .truncate = crash_truncate,
     .close = crash_close,
+    .lock = crash_lock,
+    .extent = crash_extent,
 };
 
 /* A memory backend holding a copy of everything in src. */
@@ -202,7 +225,7 @@ int qcowkit_io_new_crash(struct qcowkit_io *inner, struct qcowkit_io **io)
     c->inner = inner;
     err = copy_backend(inner, &c->durable);
     if (err == 0)
-        err = qk_io_make(&crash_ops, c, inner->name, QK_IO_CRASH, io);
+        err = qk_io_make(&crash_ops, c, inner->name, io);
     if (err < 0) {
         crash_close(c);
         return qk_error(err, "crash: cannot snapshot the inner backend");
@@ -212,7 +235,8 @@ int qcowkit_io_new_crash(struct qcowkit_io *inner, struct qcowkit_io **io)
 
 static struct crash_backend *as_crash(struct qcowkit_io *io)
 {
-    return io && io->kind == QK_IO_CRASH ? io->opaque : NULL;
+    /* Only a crash backend has these functions. */
+    return io && io->ops.pread == crash_pread ? io->opaque : NULL;
 }
 
 int qcowkit_io_crash_arm(struct qcowkit_io *io, uint64_t nth)

@@ -76,6 +76,24 @@ static int fault_discard(void *opaque, uint64_t offset, uint64_t length)
     return err ? err : qcowkit_io_discard(f->inner, offset, length);
 }
 
+/* Locks and extents are the inner backend's, never failed. */
+static int fault_lock(void *opaque, unsigned mode, const char **why)
+{
+    struct fault_backend *f = opaque;
+    return qk_io_lock_op(f->inner, mode, why);
+}
+
+static int fault_extent(void *opaque, uint64_t offset, uint64_t *length,
+                        int *hole)
+{
+    struct fault_backend *f = opaque;
+    bool is_hole = false;
+    int err = qk_io_extent(f->inner, offset, length, &is_hole);
+
+    *hole = is_hole;
+    return err;
+}
+
 static void fault_close(void *opaque)
 {
     struct fault_backend *f = opaque;
@@ -92,6 +110,8 @@ static const struct qcowkit_io_ops fault_ops = {
     .truncate = fault_truncate,
     .close = fault_close,
     .discard = fault_discard,
+    .lock = fault_lock,
+    .extent = fault_extent,
 };
 
 int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io)
@@ -107,7 +127,7 @@ int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io)
         return qk_error(-ENOMEM, "fault: out of memory");
     pthread_mutex_init(&f->lock, NULL);
     f->inner = inner;
-    err = qk_io_make(&fault_ops, f, inner->name, QK_IO_FAULT, io);
+    err = qk_io_make(&fault_ops, f, inner->name, io);
     if (err < 0)
         fault_close(f);
     return err;
@@ -116,7 +136,8 @@ int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io)
 static struct fault_backend *as_fault(struct qcowkit_io *io,
                                       enum qcowkit_io_op op)
 {
-    if (!io || io->kind != QK_IO_FAULT || (unsigned)op >= OP_COUNT)
+    /* Only a fault backend has these functions. */
+    if (!io || io->ops.pread != fault_pread || (unsigned)op >= OP_COUNT)
         return NULL;
     return io->opaque;
 }

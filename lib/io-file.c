@@ -10,6 +10,7 @@
 
 struct file_backend {
     int fd;
+    unsigned lock_mode; /* the QCOWKIT_IO_LOCK_* held */
 };
 
 static int file_pread(void *opaque, void *buf, size_t count, uint64_t offset)
@@ -86,6 +87,38 @@ static int file_discard(void *opaque, uint64_t offset, uint64_t length)
     return 0;
 }
 
+static int file_lock(void *opaque, unsigned mode, const char **why)
+{
+    struct file_backend *f = opaque;
+    int err = qk_ofd_lock(f->fd, f->lock_mode, mode, why);
+
+    if (err == 0)
+        f->lock_mode = mode;
+    return err;
+}
+
+/* SEEK_DATA and SEEK_HOLE; ENXIO from SEEK_DATA: a hole to the end. */
+static int file_extent(void *opaque, uint64_t offset, uint64_t *length,
+                       int *hole)
+{
+    struct file_backend *f = opaque;
+    off_t data = lseek(f->fd, (off_t)offset, SEEK_DATA), end;
+
+    if (data < 0 && errno != ENXIO)
+        return -errno; /* the file system cannot tell */
+    if (data < 0 || (uint64_t)data > offset) {
+        *hole = 1;
+        *length = data < 0 ? UINT64_MAX - offset : (uint64_t)data - offset;
+        return 0;
+    }
+    end = lseek(f->fd, (off_t)offset, SEEK_HOLE);
+    if (end < 0 || (uint64_t)end <= offset)
+        return end < 0 ? -errno : -EIO;
+    *hole = 0;
+    *length = (uint64_t)end - offset;
+    return 0;
+}
+
 static void file_close(void *opaque)
 {
     struct file_backend *f = opaque;
@@ -102,6 +135,8 @@ static const struct qcowkit_io_ops file_ops = {
     .truncate = file_truncate,
     .close = file_close,
     .discard = file_discard,
+    .lock = file_lock,
+    .extent = file_extent,
 };
 
 static int open_flags(unsigned flags)
@@ -117,12 +152,6 @@ static int open_flags(unsigned flags)
     if (flags & QCOWKIT_IO_TRUNC)
         oflags |= O_TRUNC;
     return oflags;
-}
-
-int qk_file_fd(const struct qcowkit_io *io)
-{
-    return io->kind == QK_IO_FILE ? ((struct file_backend *)io->opaque)->fd
-                                  : -1;
 }
 
 int qcowkit_io_open_file(const char *path, unsigned flags,
@@ -141,17 +170,18 @@ int qcowkit_io_open_file(const char *path, unsigned flags,
         close(fd);
         return qk_error(err, "%s: %s", path, strerror(-err));
     }
-    f = malloc(sizeof *f);
+    f = calloc(1, sizeof *f);
     if (!f) {
         close(fd);
         return qk_error(-ENOMEM, "%s: out of memory", path);
     }
     f->fd = fd;
-    err = qk_io_make(&file_ops, f, path, QK_IO_FILE, io);
+    err = qk_io_make(&file_ops, f, path, io);
     if (err < 0) {
         file_close(f);
         return err;
     }
+    (*io)->identity_known = true;
     (*io)->dev = st.st_dev;
     (*io)->ino = st.st_ino;
     return 0;

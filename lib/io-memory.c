@@ -153,7 +153,7 @@ int qcowkit_io_new_memory(const void *data, size_t len, struct qcowkit_io **io)
         memcpy(m->data, data, len);
         m->len = len;
     }
-    err = qk_io_make(&memory_ops, m, "memory", QK_IO_MEMORY, io);
+    err = qk_io_make(&memory_ops, m, "memory", io);
     if (err < 0)
         memory_close(m);
     return err;
@@ -164,7 +164,7 @@ int qcowkit_io_memory_data(struct qcowkit_io *io, const uint8_t **data,
 {
     struct memory_backend *m;
 
-    if (!io || io->kind != QK_IO_MEMORY)
+    if (!io || io->ops.pread != memory_pread) /* only memory has it */
         return qk_error(-EINVAL, "qcowkit_io_memory_data: not a memory "
                                  "backend");
     m = io->opaque;

@@ -6,7 +6,7 @@
 #include "internal.h"
 
 int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
-               enum qk_io_kind kind, struct qcowkit_io **io)
+               struct qcowkit_io **io)
 {
     struct qcowkit_io_ops o;
     struct qcowkit_io *made;
@@ -33,7 +33,6 @@ int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
         return qk_error(-ENOMEM, "%s: out of memory", name ? name : "io");
     made->ops = o;
     made->opaque = opaque;
-    made->kind = kind;
     made->name = strdup(name ? name : "(io)");
     if (!made->name) {
         free(made);
@@ -46,7 +45,7 @@ int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
 int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
                    const char *name, struct qcowkit_io **io)
 {
-    return qk_io_make(ops, opaque, name, QK_IO_CUSTOM, io);
+    return qk_io_make(ops, opaque, name, io);
 }
 
 /* The direct calls record a message on failure, as every public call does. */
@@ -149,4 +148,29 @@ int qk_io_size(struct qcowkit_io *io, uint64_t *size)
         return qk_error(err, "%s: cannot get the size: %s", io->name,
                         strerror(-err));
     return 0;
+}
+
+int qk_io_extent(struct qcowkit_io *io, uint64_t offset, uint64_t *length,
+                 bool *hole)
+{
+    uint64_t len = 0;
+    int is_hole = 0;
+    int err;
+
+    if (!io->ops.extent)
+        return -EOPNOTSUPP;
+    err = io->ops.extent(io->opaque, offset, &len, &is_hole);
+    if (err < 0)
+        return err;
+    /* A backend's answer must move on, and stay inside 64 bits. */
+    if (len == 0 || len > UINT64_MAX - offset)
+        return -EIO;
+    *length = len;
+    *hole = is_hole != 0;
+    return 0;
+}
+
+int qk_io_lock_op(struct qcowkit_io *io, unsigned mode, const char **why)
+{
+    return io->ops.lock ? io->ops.lock(io->opaque, mode, why) : 0;
 }

@@ -1,8 +1,13 @@
 /*
- * Image locks that QEMU honours: OFD byte-range read locks on the bytes
- * QEMU's file driver uses for its permissions.  Byte 100+p says "I use
- * permission p"; byte 200+p says "nobody else may use p".  Permissions:
- * 0 consistent read, 1 write, 3 resize.  Locks go with the descriptor.
+ * Image locks.  The library asks a backend for a lock mode through its
+ * lock function; several images over one backend share its lock, which
+ * holds the strongest mode any of them needs.
+ *
+ * The file backend's locks are the ones QEMU honours: OFD byte-range read
+ * locks on the bytes QEMU's file driver uses for its permissions.  Byte
+ * 100+p says "I use permission p"; byte 200+p says "nobody else may use
+ * p".  Permissions: 0 consistent read, 1 write, 3 resize.  Locks go with
+ * the descriptor.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +20,18 @@
 #define PERM_READ   0
 #define PERM_WRITE  1
 #define PERM_RESIZE 3
+
+/* The bytes of the file backend's locks, and the least mode holding each. */
+static const struct {
+    short byte;
+    unsigned mode;
+} lock_bytes[] = {
+    {USE_BASE + PERM_READ, QCOWKIT_IO_LOCK_READ},
+    {USE_BASE + PERM_WRITE, QCOWKIT_IO_LOCK_WRITE},
+    {USE_BASE + PERM_RESIZE, QCOWKIT_IO_LOCK_WRITE},
+    {DENY_BASE + PERM_WRITE, QCOWKIT_IO_LOCK_READ},
+    {DENY_BASE + PERM_RESIZE, QCOWKIT_IO_LOCK_READ},
+};
 
 static int ofd_lock(int fd, short type, off_t byte)
 {
@@ -33,11 +50,16 @@ static bool held_elsewhere(int fd, off_t byte)
     return fl.l_type != F_UNLCK;
 }
 
-static void unlock_all(int fd)
+/* Hold exactly the bytes of mode: new ones are taken, others let go. */
+static int set_bytes(int fd, unsigned mode)
 {
-    struct flock fl = {
-        .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-    fcntl(fd, F_OFD_SETLK, &fl);
+    int err = 0;
+
+    for (size_t i = 0; err == 0 && i < sizeof lock_bytes / sizeof *lock_bytes;
+         i++)
+        err = ofd_lock(fd, mode >= lock_bytes[i].mode ? F_RDLCK : F_UNLCK,
+                       lock_bytes[i].byte);
+    return err;
 }
 
 static const char *conflict(int fd, bool write)
@@ -53,30 +75,69 @@ static const char *conflict(int fd, bool write)
     return NULL;
 }
 
-int qk_lock_image(struct qcowkit_io *io, bool write, const char *name)
+int qk_ofd_lock(int fd, unsigned held, unsigned mode, const char **why)
 {
-    int fd = qk_file_fd(io);
-    static const short uses_rw[] = {PERM_READ, PERM_WRITE, PERM_RESIZE};
-    const char *why;
-    int err = 0;
+    const char *reason;
+    int err = set_bytes(fd, mode);
 
-    if (fd < 0)
-        return 0;
-    /* Take ours first, then look for others: no window between. */
-    for (unsigned i = 0; err == 0 && i < (write ? 3u : 1u); i++)
-        err = ofd_lock(fd, F_RDLCK, USE_BASE + uses_rw[i]);
-    if (err == 0)
-        err = ofd_lock(fd, F_RDLCK, DENY_BASE + PERM_WRITE);
-    if (err == 0)
-        err = ofd_lock(fd, F_RDLCK, DENY_BASE + PERM_RESIZE);
-    why = err == 0 ? conflict(fd, write) : "its lock bytes are taken";
     if (err == -EINVAL || err == -ENOLCK || err == -EOPNOTSUPP)
         return 0; /* a file system without locks: nothing to honour */
-    if (!why)
+    /* Ours are taken first, then others looked for: no window between. */
+    if (err < 0)
+        reason = "its lock bytes are taken";
+    else
+        reason = mode ? conflict(fd, mode == QCOWKIT_IO_LOCK_WRITE) : NULL;
+    if (!reason)
         return 0;
-    unlock_all(fd);
-    return qk_error(-EBUSY,
-                    "%s: image is in use: %s (to read it anyway, open it "
-                    "read-only with force-share, -U)",
-                    name, why);
+    set_bytes(fd, held);
+    *why = reason;
+    return -EBUSY;
+}
+
+static unsigned mode_needed(const struct qcowkit_io *io)
+{
+    if (io->lock_writers)
+        return QCOWKIT_IO_LOCK_WRITE;
+    return io->lock_readers ? QCOWKIT_IO_LOCK_READ : QCOWKIT_IO_LOCK_NONE;
+}
+
+int qk_lock_image(struct qcowkit_io *io, bool write, const char *name)
+{
+    unsigned mode = write ? QCOWKIT_IO_LOCK_WRITE : QCOWKIT_IO_LOCK_READ;
+    const char *why = NULL;
+    int err = 0;
+
+    if (mode < io->lock_mode)
+        mode = io->lock_mode;
+    if (mode != io->lock_mode)
+        err = qk_io_lock_op(io, mode, &why);
+    if (err == -EBUSY)
+        return qk_error(-EBUSY,
+                        "%s: image is in use: %s (to read it anyway, open it "
+                        "read-only with force-share, -U)",
+                        name, why ? why : "another user holds its lock");
+    if (err < 0)
+        return qk_error(err, "%s: cannot lock the image: %s", name,
+                        strerror(-err));
+    io->lock_mode = mode;
+    if (write)
+        io->lock_writers++;
+    else
+        io->lock_readers++;
+    return 0;
+}
+
+void qk_unlock_image(struct qcowkit_io *io, bool write)
+{
+    const char *why = NULL;
+    unsigned mode;
+
+    if (write)
+        io->lock_writers--;
+    else
+        io->lock_readers--;
+    mode = mode_needed(io);
+    /* Letting go cannot conflict; a failure leaves more held, not less. */
+    if (mode != io->lock_mode && qk_io_lock_op(io, mode, &why) == 0)
+        io->lock_mode = mode;
 }

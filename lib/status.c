@@ -1,7 +1,6 @@
 /* Block status: what one layer of the chain holds for a guest range. */
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -108,30 +107,22 @@ static int qcow_status(struct qcowkit_image *img, uint64_t offset,
     return 0;
 }
 
-/* A raw image: data, or a hole of its file (when the file can tell). */
+/* A raw image: data, or a hole of its storage (when the backend tells). */
 static void raw_status(struct qcowkit_image *img, uint64_t offset,
                        uint64_t count, struct qcowkit_extent *e)
 {
-    int fd = qk_file_fd(img->io);
-    off_t data, hole;
+    uint64_t length;
+    bool hole;
 
     e->length = count;
     e->flags = QCOWKIT_EXTENT_ALLOCATED | QCOWKIT_EXTENT_HOST_OFFSET;
     e->host_offset = offset;
-    if (fd < 0)
-        return;
-    data = lseek(fd, (off_t)offset, SEEK_DATA);
-    if (data < 0 && errno != ENXIO)
-        return; /* the file system cannot tell: all data */
-    if (data < 0 || (uint64_t)data > offset) { /* a hole here */
+    if (qk_io_extent(img->io, offset, &length, &hole) < 0)
+        return; /* the backend cannot tell: all data */
+    if (hole)
         e->flags |= QCOWKIT_EXTENT_ZERO;
-        if (data >= 0 && (uint64_t)data - offset < count)
-            e->length = (uint64_t)data - offset;
-        return;
-    }
-    hole = lseek(fd, (off_t)offset, SEEK_HOLE);
-    if (hole > data && (uint64_t)hole - offset < count)
-        e->length = (uint64_t)hole - offset;
+    if (length < count)
+        e->length = length;
 }
 
 int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,

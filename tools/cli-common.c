@@ -1304,25 +1304,6 @@ bool cli_cache_mode_valid(const char *mode)
     return false;
 }
 
-int cli_refuse_if_in_use(const char *path)
-{
-    struct qcowkit_open_opts o;
-    struct qcowkit_image *img;
-    int err;
-
-    qcowkit_open_opts_init(&o);
-    o.flags = QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_BACKING;
-    o.format = QCOWKIT_FORMAT_RAW; /* only the lock: nothing is parsed */
-    err = qcowkit_open(path, &o, &img);
-    if (err == -EBUSY) {
-        cli_lib_error(err, NULL);
-        return -1;
-    }
-    if (err == 0)
-        qcowkit_close(img);
-    return 0;
-}
-
 int cli_set_string(char **slot, const char *value)
 {
     char *copy = strdup(value);

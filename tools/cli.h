@@ -234,11 +234,4 @@ bool cli_is_zero(const void *buf, size_t len);
 /* Is mode one of qemu-img's cache modes (-t, -T)? */
 bool cli_cache_mode_valid(const char *mode);
 
-/*
- * Refuse (print the library's "in use" message, return -1) when another
- * user holds a lock on the existing file at path; 0 otherwise, also when
- * the file cannot be opened (that is for the caller to report).
- */
-int cli_refuse_if_in_use(const char *path);
-
 #endif /* QCOWKIT_CLI_H */

@@ -46,30 +46,6 @@ static int convert_option(void *ctx, const char *key, const char *value)
     return -1;
 }
 
-/*
- * qemu-img takes the write lock of an existing target before truncating
- * it; qcowkit_create() truncates first.  So look for another user (the
- * source itself, for `convert A A`) and refuse, leaving the file alone.
- */
-static int refuse_if_in_use(const char *path)
-{
-    struct qcowkit_open_opts o;
-    struct qcowkit_image *img;
-    int err;
-
-    qcowkit_open_opts_init(&o);
-    o.flags = QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_BACKING;
-    o.format = QCOWKIT_FORMAT_RAW; /* only the lock: nothing is parsed */
-    err = qcowkit_open(path, &o, &img);
-    if (err == -EBUSY) {
-        cli_lib_error(err, NULL);
-        return -1;
-    }
-    if (err == 0)
-        qcowkit_close(img);
-    return 0; /* any other failure is qcowkit_create()'s to report */
-}
-
 static bool valid_cache_mode(const char *mode)
 {
     static const char *const modes[] = {"none", "writeback", "writethrough",
@@ -749,8 +725,7 @@ int cmd_convert(int argc, char **argv)
         co.key_len = key_len;
         if (key)
             cli_warn_aes_create();
-        if (refuse_if_in_use(dst_path) < 0)
-            goto out;
+        /* Locked before truncating: `convert A A` finds A in use. */
         err = qcowkit_create(dst_path, &co, QCOWKIT_IO_TRUNC);
         if (err < 0) {
             cli_lib_error(err, NULL);

@@ -131,30 +131,6 @@ static int dry_run(const char *path, const struct qcowkit_create_opts *co)
 }
 
 /*
- * qemu-img takes the write lock of an existing file before truncating it;
- * qcowkit_create() truncates first.  So look for another user first and
- * refuse with the library's "in use" message, leaving the file alone.
- */
-static int refuse_if_in_use(const char *path)
-{
-    struct qcowkit_open_opts o;
-    struct qcowkit_image *img;
-    int err;
-
-    qcowkit_open_opts_init(&o);
-    o.flags = QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_BACKING;
-    o.format = QCOWKIT_FORMAT_RAW; /* only the lock: nothing is parsed */
-    err = qcowkit_open(path, &o, &img);
-    if (err == -EBUSY) {
-        cli_lib_error(err, NULL);
-        return -1;
-    }
-    if (err == 0)
-        qcowkit_close(img);
-    return 0; /* any other failure is qcowkit_create()'s to report */
-}
-
-/*
  * Check the backing file as qemu-img does: it must open in the given
  * format, and it supplies the size when none was given.
  */
@@ -344,7 +320,7 @@ int cmd_create(int argc, char **argv)
     co.key_len = key_len;
     if (key)
         cli_warn_aes_create();
-    if (dry_run(a.file, &co) < 0 || refuse_if_in_use(a.file) < 0)
+    if (dry_run(a.file, &co) < 0)
         goto out;
     err = qcowkit_create(a.file, &co, QCOWKIT_IO_TRUNC);
     if (err < 0) {

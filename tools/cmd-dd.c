@@ -169,14 +169,17 @@ int cmd_dd(int argc, char **argv)
                   a.out);
         goto out;
     }
-    if (strcmp(a.in, a.out) == 0 || cli_refuse_if_in_use(a.out) < 0) {
-        if (strcmp(a.in, a.out) == 0)
-            cli_error("%s: error while creating output image: the output is "
-                      "the input",
-                      a.out);
+    if (strcmp(a.in, a.out) == 0) {
+        cli_error("%s: error while creating output image: the output is "
+                  "the input",
+                  a.out);
         goto out;
     }
     err = qcowkit_create(a.out, &co, QCOWKIT_IO_TRUNC);
+    if (err == -EBUSY) { /* in use: the library's message, as open gives */
+        cli_lib_error(err, NULL);
+        goto out;
+    }
     if (err < 0) {
         cli_error("%s: error while creating output image: %s", a.out,
                   qcowkit_errmsg());

@@ -330,6 +330,7 @@ refused 1 "$busy" shared.qcow "$Q" check shared.qcow
 refused 1 "$busy" shared.qcow "$Q" check -r leaks shared.qcow
 refused 1 "$busy" shared.qcow "$Q" create -q -f qcow shared.qcow 1M
 refused 1 "$busy" shared.qcow "$Q" convert -O qcow img.qcow shared.qcow
+refused 1 "$busy" shared.qcow "$Q" dd -O qcow if=img.qcow of=shared.qcow
 refused 1 "$busy" shared.qcow "$Q" convert -O raw shared.qcow out.raw
 refused 2 "$busy" shared.qcow "$Q" compare shared.qcow img.qcow
 # -U lets readers in.
@@ -368,6 +369,8 @@ reader="^qcowkit: shared.qcow: image is in use: another process uses it and forb
 refused 1 "$reader" shared.qcow "$Q" io -c 'write 0 1' shared.qcow
 refused 1 "$reader" shared.qcow "$Q" check -r all shared.qcow
 refused 1 "$reader" shared.qcow "$Q" create -q -f qcow shared.qcow 1M
+refused 1 "$reader" shared.qcow "$Q" convert -O raw img.qcow shared.qcow
+refused 1 "$reader" shared.qcow "$Q" dd -O raw if=img.qcow of=shared.qcow
 expect_rc 0 "$Q" io -r -c 'read -P 0x33 0 4k' shared.qcow
 expect_rc 0 "$Q" check shared.qcow
 echo 'quit' >&3
