@@ -106,7 +106,10 @@ struct qcowkit_io {
     bool identity_known;
     dev_t dev;
     ino_t ino;
-    /* Images holding this backend's lock, and the mode it holds. */
+    /* Images holding this backend's lock, and the mode it holds; guarded
+     * by lock_guard, since images over one backend open and close from
+     * any thread. */
+    pthread_mutex_t lock_guard;
     unsigned lock_readers;
     unsigned lock_writers;
     unsigned lock_mode;

@@ -33,8 +33,10 @@ int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
         return qk_error(-ENOMEM, "%s: out of memory", name ? name : "io");
     made->ops = o;
     made->opaque = opaque;
+    pthread_mutex_init(&made->lock_guard, NULL);
     made->name = strdup(name ? name : "(io)");
     if (!made->name) {
+        pthread_mutex_destroy(&made->lock_guard);
         free(made);
         return qk_error(-ENOMEM, "out of memory");
     }
@@ -92,6 +94,7 @@ void qcowkit_io_close(struct qcowkit_io *io)
         return;
     if (io->ops.close)
         io->ops.close(io->opaque);
+    pthread_mutex_destroy(&io->lock_guard);
     free(io->name);
     free(io);
 }

@@ -101,7 +101,8 @@ static unsigned mode_needed(const struct qcowkit_io *io)
     return io->lock_readers ? QCOWKIT_IO_LOCK_READ : QCOWKIT_IO_LOCK_NONE;
 }
 
-int qk_lock_image(struct qcowkit_io *io, bool write, const char *name)
+static int lock_image_guarded(struct qcowkit_io *io, bool write,
+                              const char *name)
 {
     unsigned mode = write ? QCOWKIT_IO_LOCK_WRITE : QCOWKIT_IO_LOCK_READ;
     const char *why = NULL;
@@ -127,11 +128,22 @@ int qk_lock_image(struct qcowkit_io *io, bool write, const char *name)
     return 0;
 }
 
+int qk_lock_image(struct qcowkit_io *io, bool write, const char *name)
+{
+    int err;
+
+    pthread_mutex_lock(&io->lock_guard);
+    err = lock_image_guarded(io, write, name);
+    pthread_mutex_unlock(&io->lock_guard);
+    return err;
+}
+
 void qk_unlock_image(struct qcowkit_io *io, bool write)
 {
     const char *why = NULL;
     unsigned mode;
 
+    pthread_mutex_lock(&io->lock_guard);
     if (write)
         io->lock_writers--;
     else
@@ -140,4 +152,5 @@ void qk_unlock_image(struct qcowkit_io *io, bool write)
     /* Letting go cannot conflict; a failure leaves more held, not less. */
     if (mode != io->lock_mode && qk_io_lock_op(io, mode, &why) == 0)
         io->lock_mode = mode;
+    pthread_mutex_unlock(&io->lock_guard);
 }

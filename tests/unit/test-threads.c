@@ -204,6 +204,96 @@ static void run_phase(const struct phase *ph)
     free(dir);
 }
 
+/*
+ * Images over one backend share its lock: threads opening and closing
+ * them at once must leave the backend holding exactly what the open
+ * images need (here: nothing, once all are closed).
+ */
+struct lock_log {
+    struct qcowkit_io *inner;
+    pthread_mutex_t guard;
+    unsigned mode;
+};
+
+static int log_pread(void *o, void *buf, size_t n, uint64_t off)
+{
+    return qcowkit_io_pread(((struct lock_log *)o)->inner, buf, n, off);
+}
+
+static int log_pwrite(void *o, const void *buf, size_t n, uint64_t off)
+{
+    return qcowkit_io_pwrite(((struct lock_log *)o)->inner, buf, n, off);
+}
+
+static int log_flush(void *o)
+{
+    return qcowkit_io_flush(((struct lock_log *)o)->inner);
+}
+
+static int log_get_size(void *o, uint64_t *size)
+{
+    return qcowkit_io_get_size(((struct lock_log *)o)->inner, size);
+}
+
+static int log_truncate(void *o, uint64_t size)
+{
+    return qcowkit_io_truncate(((struct lock_log *)o)->inner, size);
+}
+
+static int log_lock(void *o, unsigned mode, const char **why)
+{
+    struct lock_log *l = o;
+
+    (void)why;
+    pthread_mutex_lock(&l->guard);
+    l->mode = mode;
+    pthread_mutex_unlock(&l->guard);
+    return 0;
+}
+
+static void *open_close_loop(void *arg)
+{
+    struct qcowkit_io *io = arg;
+
+    for (int i = 0; i < 200; i++) {
+        struct qcowkit_image *img = test_open_io_ex(
+            io, "shared", QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_QCOW, 0);
+        CHECK_OK(qcowkit_close(img));
+    }
+    return NULL;
+}
+
+static void shared_backend_locks(void)
+{
+    struct qcowkit_io_ops ops;
+    struct qcowkit_io *io;
+    struct lock_log l = {.inner = test_mem_io(NULL, 0)};
+    struct qcowkit_create_opts co;
+    pthread_t th[NTHREADS];
+
+    printf("phase: lock of a backend shared by images on %d threads\n",
+           NTHREADS);
+    test_create_opts(&co, 1 << 20, 4096, NULL);
+    CHECK_OK(qcowkit_create_io(l.inner, "shared", &co));
+    pthread_mutex_init(&l.guard, NULL);
+    qcowkit_io_ops_init(&ops);
+    ops.pread = log_pread;
+    ops.pwrite = log_pwrite;
+    ops.flush = log_flush;
+    ops.get_size = log_get_size;
+    ops.truncate = log_truncate;
+    ops.lock = log_lock;
+    CHECK_OK(qcowkit_io_new(&ops, &l, "shared", &io));
+    for (int i = 0; i < NTHREADS; i++)
+        CHECK(pthread_create(&th[i], NULL, open_close_loop, io) == 0);
+    for (int i = 0; i < NTHREADS; i++)
+        CHECK(pthread_join(th[i], NULL) == 0);
+    CHECK_EQ(l.mode, QCOWKIT_IO_LOCK_NONE);
+    qcowkit_io_close(io);
+    qcowkit_io_close(l.inner);
+    pthread_mutex_destroy(&l.guard);
+}
+
 int main(void)
 {
     static const struct phase phases[] = {
@@ -219,6 +309,7 @@ int main(void)
     test_init(600);
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++)
         run_phase(&phases[i]);
+    shared_backend_locks();
     printf("test-threads: ok\n");
     return 0;
 }
