@@ -512,7 +512,7 @@ struct qcowkit_image *qcowkit_backing(struct qcowkit_image *img);
 #define QCOWKIT_EXTENT_ALLOCATED   1u /* data stored in this image */
 #define QCOWKIT_EXTENT_COMPRESSED  2u /* a compressed cluster */
 #define QCOWKIT_EXTENT_HOST_OFFSET 4u /* host_offset is valid */
-#define QCOWKIT_EXTENT_ZERO        8u /* a hole of a raw file: reads zeros */
+#define QCOWKIT_EXTENT_ZERO        8u /* reads zeros (raw hole; chain: none) */
 
 struct qcowkit_extent {
     uint64_t offset;      /* guest offset */
@@ -531,6 +531,52 @@ struct qcowkit_extent {
  */
 int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
                          uint64_t count, struct qcowkit_extent *extent);
+
+/* The longest run qcowkit_block_status_chain describes in one call. */
+#define QCOWKIT_CHAIN_MAX_RUN (UINT64_C(1) << 30)
+
+/* Output; struct_size must cover offset..layer. */
+struct qcowkit_chain_extent {
+    size_t struct_size;   /* set by qcowkit_chain_extent_init() */
+    uint64_t offset;      /* guest offset, as asked */
+    uint64_t length;      /* bytes with the same status */
+    unsigned flags;       /* QCOWKIT_EXTENT_*, as the answering layer's */
+    unsigned depth;       /* the answering layer: 0 = img, 1 = its backing */
+    uint64_t host_offset; /* with HOST_OFFSET: where in layer's file */
+    struct qcowkit_image *layer; /* the image at depth, open as long as img */
+};
+
+void qcowkit_chain_extent_init(struct qcowkit_chain_extent *extent);
+
+/*
+ * Describe img as a guest reads it, through its backing chain, from
+ * offset for at most count bytes and at most QCOWKIT_CHAIN_MAX_RUN: the
+ * first run whose bytes all come from one layer with the same status, as
+ * `qemu-img map` reports it.  flags:
+ *   ALLOCATED   the layer at depth holds the run, with COMPRESSED and
+ *               HOST_OFFSET as qcowkit_block_status gives them for that
+ *               layer (an encrypted layer's data has no HOST_OFFSET);
+ *               with ZERO too, the run is a hole of a raw layer's file
+ *               (its host_offset still valid).
+ *   ZERO alone  no layer holds the run and it reads as zeros: unallocated
+ *               down to the bottom of the chain, past the end of a
+ *               backing file shorter than the layer above it, or with no
+ *               backing open (QCOWKIT_OPEN_NO_BACKING).  depth is then
+ *               the last layer looked at.
+ * A run never crosses the end of a backing file.
+ * Raw holes are found as for qcowkit_block_status (SEEK_HOLE, over the
+ * file backend).  No key is needed.  The range must be non-empty and lie
+ * inside img's virtual size, else -EINVAL; a table entry of any layer
+ * that cannot be trusted fails the call as in qcowkit_block_status.
+ * Threads: like qcowkit_block_status, it may run alongside reads, writes
+ * and status calls on img from other threads.  Each layer's lock is held
+ * in turn, never two at once, and only to describe at most
+ * QCOWKIT_CHAIN_MAX_RUN bytes, so a writer waits for a bounded walk; a
+ * write racing the call may or may not be seen in its answer.
+ */
+int qcowkit_block_status_chain(struct qcowkit_image *img, uint64_t offset,
+                               uint64_t count,
+                               struct qcowkit_chain_extent *extent);
 
 /* ---------------------------------------------------------------- create */
 

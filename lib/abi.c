@@ -96,3 +96,9 @@ void qcowkit_check_report_init(struct qcowkit_check_report *report)
     memset(report, 0, sizeof *report);
     report->struct_size = sizeof *report;
 }
+
+void qcowkit_chain_extent_init(struct qcowkit_chain_extent *extent)
+{
+    memset(extent, 0, sizeof *extent);
+    extent->struct_size = sizeof *extent;
+}

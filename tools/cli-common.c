@@ -1187,50 +1187,10 @@ int cli_open_image(const char *arg, bool image_opts, enum qcowkit_format format,
 /* ----------------------------------------------------------- chain status */
 
 int cli_chain_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
-                     struct cli_status *st)
+                     struct qcowkit_chain_extent *x)
 {
-    struct qcowkit_image *layer = img;
-    int depth = 0;
-
-    memset(st, 0, sizeof *st);
-    st->length = count;
-    for (;;) {
-        struct qcowkit_info info;
-        struct qcowkit_extent e;
-        struct qcowkit_image *below;
-        int err = cli_get_info(layer, &info);
-
-        if (err < 0)
-            return err;
-        if (offset + st->length > info.virtual_size)
-            st->length = info.virtual_size - offset;
-        err = qcowkit_block_status(layer, offset, st->length, &e);
-        if (err < 0)
-            return err;
-        st->length = e.length;
-        st->depth = depth;
-        st->layer = layer;
-        if (e.flags & QCOWKIT_EXTENT_ALLOCATED) {
-            st->flags = CLI_ST_ALLOCATED;
-            if (e.flags & QCOWKIT_EXTENT_COMPRESSED)
-                st->flags |= CLI_ST_COMPRESSED;
-            if (e.flags & QCOWKIT_EXTENT_HOST_OFFSET) {
-                st->flags |= CLI_ST_OFFSET_VALID;
-                st->host_offset = e.host_offset;
-            }
-            /* A hole of a raw file reads as zeros, as QEMU reports it. */
-            st->flags |=
-                e.flags & QCOWKIT_EXTENT_ZERO ? CLI_ST_ZERO : CLI_ST_DATA;
-            return 0;
-        }
-        below = qcowkit_backing(layer);
-        if (!below || offset >= cli_image_size(below)) {
-            st->flags = CLI_ST_ZERO;
-            return 0;
-        }
-        layer = below;
-        depth++;
-    }
+    qcowkit_chain_extent_init(x);
+    return qcowkit_block_status_chain(img, offset, count, x);
 }
 
 /* --------------------------------------------------------------- progress */

@@ -176,28 +176,12 @@ int cli_parse_opts(const char *opts,
                    int (*fn)(void *ctx, const char *key, const char *value),
                    void *ctx);
 
-/* Status of a guest range through a whole backing chain, as QEMU sees. */
-#define CLI_ST_DATA         1u
-#define CLI_ST_ZERO         2u
-#define CLI_ST_OFFSET_VALID 4u
-#define CLI_ST_ALLOCATED    8u
-#define CLI_ST_COMPRESSED   16u
-
-struct cli_status {
-    uint64_t length;
-    unsigned flags;
-    int depth;                   /* layer that answered, 0 = top */
-    uint64_t host_offset;        /* valid with CLI_ST_OFFSET_VALID */
-    struct qcowkit_image *layer; /* the layer that answered */
-};
-
 /*
- * Status of [offset, offset+count) of img and its backing chain, starting
- * at offset, as `qemu-img map` computes it.  count must be > 0 and the
- * range inside img.  Raw layers report holes of their file as zero.
+ * qcowkit_block_status_chain with the struct initialised: the status of
+ * img's chain at offset, for at most count bytes (> 0, inside img).
  */
 int cli_chain_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
-                     struct cli_status *st);
+                     struct qcowkit_chain_extent *x);
 
 /* qemu's progress meter: "    (12.34/100%)\r" on stdout. */
 void cli_progress_init(bool enabled, float min_skip);

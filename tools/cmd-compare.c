@@ -100,7 +100,7 @@ static int compare_images(struct qcowkit_image *img1, const char *name1,
         goto out;
     }
     while (offset < total) {
-        struct cli_status s1, s2;
+        struct qcowkit_chain_extent s1, s2;
         uint64_t chunk;
         bool alloc1, alloc2;
 
@@ -116,17 +116,17 @@ static int compare_images(struct qcowkit_image *img1, const char *name1,
             ret = 3;
             goto out;
         }
-        alloc1 = s1.flags & CLI_ST_ALLOCATED;
-        alloc2 = s2.flags & CLI_ST_ALLOCATED;
+        alloc1 = s1.flags & QCOWKIT_EXTENT_ALLOCATED;
+        alloc2 = s2.flags & QCOWKIT_EXTENT_ALLOCATED;
         chunk = s1.length < s2.length ? s1.length : s2.length;
-        if (strict && (s1.flags & ~CLI_ST_COMPRESSED) !=
-                          (s2.flags & ~CLI_ST_COMPRESSED)) {
+        if (strict && (s1.flags & ~QCOWKIT_EXTENT_COMPRESSED) !=
+                          (s2.flags & ~QCOWKIT_EXTENT_COMPRESSED)) {
             qprintf("Strict mode: Offset %" PRIu64 " block status mismatch!\n",
                     offset);
             ret = 1;
             goto out;
         }
-        if ((s1.flags & CLI_ST_ZERO) && (s2.flags & CLI_ST_ZERO)) {
+        if ((s1.flags & s2.flags) & QCOWKIT_EXTENT_ZERO) {
             /* both read as zeros */
         } else if (alloc1 == alloc2) {
             if (alloc1) {
@@ -175,7 +175,7 @@ static int compare_images(struct qcowkit_image *img1, const char *name1,
 
         qprintf("Warning: Image size mismatch!\n");
         while (offset < base) {
-            struct cli_status s;
+            struct qcowkit_chain_extent s;
             uint64_t chunk;
 
             err = cli_chain_status(over, offset, base - offset, &s);
@@ -185,7 +185,8 @@ static int compare_images(struct qcowkit_image *img1, const char *name1,
                 goto out;
             }
             chunk = s.length;
-            if ((s.flags & CLI_ST_ALLOCATED) && !(s.flags & CLI_ST_ZERO)) {
+            if ((s.flags & (QCOWKIT_EXTENT_ALLOCATED | QCOWKIT_EXTENT_ZERO)) ==
+                QCOWKIT_EXTENT_ALLOCATED) {
                 if (chunk > IO_BUF_SIZE)
                     chunk = IO_BUF_SIZE;
                 ret = check_empty(over, offset, chunk, over_name, buf1);

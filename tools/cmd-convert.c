@@ -288,7 +288,7 @@ static int next_job(struct copy_state *s, struct copy_job *job)
         if (end > s->size)
             end = s->size;
         if (!s->has_backing && off >= s->status_end) {
-            struct cli_status st;
+            struct qcowkit_chain_extent st;
             uint64_t want =
                 s->size - off < STATUS_MAX ? s->size - off : STATUS_MAX;
             int err = cli_chain_status(s->src, off, want, &st);
@@ -300,7 +300,7 @@ static int next_job(struct copy_state *s, struct copy_job *job)
                 return -1;
             }
             s->status_end = off + st.length;
-            s->status_zero = (st.flags & CLI_ST_ZERO) != 0;
+            s->status_zero = (st.flags & QCOWKIT_EXTENT_ZERO) != 0;
         }
         if (!s->has_backing && s->status_zero) {
             uint64_t zend = s->status_end;

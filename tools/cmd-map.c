@@ -68,21 +68,22 @@ static int dump_entry(bool json, const struct map_entry *e,
 static int entry_at(struct qcowkit_image *img, uint64_t offset, uint64_t count,
                     struct map_entry *e)
 {
-    struct cli_status st;
-    int err = cli_chain_status(img, offset, count, &st);
+    struct qcowkit_chain_extent x;
+    int err = cli_chain_status(img, offset, count, &x);
 
     if (err < 0)
         return err;
     memset(e, 0, sizeof *e);
     e->start = offset;
-    e->length = st.length;
-    e->data = st.flags & CLI_ST_DATA;
-    e->zero = st.flags & CLI_ST_ZERO;
-    e->present = st.flags & CLI_ST_ALLOCATED;
-    e->has_offset = st.flags & CLI_ST_OFFSET_VALID;
-    e->offset = st.host_offset;
-    e->depth = st.depth;
-    e->filename = e->has_offset ? qcowkit_name(st.layer) : NULL;
+    e->length = x.length;
+    e->zero = x.flags & QCOWKIT_EXTENT_ZERO;
+    e->present = x.flags & QCOWKIT_EXTENT_ALLOCATED;
+    /* A raw hole is present but reads as zeros, as QEMU reports it. */
+    e->data = e->present && !e->zero;
+    e->has_offset = x.flags & QCOWKIT_EXTENT_HOST_OFFSET;
+    e->offset = x.host_offset;
+    e->depth = (int)x.depth;
+    e->filename = e->has_offset ? qcowkit_name(x.layer) : NULL;
     return 0;
 }
 

@@ -121,7 +121,7 @@ static int count_allocated(struct qcowkit_image *src, const char *name,
     *clusters = 0;
     *tables = 0;
     while (offset < size) {
-        struct cli_status st;
+        struct qcowkit_chain_extent st;
         int err = cli_chain_status(src, offset, size - offset, &st);
 
         if (err < 0) {
@@ -129,9 +129,8 @@ static int count_allocated(struct qcowkit_image *src, const char *name,
                       strerror(-err));
             return -1;
         }
-        if (!(st.flags & CLI_ST_ZERO) &&
-            (st.flags & (CLI_ST_DATA | CLI_ST_ALLOCATED)) ==
-                (CLI_ST_DATA | CLI_ST_ALLOCATED)) {
+        if ((st.flags & (QCOWKIT_EXTENT_ALLOCATED | QCOWKIT_EXTENT_ZERO)) ==
+            QCOWKIT_EXTENT_ALLOCATED) {
             /* convert writes whole 4 KiB blocks (its default -S) that
              * hold any data, whatever the cluster size. */
             uint64_t start = offset / SPARSE_UNIT * SPARSE_UNIT;

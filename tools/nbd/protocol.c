@@ -48,7 +48,6 @@ int nbd_export_init(struct nbd_export *exp, struct qcowkit_image *img,
                     const char *name, const char *description, bool read_only)
 {
     struct qcowkit_info info;
-    struct qcowkit_image *layer;
     int err;
 
     memset(exp, 0, sizeof *exp);
@@ -59,27 +58,14 @@ int nbd_export_init(struct nbd_export *exp, struct qcowkit_image *img,
     exp->min_block = 1;
     exp->preferred_block = 4096;
     exp->max_request = NBD_MAX_REQUEST;
-    for (layer = img; layer; layer = qcowkit_backing(layer)) {
-        struct nbd_layer *l;
-
-        if (exp->n_layers == NBD_MAX_LAYERS) {
-            exp->chain_truncated = true;
-            break;
-        }
-        memset(&info, 0, sizeof info);
-        info.struct_size = sizeof info;
-        err = qcowkit_get_info(layer, &info);
-        if (err < 0)
-            return err;
-        l = &exp->layers[exp->n_layers++];
-        l->img = layer;
-        l->size = info.virtual_size;
-        if (layer == img) {
-            exp->size = info.virtual_size;
-            if (info.cluster_size >= 512 && info.cluster_size <= 65536)
-                exp->preferred_block = info.cluster_size;
-        }
-    }
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    err = qcowkit_get_info(img, &info);
+    if (err < 0)
+        return err;
+    exp->size = info.virtual_size;
+    if (info.cluster_size >= 512 && info.cluster_size <= 65536)
+        exp->preferred_block = info.cluster_size;
     return 0;
 }
 
@@ -732,42 +718,22 @@ static int send_read(struct nbd_conn *c, const struct nbd_request *r,
 
 /*
  * base:allocation of the chain at off: *run bytes (1..len) with *flags.
- * Data in any layer is data; past every layer (or past a shorter
- * backing file) reads as zeros, a hole.
+ * Data in any layer is data; what reads as zeros (no layer holds it, or a
+ * hole of a raw file) is a hole.
  */
 static int chain_status(const struct nbd_export *e, uint64_t off, uint64_t len,
                         uint64_t *run, uint32_t *flags)
 {
-    unsigned i;
+    struct qcowkit_chain_extent x;
+    int err;
 
-    for (i = 0; i < e->n_layers; i++) {
-        const struct nbd_layer *l = &e->layers[i];
-        struct qcowkit_extent x;
-        int err;
-
-        if (off >= l->size)
-            break;
-        if (len > l->size - off)
-            len = l->size - off;
-        err = qcowkit_block_status(l->img, off, len, &x);
-        if (err < 0)
-            return err;
-        if (x.length == 0 || x.length > len || x.offset != off)
-            return -EIO;
-        len = x.length;
-        if (x.flags & QCOWKIT_EXTENT_ALLOCATED) {
-            *run = len;
-            /* A hole of a raw file. */
-            *flags = x.flags & QCOWKIT_EXTENT_ZERO
-                         ? NBD_STATE_HOLE | NBD_STATE_ZERO
-                         : 0;
-            return 0;
-        }
-    }
-    *run = len;
-    *flags = (i == e->n_layers && e->chain_truncated)
-                 ? 0
-                 : NBD_STATE_HOLE | NBD_STATE_ZERO;
+    qcowkit_chain_extent_init(&x);
+    err = qcowkit_block_status_chain(e->img, off, len, &x);
+    if (err < 0)
+        return err;
+    *run = x.length;
+    *flags =
+        x.flags & QCOWKIT_EXTENT_ZERO ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
     return 0;
 }
 

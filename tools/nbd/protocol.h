@@ -127,13 +127,6 @@
 #define NBD_MAX_OPTIONS    4096u                /* options per session */
 #define NBD_MAX_EXTENTS    2048u /* descriptors per block status reply */
 #define NBD_MAX_STRING     4096u /* names, queries */
-#define NBD_MAX_LAYERS     64u   /* backing chain layers looked at */
-
-/* One image of the exported backing chain (top first). */
-struct nbd_layer {
-    struct qcowkit_image *img;
-    uint64_t size;
-};
 
 /* What is exported: one image, shared by every connection. */
 struct nbd_export {
@@ -144,13 +137,10 @@ struct nbd_export {
     bool read_only;
     bool multi_conn; /* advertise NBD_FLAG_CAN_MULTI_CONN */
     uint32_t min_block, preferred_block, max_request;
-    struct nbd_layer layers[NBD_MAX_LAYERS];
-    unsigned n_layers;
-    bool chain_truncated; /* layers past NBD_MAX_LAYERS: reported as data */
 };
 
 /*
- * Fill exp for img: size, block sizes and the backing chain.  Returns 0
+ * Fill exp for img: its size and block sizes.  Returns 0
  * or a negative errno.
  */
 int nbd_export_init(struct nbd_export *exp, struct qcowkit_image *img,

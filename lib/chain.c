@@ -1,0 +1,84 @@
+/*
+ * Block status through a backing chain: which layer answers a guest
+ * range, or that it reads as zeros.  The one walk of the chain that the
+ * map, compare, convert, measure and NBD paths share, so that short
+ * backing files and raw holes are judged in one place.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define CHAIN_EXTENT_MIN QK_END_OF(struct qcowkit_chain_extent, layer)
+
+/* Take the answer of layer (at x->depth) for the run in x. */
+static void answered(struct qcowkit_chain_extent *x,
+                     struct qcowkit_image *layer,
+                     const struct qcowkit_extent *e)
+{
+    x->length = e->length;
+    x->layer = layer;
+    x->flags = e->flags;
+    x->host_offset = e->host_offset;
+}
+
+/*
+ * Ask each layer in turn until one holds the run.  The run only shrinks
+ * on the way down: to what the layer above left unallocated, and to the
+ * end of a shorter backing file.
+ */
+static int walk(struct qcowkit_image *top, struct qcowkit_chain_extent *x)
+{
+    struct qcowkit_image *layer = top;
+
+    for (;;) {
+        struct qcowkit_extent e;
+        struct qcowkit_image *below;
+        int err = qcowkit_block_status(layer, x->offset, x->length, &e);
+
+        if (err < 0)
+            return err;
+        answered(x, layer, &e);
+        if (e.flags & QCOWKIT_EXTENT_ALLOCATED)
+            return 0;
+        below = layer->backing;
+        /* No backing, or one that ends before offset: QEMU reads zeros. */
+        if (!below || x->offset >= below->virtual_size) {
+            x->flags = QCOWKIT_EXTENT_ZERO;
+            return 0;
+        }
+        if (x->length > below->virtual_size - x->offset)
+            x->length = below->virtual_size - x->offset;
+        layer = below;
+        x->depth++;
+    }
+}
+
+int qcowkit_block_status_chain(struct qcowkit_image *img, uint64_t offset,
+                               uint64_t count,
+                               struct qcowkit_chain_extent *extent)
+{
+    struct qcowkit_chain_extent full;
+    int err = qk_abi_out_check(extent, CHAIN_EXTENT_MIN,
+                               "qcowkit_block_status_chain: struct "
+                               "qcowkit_chain_extent");
+
+    if (err < 0)
+        return err;
+    if (offset >= img->virtual_size || count > img->virtual_size - offset ||
+        count == 0)
+        return qk_error(-EINVAL,
+                        "%s: chain block status of %llu bytes at offset %llu "
+                        "is outside the image (%llu bytes)",
+                        img->name, (unsigned long long)count,
+                        (unsigned long long)offset,
+                        (unsigned long long)img->virtual_size);
+    memset(&full, 0, sizeof full);
+    full.offset = offset;
+    full.length = count < QCOWKIT_CHAIN_MAX_RUN ? count : QCOWKIT_CHAIN_MAX_RUN;
+    err = walk(img, &full);
+    if (err < 0)
+        return err;
+    qk_abi_out(extent, &full, sizeof full);
+    return 0;
+}
