@@ -121,6 +121,7 @@ int main(void)
         poisoned_write_lost(dir);
     if (!part || strcmp(part, "1"))
         grown_range_eio(dir);
+    free(dir);
     printf("ok\n");
     return 0;
 }
