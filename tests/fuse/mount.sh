@@ -19,19 +19,14 @@ is_mounted() {
 }
 
 cleanup() {
-    local m p i
+    local m p
     for m in "${MOUNTS[@]}"; do
         if is_mounted "$m"; then
             fusermount3 -u "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null || true
         fi
     done
     for p in "${PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || continue
-        for i in $(seq 50); do
-            kill -0 "$p" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$p" 2>/dev/null || true
+        end_process "$p"
     done
     rm -rf "$T"
 }

@@ -102,17 +102,21 @@ SERVERS=() # processes to end on exit (start_nbd adds its servers)
 
 # The EXIT trap of make_tmpdir: end every process in SERVERS (SIGTERM,
 # then SIGKILL after 5 s), then remove $T.
-_harness_exit() {
-    local p i
-    for p in "${SERVERS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
+# end_process PID: SIGTERM, up to 5 s to go, then SIGKILL (for cleanups).
+end_process() {
+    local i
+    kill -TERM "$1" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
     done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+_harness_exit() {
+    local p
     for p in "${SERVERS[@]}"; do
-        for i in $(seq 50); do
-            kill -0 "$p" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$p" 2>/dev/null || true
+        end_process "$p"
     done
     rm -rf "$T"
 }
