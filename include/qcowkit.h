@@ -82,9 +82,10 @@
  *   required, the others optional.  The library reaches storage only
  *   through them, image locks and holes included, so a program's own
  *   backend gets locks and holes reported exactly when it implements lock
- *   and extent.  The library ships a file backend, an in-memory backend
- *   and fault-injecting and crash-simulating wrappers (which pass lock and
- *   extent on to the backend they wrap); a program may supply its own.
+ *   and extent.  The library ships a file backend and an in-memory
+ *   backend; a program may supply its own, and may wrap one backend in
+ *   another (qcowkit_io_lock() and qcowkit_io_extent() pass lock and
+ *   extent on).
  *
  * STRUCT SIZES AND VERSIONS
  *   Each struct passed in or out starts with struct_size, which the caller
@@ -209,54 +210,6 @@ int qcowkit_io_memory_data(struct qcowkit_io *io, const uint8_t **data,
                            size_t *len);
 
 /*
- * A wrapper that fails chosen calls of the inner backend, for tests.
- * The inner backend stays owned by the caller and must outlive this one.
- */
-int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io);
-
-enum qcowkit_io_op {
-    QCOWKIT_IO_OP_READ,
-    QCOWKIT_IO_OP_WRITE,
-    QCOWKIT_IO_OP_FLUSH,
-    QCOWKIT_IO_OP_TRUNCATE,
-};
-
-/*
- * Make the nth call (1 = the next one) of op fail with error (a negative
- * errno).  persistent: every later call of op fails too.  nth 0 disarms.
- */
-int qcowkit_io_fault_arm(struct qcowkit_io *io, enum qcowkit_io_op op,
-                         uint64_t nth, int persistent, int error);
-
-/* How many calls of op the fault backend has seen so far. */
-uint64_t qcowkit_io_fault_count(struct qcowkit_io *io, enum qcowkit_io_op op);
-
-/*
- * A wrapper that simulates power loss, for crash tests.  Writes and
- * truncates reach the inner backend at once, and are also remembered
- * until the next flush; the state as of that flush is kept aside.  Once
- * armed, the nth write or truncate from then on "loses power": it and
- * every later call fail with -EIO.  qcowkit_io_crash_image() then builds
- * what a disk could hold after the loss: the flushed state plus each
- * unflushed write kept, dropped, or torn (kept for some of its 512-byte
- * sectors only).  The inner backend stays owned by the caller.
- */
-int qcowkit_io_new_crash(struct qcowkit_io *inner, struct qcowkit_io **io);
-int qcowkit_io_crash_arm(struct qcowkit_io *io, uint64_t nth);
-/* Writes and truncates seen so far. */
-uint64_t qcowkit_io_crash_writes(struct qcowkit_io *io);
-
-enum qcowkit_crash_mode {
-    QCOWKIT_CRASH_DROP_ALL, /* no unflushed write survives */
-    QCOWKIT_CRASH_KEEP_ALL, /* every unflushed write survives */
-    QCOWKIT_CRASH_RANDOM,   /* each kept, dropped or torn, from seed */
-};
-
-/* The disk after power loss, as a new in-memory backend. */
-int qcowkit_io_crash_image(struct qcowkit_io *io, enum qcowkit_crash_mode mode,
-                           uint64_t seed, struct qcowkit_io **after);
-
-/*
  * Direct calls through a backend: 0, or a negative errno with a message
  * naming the backend and the operation (as for every failing call).
  */
@@ -269,6 +222,22 @@ int qcowkit_io_get_size(struct qcowkit_io *io, uint64_t *size);
 int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size);
 /* -EOPNOTSUPP if the backend cannot discard. */
 int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length);
+/*
+ * The backend's own lock and extent functions, for a backend that wraps
+ * another and passes these two on, as tests/backends/ (fault injection,
+ * power loss) does; without them a wrapper would hide the locks and
+ * holes of what it wraps.  They bypass what the library keeps per
+ * backend (the lock that images over it share), so call them only on a
+ * backend no image is open over directly.
+ * qcowkit_io_lock: mode is a QCOWKIT_IO_LOCK_* value; 0 without a lock
+ *   function; on -EBUSY, *why (if why is not NULL) is the backend's
+ *   phrase for the conflict, or NULL.
+ * qcowkit_io_extent: -EOPNOTSUPP without an extent function; -EIO for
+ *   an answer of 0 bytes or one that runs past 2^64.
+ */
+int qcowkit_io_lock(struct qcowkit_io *io, unsigned mode, const char **why);
+int qcowkit_io_extent(struct qcowkit_io *io, uint64_t offset, uint64_t *length,
+                      int *hole);
 const char *qcowkit_io_name(const struct qcowkit_io *io);
 
 /* Release a backend (NULL is a no-op). */

@@ -177,3 +177,37 @@ int qk_io_lock_op(struct qcowkit_io *io, unsigned mode, const char **why)
 {
     return io->ops.lock ? io->ops.lock(io->opaque, mode, why) : 0;
 }
+
+int qcowkit_io_lock(struct qcowkit_io *io, unsigned mode, const char **why)
+{
+    const char *reason = NULL;
+    int err;
+
+    if (mode > QCOWKIT_IO_LOCK_WRITE)
+        return qk_error(-EINVAL, "%s: lock mode %u is not a QCOWKIT_IO_LOCK_*",
+                        io->name, mode);
+    err = qk_io_lock_op(io, mode, &reason);
+    if (err == -EBUSY && why)
+        *why = reason;
+    if (err == -EBUSY)
+        return qk_error(err, "%s: image is in use: %s", io->name,
+                        reason ? reason : "another user holds its lock");
+    if (err < 0)
+        return qk_error(err, "%s: cannot lock: %s", io->name, strerror(-err));
+    return 0;
+}
+
+int qcowkit_io_extent(struct qcowkit_io *io, uint64_t offset, uint64_t *length,
+                      int *hole)
+{
+    bool is_hole = false;
+    int err = qk_io_extent(io, offset, length, &is_hole);
+
+    if (err == -EOPNOTSUPP && !io->ops.extent)
+        return qk_error(err, "%s: the backend tells no extents", io->name);
+    if (err < 0)
+        return qk_error(err, "%s: extent at offset %llu failed: %s", io->name,
+                        (unsigned long long)offset, strerror(-err));
+    *hole = is_hole;
+    return 0;
+}

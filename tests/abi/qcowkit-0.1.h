@@ -79,8 +79,8 @@
  *
  * I/O BACKENDS
  *   A backend is a table of six functions over an opaque pointer.  The
- *   library ships a file backend, an in-memory backend and a
- *   fault-injecting wrapper; a program may supply its own.
+ *   library ships a file backend and an in-memory backend; a program may
+ *   supply its own.
  */
 #ifndef QCOWKIT_H
 #define QCOWKIT_H
@@ -156,54 +156,6 @@ int qcowkit_io_new_memory(const void *data, size_t len, struct qcowkit_io **io);
  */
 int qcowkit_io_memory_data(struct qcowkit_io *io, const uint8_t **data,
                            size_t *len);
-
-/*
- * A wrapper that fails chosen calls of the inner backend, for tests.
- * The inner backend stays owned by the caller and must outlive this one.
- */
-int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io);
-
-enum qcowkit_io_op {
-    QCOWKIT_IO_OP_READ,
-    QCOWKIT_IO_OP_WRITE,
-    QCOWKIT_IO_OP_FLUSH,
-    QCOWKIT_IO_OP_TRUNCATE,
-};
-
-/*
- * Make the nth call (1 = the next one) of op fail with error (a negative
- * errno).  persistent: every later call of op fails too.  nth 0 disarms.
- */
-int qcowkit_io_fault_arm(struct qcowkit_io *io, enum qcowkit_io_op op,
-                         uint64_t nth, int persistent, int error);
-
-/* How many calls of op the fault backend has seen so far. */
-uint64_t qcowkit_io_fault_count(struct qcowkit_io *io, enum qcowkit_io_op op);
-
-/*
- * A wrapper that simulates power loss, for crash tests.  Writes and
- * truncates reach the inner backend at once, and are also remembered
- * until the next flush; the state as of that flush is kept aside.  Once
- * armed, the nth write or truncate from then on "loses power": it and
- * every later call fail with -EIO.  qcowkit_io_crash_image() then builds
- * what a disk could hold after the loss: the flushed state plus each
- * unflushed write kept, dropped, or torn (kept for some of its 512-byte
- * sectors only).  The inner backend stays owned by the caller.
- */
-int qcowkit_io_new_crash(struct qcowkit_io *inner, struct qcowkit_io **io);
-int qcowkit_io_crash_arm(struct qcowkit_io *io, uint64_t nth);
-/* Writes and truncates seen so far. */
-uint64_t qcowkit_io_crash_writes(struct qcowkit_io *io);
-
-enum qcowkit_crash_mode {
-    QCOWKIT_CRASH_DROP_ALL, /* no unflushed write survives */
-    QCOWKIT_CRASH_KEEP_ALL, /* every unflushed write survives */
-    QCOWKIT_CRASH_RANDOM,   /* each kept, dropped or torn, from seed */
-};
-
-/* The disk after power loss, as a new in-memory backend. */
-int qcowkit_io_crash_image(struct qcowkit_io *io, enum qcowkit_crash_mode mode,
-                           uint64_t seed, struct qcowkit_io **after);
 
 /* Direct calls through a backend (all return 0 or a negative errno). */
 int qcowkit_io_pread(struct qcowkit_io *io, void *buf, size_t count,

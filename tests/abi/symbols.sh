@@ -2,9 +2,12 @@
 # The shared library exports exactly the symbols of the version script,
 # each with its version, and the version script names every function the
 # header declares: no internal (qk_) symbol leaks, none is forgotten.
-# usage: symbols.sh LIBQCOWKIT.SO LIBQCOWKIT.SYM QCOWKIT.H
+# Every function of a frozen older header (FROZEN.H...) is still listed,
+# so that a program built against it links.
+# usage: symbols.sh LIBQCOWKIT.SO LIBQCOWKIT.SYM QCOWKIT.H [FROZEN.H...]
 set -eu
 so=$1 sym=$2 header=$3
+shift 3
 command -v nm >/dev/null 2>&1 || { echo "SKIP: nm not found"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -30,13 +33,24 @@ if ! diff -u "$tmp/listed" "$tmp/exported" >"$tmp/diff"; then
     status=1
 fi
 
-# Functions the header declares (prototypes start a line).
-grep -E '^[a-z].*[ *]qcowkit_[a-z0-9_]+\(' "$header" | grep -v typedef |
-    sed -E 's/.*[ *](qcowkit_[a-z0-9_]+)\(.*/\1/' | sort -u >"$tmp/declared"
+# Functions a header declares (prototypes start a line).
+declared() {
+    grep -E '^[a-z].*[ *]qcowkit_[a-z0-9_]+\(' "$1" | grep -v typedef |
+        sed -E 's/.*[ *](qcowkit_[a-z0-9_]+)\(.*/\1/' | sort -u
+}
+declared "$header" >"$tmp/declared"
 if ! diff -u "$tmp/declared" "$tmp/listed" >"$tmp/diff2"; then
     echo "FAIL: header and $sym differ (- declared only, + listed only):"
     cat "$tmp/diff2"
     status=1
 fi
+for frozen in "$@"; do
+    declared "$frozen" >"$tmp/frozen"
+    if comm -23 "$tmp/frozen" "$tmp/listed" | grep . >"$tmp/gone"; then
+        echo "FAIL: declared in $frozen but not exported:"
+        cat "$tmp/gone"
+        status=1
+    fi
+done
 [ "$status" -eq 0 ] && echo "symbols: $(wc -l <"$tmp/listed") exported, all listed and declared"
 exit "$status"

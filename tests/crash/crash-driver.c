@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test-backends.h"
+
 /* ------------------------------------------------------- the failure context
  */
 
@@ -507,7 +509,7 @@ static int call_done(struct crash_run *r, const char *what, int rc, size_t n,
         snprintf(g_crash_call, sizeof g_crash_call,
                  "workload call %" PRIu64 ", %s(%zu bytes at %" PRIu64
                  ") = %d, after write %" PRIu64,
-                 g_op, what, n, off, rc, qcowkit_io_crash_writes(r->crash_io));
+                 g_op, what, n, off, rc, crash_backend_writes(r->crash_io));
         if (rc != -EIO)
             CRASH_FAIL("%s(%zu bytes at %" PRIu64 ") = %d (%s) at the power "
                        "loss, expected -EIO",
@@ -525,9 +527,9 @@ int crash_pwrite(struct crash_run *r, const void *buf, size_t n, uint64_t off)
     g_op++;
     if (!r->dead)
         model_write(&r->m, off, n, buf);
-    before = qcowkit_io_crash_writes(r->crash_io);
+    before = crash_backend_writes(r->crash_io);
     rc = qcowkit_pwrite(r->img, buf, n, off);
-    r->writes_outside_flush += qcowkit_io_crash_writes(r->crash_io) - before;
+    r->writes_outside_flush += crash_backend_writes(r->crash_io) - before;
     return call_done(r, "qcowkit_pwrite", rc, n, off);
 }
 
@@ -539,9 +541,9 @@ int crash_pwrite_zeroes(struct crash_run *r, size_t n, uint64_t off)
     g_op++;
     if (!r->dead)
         model_write(&r->m, off, n, NULL);
-    before = qcowkit_io_crash_writes(r->crash_io);
+    before = crash_backend_writes(r->crash_io);
     rc = qcowkit_pwrite_zeroes(r->img, n, off);
-    r->writes_outside_flush += qcowkit_io_crash_writes(r->crash_io) - before;
+    r->writes_outside_flush += crash_backend_writes(r->crash_io) - before;
     return call_done(r, "qcowkit_pwrite_zeroes", rc, n, off);
 }
 
@@ -554,9 +556,9 @@ int crash_pwrite_compressed(struct crash_run *r, const void *buf, size_t n,
     g_op++;
     if (!r->dead)
         model_write(&r->m, off, n, buf);
-    before = qcowkit_io_crash_writes(r->crash_io);
+    before = crash_backend_writes(r->crash_io);
     rc = qcowkit_pwrite_compressed(r->img, buf, n, off);
-    r->writes_outside_flush += qcowkit_io_crash_writes(r->crash_io) - before;
+    r->writes_outside_flush += crash_backend_writes(r->crash_io) - before;
     return call_done(r, "qcowkit_pwrite_compressed", rc, n, off);
 }
 
@@ -821,9 +823,9 @@ static uint64_t run_once(const struct crash_spec *s, struct crash_run *r,
     r->writes_outside_flush = 0;
 
     CRASH_OK(qcowkit_io_new_memory(s->image, s->image_len, &inner));
-    CRASH_OK(qcowkit_io_new_crash(inner, &crash));
+    CRASH_OK(crash_backend_new(inner, &crash));
     if (k)
-        CRASH_OK(qcowkit_io_crash_arm(crash, k));
+        CRASH_OK(crash_backend_arm(crash, k));
     r->crash_io = crash;
 
     qcowkit_open_opts_init(&opts);
@@ -850,7 +852,7 @@ static uint64_t run_once(const struct crash_spec *s, struct crash_run *r,
     r->img = NULL;
     if (rc == 0 && !r->dead)
         model_flush(&r->m);
-    writes = qcowkit_io_crash_writes(crash);
+    writes = crash_backend_writes(crash);
 
     if (!k) {
         /* Everything was flushed: the file itself must match exactly. */
@@ -858,14 +860,12 @@ static uint64_t run_once(const struct crash_spec *s, struct crash_run *r,
         verify_image(r, inner);
     } else {
         static const struct {
-            enum qcowkit_crash_mode mode;
+            enum crash_mode mode;
             const char *name;
         } modes[] = {
-            {QCOWKIT_CRASH_DROP_ALL, "DROP_ALL"},
-            {QCOWKIT_CRASH_KEEP_ALL, "KEEP_ALL"},
-            {QCOWKIT_CRASH_RANDOM, "RANDOM"},
-            {QCOWKIT_CRASH_RANDOM, "RANDOM"},
-            {QCOWKIT_CRASH_RANDOM, "RANDOM"},
+            {CRASH_DROP_ALL, "DROP_ALL"}, {CRASH_KEEP_ALL, "KEEP_ALL"},
+            {CRASH_RANDOM, "RANDOM"},     {CRASH_RANDOM, "RANDOM"},
+            {CRASH_RANDOM, "RANDOM"},
         };
 
         if (!r->dead)
@@ -876,11 +876,11 @@ static uint64_t run_once(const struct crash_spec *s, struct crash_run *r,
             struct qcowkit_io *after = NULL;
 
             g_mode = modes[i].name;
-            g_mode_seed = modes[i].mode == QCOWKIT_CRASH_RANDOM
+            g_mode_seed = modes[i].mode == CRASH_RANDOM
                               ? crash_mix64(g_seed ^ (k << 8) ^ i)
                               : 0;
-            CRASH_OK(qcowkit_io_crash_image(crash, modes[i].mode, g_mode_seed,
-                                            &after));
+            CRASH_OK(
+                crash_backend_image(crash, modes[i].mode, g_mode_seed, &after));
             verify_image(r, after);
             qcowkit_io_close(after);
             g_images_total++;

@@ -7,7 +7,7 @@
  * crash_run_spec() runs it once un-armed to count its writes N, then for
  * every crash point k in 1..N runs it again from the same starting image
  * with the power lost at write k, and for several after-crash images
- * (QCOWKIT_CRASH_DROP_ALL, QCOWKIT_CRASH_KEEP_ALL and random tears) checks
+ * (CRASH_DROP_ALL, CRASH_KEEP_ALL and random tears) checks
  * that
  *   1. qcowkit_check() finds no corruption (leaks are allowed),
  *   2. every byte of the virtual disk holds either its value as of the

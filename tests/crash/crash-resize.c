@@ -5,6 +5,7 @@
  * read either at the old size, unchanged, or at the new size with zeros
  * in the grown range: never the backing file's bytes there.
  */
+#include "test-backends.h"
 #include "test.h"
 
 #define OLD   ((UINT64_C(512) << 10) + 1536)
@@ -47,14 +48,14 @@ static uint64_t grow(const uint8_t *start, size_t len, uint64_t k,
     uint64_t writes;
 
     *inner = test_mem_io(start, len);
-    CHECK_OK(qcowkit_io_new_crash(*inner, crash));
+    CHECK_OK(crash_backend_new(*inner, crash));
     img = open_over(*crash);
     if (k)
-        CHECK_OK(qcowkit_io_crash_arm(*crash, k));
+        CHECK_OK(crash_backend_arm(*crash, k));
     if (qcowkit_resize(img, NEW) == 0 && k == 0)
         CHECK_OK(qcowkit_flush(img));
     qcowkit_close(img);
-    writes = qcowkit_io_crash_writes(*crash);
+    writes = crash_backend_writes(*crash);
     return writes;
 }
 
@@ -107,11 +108,11 @@ int main(void)
         grow(start, len, k, &crash, &inner);
         for (int mode = 0; mode < 5; mode++) {
             struct qcowkit_io *after;
-            enum qcowkit_crash_mode m = mode == 0   ? QCOWKIT_CRASH_DROP_ALL
-                                        : mode == 1 ? QCOWKIT_CRASH_KEEP_ALL
-                                                    : QCOWKIT_CRASH_RANDOM;
-            CHECK_OK(qcowkit_io_crash_image(crash, m, k * 7 + (uint64_t)mode,
-                                            &after));
+            enum crash_mode m = mode == 0   ? CRASH_DROP_ALL
+                                : mode == 1 ? CRASH_KEEP_ALL
+                                            : CRASH_RANDOM;
+            CHECK_OK(
+                crash_backend_image(crash, m, k * 7 + (uint64_t)mode, &after));
             verify(after, backing);
             qcowkit_io_close(after);
             images++;

@@ -23,10 +23,27 @@ libdir=$(dirname "$pcdir")
 prefix=$(sed -n 's/^prefix=//p' "$pc")
 root=$dest$prefix
 
-# What is installed besides the library.
+# The command links the shared library.  It carries no rpath into the
+# install (and none into the build tree), so the DESTDIR's library is
+# found through LD_LIBRARY_PATH, as under any prefix outside the loader's
+# path.
 [ -x "$root/bin/qcowkit" ] || fail "no bin/qcowkit"
+export LD_LIBRARY_PATH="$libdir"
+if command -v readelf >/dev/null 2>&1; then
+    dynamic=$(readelf -d "$root/bin/qcowkit")
+    grep -q 'NEEDED.*\[libqcowkit\.so\.0\]' <<<"$dynamic" ||
+        fail "the installed command does not link libqcowkit.so.0"
+    ! grep -qF "$build" <<<"$dynamic" ||
+        fail "the installed command names the build tree: $dynamic"
+fi
+if command -v ldd >/dev/null 2>&1; then
+    ldd "$root/bin/qcowkit" | grep "libqcowkit" | grep -qF "$libdir/" ||
+        fail "the command does not use the installed library: $(ldd "$root/bin/qcowkit")"
+fi
 "$root/bin/qcowkit" --version | grep -q "qcowkit version" ||
     fail "the installed command does not run"
+
+# What is installed besides the library and the command.
 [ -f "$root/include/qcowkit.h" ] || fail "no include/qcowkit.h"
 [ -f "$root/share/doc/qcowkit/LICENSE" ] || fail "no LICENSE"
 completion=$(find "$dest" -path '*/bash-completion/completions/qcowkit')
@@ -84,7 +101,6 @@ extra=
 # shellcheck disable=SC2086
 "$cc" $extra -o "$tmp/user" "$tmp/user.c" $flags || fail "compiling with $flags"
 
-export LD_LIBRARY_PATH="$libdir"
 if command -v ldd >/dev/null 2>&1; then
     ldd "$tmp/user" | grep "libqcowkit" | grep -qF "$libdir/" ||
         fail "not linked to the installed library: $(ldd "$tmp/user")"

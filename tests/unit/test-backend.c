@@ -1,11 +1,13 @@
 /*
  * Storage only through the backend: a program's own backend gets image
  * locks and reports holes through its lock and extent functions, the
- * fault and crash wrappers pass both on, and qcowkit_create() takes the
+ * fault and crash wrappers (tests/backends) pass both on through
+ * qcowkit_io_lock() and qcowkit_io_extent(), and qcowkit_create() takes the
  * write lock before it truncates.
  */
 #include <stdbool.h>
 
+#include "test-backends.h"
 #include "test.h"
 
 #define MAX_LOCKS 16
@@ -16,7 +18,8 @@ struct own {
     uint64_t hole_start, hole_end; /* reported as a hole (extent) */
     unsigned modes[MAX_LOCKS];     /* lock calls, in order */
     unsigned locks;
-    bool busy; /* lock calls past NONE fail with -EBUSY */
+    bool busy;         /* lock calls past NONE fail with -EBUSY */
+    bool stuck_extent; /* extent answers 0 bytes */
     uint64_t reads;
 };
 
@@ -72,7 +75,9 @@ static int own_extent(void *opaque, uint64_t offset, uint64_t *length,
     struct own *o = opaque;
 
     *hole = offset >= o->hole_start && offset < o->hole_end;
-    if (*hole)
+    if (o->stuck_extent)
+        *length = 0;
+    else if (*hole)
         *length = o->hole_end - offset;
     else if (offset < o->hole_start)
         *length = o->hole_start - offset;
@@ -158,9 +163,9 @@ static void test_raw_holes(void)
     io = own_io(&o, sizeof(struct qcowkit_io_ops));
     check_raw_holes(io, true);
     /* The wrappers ask the backend they wrap. */
-    CHECK_OK(qcowkit_io_new_fault(io, &fio));
+    CHECK_OK(fault_backend_new(io, &fio));
     check_raw_holes(fio, true);
-    CHECK_OK(qcowkit_io_new_crash(io, &cio));
+    CHECK_OK(crash_backend_new(io, &cio));
     check_raw_holes(cio, true);
     qcowkit_io_close(cio);
     qcowkit_io_close(fio);
@@ -269,6 +274,54 @@ static void test_lock_modes(void)
     qcowkit_io_close(o.mem);
 }
 
+static void expect_extent(struct qcowkit_io *io, uint64_t offset, int hole,
+                          uint64_t length)
+{
+    uint64_t got_length = 0;
+    int got_hole = -1;
+
+    CHECK_OK(qcowkit_io_extent(io, offset, &got_length, &got_hole));
+    CHECK_EQ(got_hole, hole);
+    CHECK_EQ_U64(got_length, length);
+}
+
+/* What a wrapper calls to pass lock and extent on. */
+static void test_direct_lock_extent(void)
+{
+    static const unsigned read_none[] = {QCOWKIT_IO_LOCK_READ,
+                                         QCOWKIT_IO_LOCK_NONE};
+    const char *why = NULL;
+    uint64_t length;
+    struct qcowkit_io *io;
+    struct own o;
+    int hole;
+
+    own_init(&o, 16384, 32768);
+    io = own_io(&o, sizeof(struct qcowkit_io_ops));
+    expect_extent(io, 0, 0, 16384);
+    expect_extent(io, 16384, 1, 16384);
+    expect_extent(io, 20000, 1, 32768 - 20000);
+    expect_extent(io, 32768, 0, UINT64_MAX - 32768);
+    o.stuck_extent = true;
+    CHECK_ERR(qcowkit_io_extent(io, 0, &length, &hole), -EIO);
+    CHECK_MSG_HAS("own.img: extent at offset 0");
+    CHECK_ERR(qcowkit_io_extent(o.mem, 0, &length, &hole), -EOPNOTSUPP);
+
+    CHECK_OK(qcowkit_io_lock(io, QCOWKIT_IO_LOCK_READ, &why));
+    CHECK_OK(qcowkit_io_lock(io, QCOWKIT_IO_LOCK_NONE, NULL));
+    expect_locks(&o, 2, read_none);
+    o.busy = true;
+    CHECK_ERR(qcowkit_io_lock(io, QCOWKIT_IO_LOCK_WRITE, &why), -EBUSY);
+    CHECK(why && strcmp(why, "the test holds it") == 0);
+    CHECK_MSG_HAS("own.img: image is in use: the test holds it");
+    CHECK_ERR(qcowkit_io_lock(io, QCOWKIT_IO_LOCK_WRITE, NULL), -EBUSY);
+    CHECK_ERR(qcowkit_io_lock(io, QCOWKIT_IO_LOCK_WRITE + 1, &why), -EINVAL);
+    CHECK_EQ(o.locks, 2); /* a bad mode never reaches the backend */
+    CHECK_OK(qcowkit_io_lock(o.mem, QCOWKIT_IO_LOCK_WRITE, &why));
+    qcowkit_io_close(io);
+    qcowkit_io_close(o.mem);
+}
+
 static void test_wrapper_locks(void)
 {
     static const unsigned write_none[] = {QCOWKIT_IO_LOCK_WRITE,
@@ -279,10 +332,10 @@ static void test_wrapper_locks(void)
     own_init(&o, 0, 0);
     CHECK_OK(qcowkit_io_truncate(o.mem, 65536));
     io = own_io(&o, sizeof(struct qcowkit_io_ops));
-    CHECK_OK(qcowkit_io_new_fault(io, &fio));
+    CHECK_OK(fault_backend_new(io, &fio));
     CHECK_OK(qcowkit_close(open_raw(fio, QCOWKIT_OPEN_RDWR)));
     expect_locks(&o, 2, write_none);
-    CHECK_OK(qcowkit_io_new_crash(io, &cio));
+    CHECK_OK(crash_backend_new(io, &cio));
     CHECK_OK(qcowkit_close(open_raw(cio, QCOWKIT_OPEN_RDWR)));
     expect_locks(&o, 2, write_none);
     qcowkit_io_close(cio);
@@ -364,6 +417,7 @@ int main(void)
     test_raw_holes();
     test_check_holes();
     test_lock_modes();
+    test_direct_lock_extent();
     test_wrapper_locks();
     test_create_locked();
     test_open_io_file_lock();

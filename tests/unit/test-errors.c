@@ -4,6 +4,7 @@
  * case first sets a sentinel message, then checks the failure replaced
  * it with one naming what went wrong.
  */
+#include "test-backends.h"
 #include "test.h"
 
 #define SENTINEL "sentinel-unrelated-failure"
@@ -24,6 +25,19 @@ static void set_sentinel(void)
         if (strstr(qcowkit_errmsg(), SENTINEL))                                \
             TEST_FAIL("%s left the old message", #expr);                       \
         CHECK_MSG_HAS(needle);                                                 \
+    } while (0)
+
+/*
+ * A test wrapper's call fails with -EINVAL and says why in its own
+ * message; each case below names a different call, so a message left
+ * from the case before would not match.
+ */
+#define EXPECT_WRAPPER_FAIL(expr, needle)                                      \
+    do {                                                                       \
+        CHECK_ERR((expr), -EINVAL);                                            \
+        if (!strstr(test_backends_errmsg(), (needle)))                         \
+            TEST_FAIL("%s: message \"%s\" lacks \"%s\"", #expr,                \
+                      test_backends_errmsg(), (needle));                       \
     } while (0)
 
 static int fail_get_size(void *opaque, uint64_t *size)
@@ -82,6 +96,7 @@ static void test_backends(void)
     uint8_t buf[512] = {0};
     uint64_t size;
     size_t len;
+    int hole;
 
     qcowkit_io_ops_init(&ops);
     EXPECT_FAIL(qcowkit_io_new(&ops, NULL, "empty-ops", &io), -EINVAL, "pread");
@@ -91,32 +106,38 @@ static void test_backends(void)
     EXPECT_FAIL(
         qcowkit_io_open_file("/nonexistent/dir/f.qcow", QCOWKIT_IO_RDONLY, &io),
         -ENOENT, "f.qcow");
-    EXPECT_FAIL(qcowkit_io_new_fault(NULL, &io), -EINVAL, "inner");
-    EXPECT_FAIL(qcowkit_io_new_crash(NULL, &io), -EINVAL, "inner");
-    CHECK_OK(qcowkit_io_new_fault(mem, &fault));
+    /* The test wrappers (tests/backends) keep their own message. */
+    EXPECT_WRAPPER_FAIL(fault_backend_new(NULL, &io),
+                        "fault_backend_new: no inner backend");
+    EXPECT_WRAPPER_FAIL(crash_backend_new(NULL, &io),
+                        "crash_backend_new: no inner backend");
+    CHECK_OK(fault_backend_new(mem, &fault));
     EXPECT_FAIL(qcowkit_io_memory_data(fault, &data, &len), -EINVAL, "memory");
-    EXPECT_FAIL(qcowkit_io_fault_arm(mem, QCOWKIT_IO_OP_READ, 1, 0, -EIO),
-                -EINVAL, "fault_arm");
-    EXPECT_FAIL(qcowkit_io_crash_arm(mem, 1), -EINVAL, "crash");
-    EXPECT_FAIL(qcowkit_io_crash_image(mem, QCOWKIT_CRASH_KEEP_ALL, 0, &io),
-                -EINVAL, "crash");
+    EXPECT_WRAPPER_FAIL(fault_backend_arm(mem, FAULT_OP_READ, 1, 0, -EIO),
+                        "fault_backend_arm");
+    EXPECT_WRAPPER_FAIL(crash_backend_arm(mem, 1), "crash_backend_arm");
+    EXPECT_WRAPPER_FAIL(crash_backend_image(mem, CRASH_KEEP_ALL, 0, &io),
+                        "crash_backend_image");
 
     /* Direct calls name the backend and the operation. */
-    CHECK_OK(qcowkit_io_fault_arm(fault, QCOWKIT_IO_OP_READ, 1, 0, -EIO));
+    CHECK_OK(fault_backend_arm(fault, FAULT_OP_READ, 1, 0, -EIO));
     EXPECT_FAIL(qcowkit_io_pread(fault, buf, sizeof buf, 0), -EIO, "read");
-    CHECK_OK(qcowkit_io_fault_arm(fault, QCOWKIT_IO_OP_WRITE, 1, 0, -ENOSPC));
+    CHECK_OK(fault_backend_arm(fault, FAULT_OP_WRITE, 1, 0, -ENOSPC));
     EXPECT_FAIL(qcowkit_io_pwrite(fault, buf, sizeof buf, 0), -ENOSPC, "write");
-    CHECK_OK(qcowkit_io_fault_arm(fault, QCOWKIT_IO_OP_FLUSH, 1, 0, -EIO));
+    CHECK_OK(fault_backend_arm(fault, FAULT_OP_FLUSH, 1, 0, -EIO));
     EXPECT_FAIL(qcowkit_io_flush(fault), -EIO, "flush");
-    CHECK_OK(qcowkit_io_fault_arm(fault, QCOWKIT_IO_OP_TRUNCATE, 1, 0, -EIO));
+    CHECK_OK(fault_backend_arm(fault, FAULT_OP_TRUNCATE, 1, 0, -EIO));
     EXPECT_FAIL(qcowkit_io_truncate(fault, 0), -EIO, "truncate");
-    CHECK_OK(qcowkit_io_fault_arm(fault, QCOWKIT_IO_OP_WRITE, 1, 0, -EIO));
+    CHECK_OK(fault_backend_arm(fault, FAULT_OP_WRITE, 1, 0, -EIO));
     EXPECT_FAIL(qcowkit_io_discard(fault, 0, 512), -EIO, "discard");
     qcowkit_io_close(fault);
 
     io = sizeless_io();
     EXPECT_FAIL(qcowkit_io_get_size(io, &size), -EIO, "sizeless");
     EXPECT_FAIL(qcowkit_io_discard(io, 0, 512), -EOPNOTSUPP, "discard");
+    EXPECT_FAIL(qcowkit_io_extent(io, 0, &size, &hole), -EOPNOTSUPP,
+                "sizeless");
+    EXPECT_FAIL(qcowkit_io_lock(io, 3, NULL), -EINVAL, "lock mode 3");
     qcowkit_io_close(io);
     qcowkit_io_close(mem);
 }
@@ -150,9 +171,9 @@ static void test_open_create(void)
     EXPECT_FAIL(qcowkit_create_io(mem, "bad.qcow", &co), -EINVAL, "bad.qcow");
 
     /* A create whose sync fails. */
-    CHECK_OK(qcowkit_io_new_fault(mem, &io));
+    CHECK_OK(fault_backend_new(mem, &io));
     co.cluster_size = 0;
-    CHECK_OK(qcowkit_io_fault_arm(io, QCOWKIT_IO_OP_FLUSH, 1, 1, -EIO));
+    CHECK_OK(fault_backend_arm(io, FAULT_OP_FLUSH, 1, 1, -EIO));
     EXPECT_FAIL(qcowkit_create_io(io, "sync.qcow", &co), -EIO, "flush");
     qcowkit_io_close(io);
     qcowkit_io_close(mem);
@@ -222,10 +243,10 @@ static void test_image_calls(void)
     CHECK_OK(qcowkit_close(ro));
 
     /* Failing storage under a handle: flush, close, info. */
-    CHECK_OK(qcowkit_io_new_fault(mem, &fio));
+    CHECK_OK(fault_backend_new(mem, &fio));
     img = test_open_io(fio, "fault.qcow", QCOWKIT_OPEN_RDWR);
     CHECK_OK(qcowkit_pwrite(img, buf, sizeof buf, 0));
-    CHECK_OK(qcowkit_io_fault_arm(fio, QCOWKIT_IO_OP_FLUSH, 1, 1, -EIO));
+    CHECK_OK(fault_backend_arm(fio, FAULT_OP_FLUSH, 1, 1, -EIO));
     EXPECT_FAIL(qcowkit_flush(img), -EIO, "flush");
     EXPECT_FAIL(qcowkit_close(img), -EIO, "flush");
     qcowkit_io_close(fio);

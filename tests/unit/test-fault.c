@@ -6,6 +6,7 @@
  * before a successful flush reads back intact and every other byte reads
  * either its old value or a value some later write put there.
  */
+#include "test-backends.h"
 #include "test.h"
 
 #define SIZE     (256 * 1024)
@@ -195,8 +196,8 @@ out:
         if (ret == 0 && !r->failed)
             settle(r);
     }
-    for (int op = QCOWKIT_IO_OP_READ; op <= QCOWKIT_IO_OP_TRUNCATE; op++)
-        CHECK_OK(qcowkit_io_fault_arm(fio, (enum qcowkit_io_op)op, 0, 0, 0));
+    for (int op = FAULT_OP_READ; op <= FAULT_OP_TRUNCATE; op++)
+        CHECK_OK(fault_backend_arm(fio, (enum fault_op)op, 0, 0, 0));
     free(buf);
     free(rb);
 }
@@ -232,8 +233,8 @@ static void verify(struct qcowkit_io *inner, struct run *r)
     free(got);
 }
 
-static void one_run(uint32_t cs, enum qcowkit_io_op op, uint64_t nth,
-                    int persistent, uint64_t counts[4])
+static void one_run(uint32_t cs, enum fault_op op, uint64_t nth, int persistent,
+                    uint64_t counts[4])
 {
     uint8_t *old = test_xmalloc(SIZE);
     struct qcowkit_io *inner = make_base(cs, old);
@@ -245,13 +246,13 @@ static void one_run(uint32_t cs, enum qcowkit_io_op op, uint64_t nth,
     r.model = test_xmalloc(SIZE);
     memcpy(r.model, old, SIZE);
 
-    CHECK_OK(qcowkit_io_new_fault(inner, &fio));
+    CHECK_OK(fault_backend_new(inner, &fio));
     if (nth)
-        CHECK_OK(qcowkit_io_fault_arm(fio, op, nth, persistent, -EIO));
+        CHECK_OK(fault_backend_arm(fio, op, nth, persistent, -EIO));
     workload(fio, &r, cs);
     if (counts)
         for (int i = 0; i < 4; i++)
-            counts[i] = qcowkit_io_fault_count(fio, (enum qcowkit_io_op)i);
+            counts[i] = fault_backend_count(fio, (enum fault_op)i);
     if (nth && !r.failed)
         TEST_FAIL("the injected failure was never reported to the caller");
     if (!nth)
@@ -280,7 +281,7 @@ int main(void)
         g_cache = s % 2; /* 0: default; 1: the smallest L2 cache */
         g_what = "no";
         g_nth = 0;
-        one_run(g_cs, QCOWKIT_IO_OP_READ, 0, 0, counts);
+        one_run(g_cs, FAULT_OP_READ, 0, 0, counts);
         printf("cluster size %" PRIu32 ", cache_size %" PRIu64 ": %" PRIu64
                " reads, %" PRIu64 " writes, %" PRIu64 " flushes, %" PRIu64
                " truncates\n",
@@ -293,8 +294,7 @@ int main(void)
                 g_persistent = persistent;
                 for (uint64_t nth = 1; nth <= counts[op]; nth++) {
                     g_nth = nth;
-                    one_run(g_cs, (enum qcowkit_io_op)op, nth, persistent,
-                            NULL);
+                    one_run(g_cs, (enum fault_op)op, nth, persistent, NULL);
                     points++;
                 }
             }

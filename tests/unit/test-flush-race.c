@@ -7,7 +7,7 @@
  * backend over memory.  The gate can hold a chosen pwrite before it
  * reaches the crash backend until the test lets it go, or delay pwrites
  * at random.  The crash backend keeps the state as of its last flush, so
- * what a power loss would leave (QCOWKIT_CRASH_DROP_ALL) can be opened
+ * what a power loss would leave (CRASH_DROP_ALL) can be opened
  * and read at any time.
  *
  *   1. Deterministic: an in-place write is held mid-transfer, a flush
@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "test-backends.h"
 #include "test.h"
 
 /* ------------------------------------------------------------ the gate */
@@ -124,7 +125,7 @@ static void stack_open(struct stack *s, const uint8_t *bytes, size_t len)
 {
     memset(s, 0, sizeof *s);
     s->mem = test_mem_io(bytes, len);
-    CHECK_OK(qcowkit_io_new_crash(s->mem, &s->crash));
+    CHECK_OK(crash_backend_new(s->mem, &s->crash));
     s->gate.inner = s->crash;
     pthread_mutex_init(&s->gate.lock, NULL);
     pthread_cond_init(&s->gate.cond, NULL);
@@ -168,7 +169,7 @@ static struct qcowkit_image *durable_image(struct stack *s,
                                            enum qcowkit_format format,
                                            struct qcowkit_io **io)
 {
-    CHECK_OK(qcowkit_io_crash_image(s->crash, QCOWKIT_CRASH_DROP_ALL, 0, io));
+    CHECK_OK(crash_backend_image(s->crash, CRASH_DROP_ALL, 0, io));
     return test_open_io_ex(*io, "durable", QCOWKIT_OPEN_RDONLY, format, 0);
 }
 

@@ -1,4 +1,5 @@
 /* When the library syncs: at flush and close, and never with NO_SYNC. */
+#include "test-backends.h"
 #include "test.h"
 
 static uint64_t syncs_for(unsigned extra_flags)
@@ -12,17 +13,17 @@ static uint64_t syncs_for(unsigned extra_flags)
 
     test_create_opts(&co, 8 << 20, 4096, NULL);
     CHECK_OK(qcowkit_create_io(mem, "sync.qcow", &co));
-    CHECK_OK(qcowkit_io_new_fault(mem, &fio));
+    CHECK_OK(fault_backend_new(mem, &fio));
     qcowkit_open_opts_init(&oo);
     oo.flags = QCOWKIT_OPEN_RDWR | extra_flags;
     CHECK_OK(qcowkit_open_io(fio, "sync.qcow", &oo, &img));
     memset(buf, 0x5a, sizeof buf);
     CHECK_OK(qcowkit_pwrite(img, buf, sizeof buf, 12345));
     /* Writes alone never sync: table updates wait for the flush. */
-    CHECK_EQ(qcowkit_io_fault_count(fio, QCOWKIT_IO_OP_FLUSH), 0);
+    CHECK_EQ(fault_backend_count(fio, FAULT_OP_FLUSH), 0);
     CHECK_OK(qcowkit_flush(img));
     CHECK_OK(qcowkit_close(img));
-    syncs = qcowkit_io_fault_count(fio, QCOWKIT_IO_OP_FLUSH);
+    syncs = fault_backend_count(fio, FAULT_OP_FLUSH);
     qcowkit_io_close(fio);
 
     /* Either way the data and tables were written. */

@@ -1,10 +1,13 @@
 /* Power-loss simulation: the flushed state plus a log of what came after. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "wrapper.h"
+
+#define SECTOR 512 /* a torn write keeps or loses whole sectors */
 
 struct pending {
     uint64_t offset;
@@ -13,6 +16,7 @@ struct pending {
 };
 
 struct crash_backend {
+    struct wrapper_link link;
     pthread_mutex_t lock;
     struct qcowkit_io *inner;
     struct qcowkit_io *durable; /* the state as of the last flush */
@@ -149,20 +153,18 @@ static int crash_get_size(void *opaque, uint64_t *size)
 static int crash_lock(void *opaque, unsigned mode, const char **why)
 {
     struct crash_backend *c = opaque;
-    return qk_io_lock_op(c->inner, mode, why);
+    return qcowkit_io_lock(c->inner, mode, why);
 }
 
 static int crash_extent(void *opaque, uint64_t offset, uint64_t *length,
                         int *hole)
 {
     struct crash_backend *c = opaque;
-    bool is_hole = false;
     int err;
 
     pthread_mutex_lock(&c->lock);
-    err = c->dead ? -EIO : qk_io_extent(c->inner, offset, length, &is_hole);
+    err = c->dead ? -EIO : qcowkit_io_extent(c->inner, offset, length, hole);
     pthread_mutex_unlock(&c->lock);
-    *hole = is_hole;
     return err;
 }
 
@@ -170,6 +172,7 @@ static void crash_close(void *opaque)
 {
     struct crash_backend *c = opaque;
 
+    wrapper_forget(&c->link);
     forget_log(c);
     free(c->log);
     qcowkit_io_close(c->durable);
@@ -210,48 +213,48 @@ static int copy_backend(struct qcowkit_io *src, struct qcowkit_io **copy)
     return err;
 }
 
-int qcowkit_io_new_crash(struct qcowkit_io *inner, struct qcowkit_io **io)
+int crash_backend_new(struct qcowkit_io *inner, struct qcowkit_io **io)
 {
     struct crash_backend *c;
     int err;
 
     *io = NULL;
     if (!inner)
-        return qk_error(-EINVAL, "qcowkit_io_new_crash: no inner backend");
+        return wrapper_fail(-EINVAL, "crash_backend_new: no inner backend");
     c = calloc(1, sizeof *c);
     if (!c)
-        return qk_error(-ENOMEM, "crash: out of memory");
+        return wrapper_fail(-ENOMEM, "crash: out of memory");
     pthread_mutex_init(&c->lock, NULL);
     c->inner = inner;
     err = copy_backend(inner, &c->durable);
-    if (err == 0)
-        err = qk_io_make(&crash_ops, c, inner->name, io);
     if (err < 0) {
         crash_close(c);
-        return qk_error(err, "crash: cannot snapshot the inner backend");
+        return wrapper_fail(err, "crash: cannot snapshot the inner backend");
     }
-    return 0;
+    err = wrapper_make(&crash_ops, c, inner, &c->link, io);
+    if (err < 0)
+        crash_close(c);
+    return err;
 }
 
 static struct crash_backend *as_crash(struct qcowkit_io *io)
 {
-    /* Only a crash backend has these functions. */
-    return io && io->ops.pread == crash_pread ? io->opaque : NULL;
+    return wrapper_find(io, &crash_ops);
 }
 
-int qcowkit_io_crash_arm(struct qcowkit_io *io, uint64_t nth)
+int crash_backend_arm(struct qcowkit_io *io, uint64_t nth)
 {
     struct crash_backend *c = as_crash(io);
 
     if (!c)
-        return qk_error(-EINVAL, "qcowkit_io_crash_arm: not a crash backend");
+        return wrapper_fail(-EINVAL, "crash_backend_arm: not a crash backend");
     pthread_mutex_lock(&c->lock);
     c->crash_at = nth ? c->writes + nth : 0;
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
 
-uint64_t qcowkit_io_crash_writes(struct qcowkit_io *io)
+uint64_t crash_backend_writes(struct qcowkit_io *io)
 {
     struct crash_backend *c = as_crash(io);
     uint64_t writes;
@@ -280,7 +283,7 @@ static int tear(struct qcowkit_io *io, const struct pending *p, uint64_t *state)
 
     while (err == 0 && done < p->len) {
         uint64_t at = p->offset + done;
-        size_t n = QCOW_SECTOR - (size_t)(at % QCOW_SECTOR);
+        size_t n = SECTOR - (size_t)(at % SECTOR);
         if (n > p->len - done)
             n = p->len - done;
         if (next_random(state) & 1)
@@ -291,16 +294,16 @@ static int tear(struct qcowkit_io *io, const struct pending *p, uint64_t *state)
 }
 
 static int replay(struct crash_backend *c, struct qcowkit_io *out,
-                  enum qcowkit_crash_mode mode, uint64_t seed)
+                  enum crash_mode mode, uint64_t seed)
 {
     uint64_t state = seed;
     int err = 0;
 
     for (size_t i = 0; err == 0 && i < c->logged; i++) {
         const struct pending *p = &c->log[i];
-        uint64_t pick = mode == QCOWKIT_CRASH_RANDOM ? next_random(&state) % 3
-                        : mode == QCOWKIT_CRASH_KEEP_ALL ? 0
-                                                         : 1;
+        uint64_t pick = mode == CRASH_RANDOM     ? next_random(&state) % 3
+                        : mode == CRASH_KEEP_ALL ? 0
+                                                 : 1;
         if (pick == 0)
             err = apply(out, p);
         else if (pick == 2 && p->data)
@@ -309,15 +312,16 @@ static int replay(struct crash_backend *c, struct qcowkit_io *out,
     return err;
 }
 
-int qcowkit_io_crash_image(struct qcowkit_io *io, enum qcowkit_crash_mode mode,
-                           uint64_t seed, struct qcowkit_io **after)
+int crash_backend_image(struct qcowkit_io *io, enum crash_mode mode,
+                        uint64_t seed, struct qcowkit_io **after)
 {
     struct crash_backend *c = as_crash(io);
     int err;
 
     *after = NULL;
     if (!c)
-        return qk_error(-EINVAL, "qcowkit_io_crash_image: not a crash backend");
+        return wrapper_fail(-EINVAL,
+                            "crash_backend_image: not a crash backend");
     pthread_mutex_lock(&c->lock);
     err = copy_backend(c->durable, after);
     if (err == 0)
@@ -326,7 +330,8 @@ int qcowkit_io_crash_image(struct qcowkit_io *io, enum qcowkit_crash_mode mode,
     if (err < 0) {
         qcowkit_io_close(*after);
         *after = NULL;
-        return qk_error(err, "crash: cannot build the image after the crash");
+        return wrapper_fail(err,
+                            "crash: cannot build the image after the crash");
     }
     return 0;
 }

@@ -1,9 +1,10 @@
 /* A backend wrapper that fails chosen calls, for error-path tests. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "wrapper.h"
 
 #define OP_COUNT 4
 
@@ -15,13 +16,14 @@ struct fault_rule {
 };
 
 struct fault_backend {
+    struct wrapper_link link;
     pthread_mutex_t lock;
     struct qcowkit_io *inner;
     struct fault_rule rules[OP_COUNT];
 };
 
 /* Count a call of op and tell whether it must fail (and with what). */
-static int should_fail(struct fault_backend *f, enum qcowkit_io_op op)
+static int should_fail(struct fault_backend *f, enum fault_op op)
 {
     struct fault_rule *r = &f->rules[op];
     int err = 0;
@@ -37,7 +39,7 @@ static int should_fail(struct fault_backend *f, enum qcowkit_io_op op)
 static int fault_pread(void *opaque, void *buf, size_t count, uint64_t offset)
 {
     struct fault_backend *f = opaque;
-    int err = should_fail(f, QCOWKIT_IO_OP_READ);
+    int err = should_fail(f, FAULT_OP_READ);
     return err ? err : qcowkit_io_pread(f->inner, buf, count, offset);
 }
 
@@ -45,14 +47,14 @@ static int fault_pwrite(void *opaque, const void *buf, size_t count,
                         uint64_t offset)
 {
     struct fault_backend *f = opaque;
-    int err = should_fail(f, QCOWKIT_IO_OP_WRITE);
+    int err = should_fail(f, FAULT_OP_WRITE);
     return err ? err : qcowkit_io_pwrite(f->inner, buf, count, offset);
 }
 
 static int fault_flush(void *opaque)
 {
     struct fault_backend *f = opaque;
-    int err = should_fail(f, QCOWKIT_IO_OP_FLUSH);
+    int err = should_fail(f, FAULT_OP_FLUSH);
     return err ? err : qcowkit_io_flush(f->inner);
 }
 
@@ -65,14 +67,14 @@ static int fault_get_size(void *opaque, uint64_t *size)
 static int fault_truncate(void *opaque, uint64_t size)
 {
     struct fault_backend *f = opaque;
-    int err = should_fail(f, QCOWKIT_IO_OP_TRUNCATE);
+    int err = should_fail(f, FAULT_OP_TRUNCATE);
     return err ? err : qcowkit_io_truncate(f->inner, size);
 }
 
 static int fault_discard(void *opaque, uint64_t offset, uint64_t length)
 {
     struct fault_backend *f = opaque;
-    int err = should_fail(f, QCOWKIT_IO_OP_WRITE);
+    int err = should_fail(f, FAULT_OP_WRITE);
     return err ? err : qcowkit_io_discard(f->inner, offset, length);
 }
 
@@ -80,23 +82,21 @@ static int fault_discard(void *opaque, uint64_t offset, uint64_t length)
 static int fault_lock(void *opaque, unsigned mode, const char **why)
 {
     struct fault_backend *f = opaque;
-    return qk_io_lock_op(f->inner, mode, why);
+    return qcowkit_io_lock(f->inner, mode, why);
 }
 
 static int fault_extent(void *opaque, uint64_t offset, uint64_t *length,
                         int *hole)
 {
     struct fault_backend *f = opaque;
-    bool is_hole = false;
-    int err = qk_io_extent(f->inner, offset, length, &is_hole);
-
-    *hole = is_hole;
-    return err;
+    return qcowkit_io_extent(f->inner, offset, length, hole);
 }
 
 static void fault_close(void *opaque)
 {
     struct fault_backend *f = opaque;
+
+    wrapper_forget(&f->link);
     pthread_mutex_destroy(&f->lock);
     free(f);
 }
@@ -114,41 +114,39 @@ static const struct qcowkit_io_ops fault_ops = {
     .extent = fault_extent,
 };
 
-int qcowkit_io_new_fault(struct qcowkit_io *inner, struct qcowkit_io **io)
+int fault_backend_new(struct qcowkit_io *inner, struct qcowkit_io **io)
 {
     struct fault_backend *f;
     int err;
 
     *io = NULL;
     if (!inner)
-        return qk_error(-EINVAL, "qcowkit_io_new_fault: no inner backend");
+        return wrapper_fail(-EINVAL, "fault_backend_new: no inner backend");
     f = calloc(1, sizeof *f);
     if (!f)
-        return qk_error(-ENOMEM, "fault: out of memory");
+        return wrapper_fail(-ENOMEM, "fault: out of memory");
     pthread_mutex_init(&f->lock, NULL);
     f->inner = inner;
-    err = qk_io_make(&fault_ops, f, inner->name, io);
+    err = wrapper_make(&fault_ops, f, inner, &f->link, io);
     if (err < 0)
         fault_close(f);
     return err;
 }
 
-static struct fault_backend *as_fault(struct qcowkit_io *io,
-                                      enum qcowkit_io_op op)
+static struct fault_backend *as_fault(struct qcowkit_io *io, enum fault_op op)
 {
-    /* Only a fault backend has these functions. */
-    if (!io || io->ops.pread != fault_pread || (unsigned)op >= OP_COUNT)
+    if ((unsigned)op >= OP_COUNT)
         return NULL;
-    return io->opaque;
+    return wrapper_find(io, &fault_ops);
 }
 
-int qcowkit_io_fault_arm(struct qcowkit_io *io, enum qcowkit_io_op op,
-                         uint64_t nth, int persistent, int error)
+int fault_backend_arm(struct qcowkit_io *io, enum fault_op op, uint64_t nth,
+                      int persistent, int error)
 {
     struct fault_backend *f = as_fault(io, op);
 
     if (!f || (nth && error >= 0))
-        return qk_error(-EINVAL, "qcowkit_io_fault_arm: bad arguments");
+        return wrapper_fail(-EINVAL, "fault_backend_arm: bad arguments");
     pthread_mutex_lock(&f->lock);
     f->rules[op].nth = nth ? f->rules[op].seen + nth : 0;
     f->rules[op].persistent = persistent != 0;
@@ -157,7 +155,7 @@ int qcowkit_io_fault_arm(struct qcowkit_io *io, enum qcowkit_io_op op,
     return 0;
 }
 
-uint64_t qcowkit_io_fault_count(struct qcowkit_io *io, enum qcowkit_io_op op)
+uint64_t fault_backend_count(struct qcowkit_io *io, enum fault_op op)
 {
     struct fault_backend *f = as_fault(io, op);
     uint64_t seen;
