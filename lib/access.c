@@ -19,7 +19,7 @@ void qk_access_init(struct qcowkit_image *img)
     pthread_rwlockattr_t attr;
 
     pthread_rwlockattr_init(&attr);
-#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+#ifdef __GLIBC__ /* an enum there, not a macro */
     pthread_rwlockattr_setkind_np(&attr,
                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 #endif
@@ -36,13 +36,15 @@ void qk_access_destroy(struct qcowkit_image *img)
 
 void qk_access_shared(struct qcowkit_image *img)
 {
-    pthread_rwlock_rdlock(&img->access);
+    int rc = pthread_rwlock_rdlock(&img->access);
+    assert(rc == 0 && !atomic_load(&img->access_exclusive));
     atomic_fetch_add(&img->access_readers, 1);
 }
 
 void qk_access_exclusive(struct qcowkit_image *img)
 {
-    pthread_rwlock_wrlock(&img->access);
+    int rc = pthread_rwlock_wrlock(&img->access);
+    assert(rc == 0 && atomic_load(&img->access_readers) == 0);
     img->access_owner = pthread_self();
     atomic_store(&img->access_exclusive, true);
 }
