@@ -38,6 +38,7 @@ void qk_access_shared(struct qcowkit_image *img)
 {
     int rc = pthread_rwlock_rdlock(&img->access);
     assert(rc == 0 && !atomic_load(&img->access_exclusive));
+    (void)rc;
     atomic_fetch_add(&img->access_readers, 1);
 }
 
@@ -45,6 +46,7 @@ void qk_access_exclusive(struct qcowkit_image *img)
 {
     int rc = pthread_rwlock_wrlock(&img->access);
     assert(rc == 0 && atomic_load(&img->access_readers) == 0);
+    (void)rc;
     img->access_owner = pthread_self();
     atomic_store(&img->access_exclusive, true);
 }
@@ -58,7 +60,8 @@ void qk_access_leave(struct qcowkit_image *img)
     pthread_rwlock_unlock(&img->access);
 }
 
-static bool held_exclusive(struct qcowkit_image *img)
+/* Unused when NDEBUG compiles the assertions out. */
+__attribute__((unused)) static bool held_exclusive(struct qcowkit_image *img)
 {
     return atomic_load(&img->access_exclusive) &&
            pthread_equal(img->access_owner, pthread_self());
