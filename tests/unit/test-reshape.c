@@ -193,13 +193,14 @@ static void check_final(const char *path, struct writer *w)
 int main(void)
 {
     struct writer w[WRITERS + 2];
-    char *path;
+    char *dir, *path;
     unsigned reshapes = (unsigned)test_env_u64("QCOWKIT_RESHAPES", ITERATION);
 
     test_init(280);
     memset(w, 0, sizeof w);
     /* A file: its holes let each check skip the space given back. */
-    path = test_path(test_mkdtemp(), "reshape.qcow");
+    dir = test_mkdtemp();
+    path = test_path(dir, "reshape.qcow");
     test_create_file(path, BASE, CS, NULL);
     /* No syncs: durability is not what this test is about. */
     img = test_open_file(path, QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_SYNC);
@@ -223,6 +224,7 @@ int main(void)
     CHECK_OK(qcowkit_close(img));
     check_final(path, w);
     free(path);
+    free(dir);
     printf("%u reshapes amid %lu writes read back: data intact\n", reshapes,
            atomic_load(&checked_writes));
     return 0;
