@@ -27,17 +27,20 @@
  *
  * THREADS
  *   The library has no mutable global state and starts no threads.  One
- *   image handle may be used from several threads at once for reads,
- *   writes, flushes, block status and info; the handle serialises its table
- *   updates internally and lets data transfers run in parallel.
- *   qcowkit_close() must not race other calls on the same handle.
- *   Opening one image for writing through two handles is undefined.
- *   A read, or an overwrite of clusters already allocated, looks up its
- *   clusters under the handle's lock and moves the data without it.
- *   Calls that free clusters (qcowkit_make_empty, qcowkit_resize,
- *   qcowkit_check with repairs) first wait until no such transfer is in
- *   flight, so space is never given to new data while an older transfer
- *   can still land in it.  A compressed write never reuses space: an
+ *   image handle may be used from several threads at once, for every
+ *   call but qcowkit_close(), which must not race other calls on the
+ *   same handle.  Opening one image for writing through two handles is
+ *   undefined.  Each handle has a read-write lock: reads, writes,
+ *   flushes, block status and info hold it shared and run in parallel
+ *   (the handle serialises its table updates internally, and a read, or
+ *   an overwrite of clusters already allocated, moves the data without
+ *   its table lock); qcowkit_resize, qcowkit_make_empty, qcowkit_check
+ *   (with or without repairs) and qcowkit_set_backing hold it
+ *   exclusively, so they wait for the calls in flight and the calls
+ *   made meanwhile wait for them.  Space is thus never given to new
+ *   data while an older transfer can still land in it.  The lock
+ *   prefers writers (with glibc): a resize does not wait behind an
+ *   endless stream of reads.  A compressed write never reuses space: an
  *   overwrite of the same cluster running at the same time lands either
  *   in the new cluster or in the old one, which nothing points at any
  *   more, as if it had run first.
@@ -388,7 +391,7 @@ int qcowkit_make_empty(struct qcowkit_image *img);
  * again reads zeros there too, and the space of what was dropped is given
  * back as qcowkit_check's leak repair does.  A bigger L1 table is written
  * at the end of the file before the header points at it.  Raw images: the file
- * is truncated or extended.  Must not race other calls on the handle.
+ * is truncated or extended.
  */
 int qcowkit_resize(struct qcowkit_image *img, uint64_t size);
 
@@ -436,7 +439,7 @@ typedef void (*qcowkit_check_fn)(void *opaque, const char *message);
  * writable handle.  Time is linear in the tables and memory is bounded
  * (a 16 MiB map per 32 GiB window of the file).  Returns 0 when the
  * check ran (whatever it found), or a negative errno when it could not.
- * Must not race other calls on the handle.
+ * report_fn runs with the handle locked: it must not call into img.
  */
 int qcowkit_check(struct qcowkit_image *img, unsigned flags,
                   qcowkit_check_fn report_fn, void *opaque,

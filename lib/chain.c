@@ -34,8 +34,11 @@ static int walk(struct qcowkit_image *top, struct qcowkit_chain_extent *x)
     for (;;) {
         struct qcowkit_extent e;
         struct qcowkit_image *below;
-        int err = qcowkit_block_status(layer, x->offset, x->length, &e);
+        int err;
 
+        qk_access_shared(layer);
+        err = qk_block_status(layer, x->offset, x->length, &e);
+        qk_access_leave(layer);
         if (err < 0)
             return err;
         answered(x, layer, &e);
@@ -54,6 +57,25 @@ static int walk(struct qcowkit_image *top, struct qcowkit_chain_extent *x)
     }
 }
 
+static int check_range(struct qcowkit_image *img, uint64_t offset,
+                       uint64_t count)
+{
+    if (offset < img->virtual_size && count <= img->virtual_size - offset &&
+        count > 0)
+        return 0;
+    return qk_error(-EINVAL,
+                    "%s: chain block status of %llu bytes at offset %llu "
+                    "is outside the image (%llu bytes)",
+                    img->name, (unsigned long long)count,
+                    (unsigned long long)offset,
+                    (unsigned long long)img->virtual_size);
+}
+
+/*
+ * Each layer's access lock is held in turn, never two at once; a resize
+ * of img between the range check and the walk makes the walk fail as
+ * qcowkit_block_status does.
+ */
 int qcowkit_block_status_chain(struct qcowkit_image *img, uint64_t offset,
                                uint64_t count,
                                struct qcowkit_chain_extent *extent)
@@ -65,14 +87,11 @@ int qcowkit_block_status_chain(struct qcowkit_image *img, uint64_t offset,
 
     if (err < 0)
         return err;
-    if (offset >= img->virtual_size || count > img->virtual_size - offset ||
-        count == 0)
-        return qk_error(-EINVAL,
-                        "%s: chain block status of %llu bytes at offset %llu "
-                        "is outside the image (%llu bytes)",
-                        img->name, (unsigned long long)count,
-                        (unsigned long long)offset,
-                        (unsigned long long)img->virtual_size);
+    qk_access_shared(img);
+    err = check_range(img, offset, count);
+    qk_access_leave(img);
+    if (err < 0)
+        return err;
     memset(&full, 0, sizeof full);
     full.offset = offset;
     full.length = count < QCOWKIT_CHAIN_MAX_RUN ? count : QCOWKIT_CHAIN_MAX_RUN;

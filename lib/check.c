@@ -165,7 +165,7 @@ static bool inflates(struct checker *c, uint64_t entry, uint64_t guest)
     bool ok;
 
     /* A failed inflation is a finding here, not this call's error. */
-    snprintf(saved, sizeof saved, "%s", qcowkit_errmsg());
+    snprintf(saved, sizeof saved, "%s", qk_errmsg());
     ok = qk_inflate_cluster(c->img, entry, guest, c->inflated) == 0;
     qk_error(0, "%s", saved);
     return ok;
@@ -309,7 +309,7 @@ static void give_back(struct checker *c, uint64_t offset, uint64_t len)
         (unsigned long long)offset, (unsigned long long)len);
     if (!leak_repair_allowed(c))
         return;
-    if (qcowkit_io_discard(img->io, offset, len) == 0 ||
+    if (qk_io_discard(img->io, offset, len) == 0 ||
         offset >= c->r.image_end_offset) {
         c->r.leaks_fixed += len / img->cluster_size;
         say(c, "Repairing: gave back %llu bytes at offset %llu",
@@ -599,9 +599,6 @@ static int check_locked(struct checker *c)
                         img->name);
     if (c->flags && img->read_only)
         return qk_error(-EROFS, "%s: repairs need a writable image", img->name);
-    /* Repairs free clusters: no transfer may still be aimed at them. */
-    if (c->flags)
-        qk_drain_transfers(img);
     err = img->read_only ? 0 : qk_writeback(img);
     if (err == 0)
         err = qk_io_size(img->io, &c->file_size);
@@ -629,16 +626,20 @@ static int check_locked(struct checker *c)
     return err;
 }
 
-int qcowkit_check(struct qcowkit_image *img, unsigned flags,
-                  qcowkit_check_fn report_fn, void *opaque,
-                  struct qcowkit_check_report *report)
+/*
+ * With the access lock held exclusively, always: a repair frees clusters
+ * that no transfer may still be aimed at, and every check reads the
+ * tables from the disk and rebuilds what the handle trusts, which no
+ * read or write may see half done.
+ */
+int qk_check(struct qcowkit_image *img, unsigned flags,
+             qcowkit_check_fn report_fn, void *opaque,
+             struct qcowkit_check_report *report)
 {
     struct checker c;
-    int err = qk_abi_out_check(report, QK_CHECK_REPORT_MIN,
-                               "qcowkit_check: struct qcowkit_check_report");
+    int err;
 
-    if (err < 0)
-        return err;
+    qk_assert_exclusive(img);
     memset(&c, 0, sizeof c);
     c.img = img;
     c.flags = flags;
@@ -647,6 +648,24 @@ int qcowkit_check(struct qcowkit_image *img, unsigned flags,
     pthread_mutex_lock(&img->lock);
     err = check_locked(&c);
     pthread_mutex_unlock(&img->lock);
-    qk_abi_out(report, &c.r, sizeof c.r);
+    c.r.struct_size = sizeof c.r;
+    *report = c.r;
+    return err;
+}
+
+int qcowkit_check(struct qcowkit_image *img, unsigned flags,
+                  qcowkit_check_fn report_fn, void *opaque,
+                  struct qcowkit_check_report *report)
+{
+    struct qcowkit_check_report full;
+    int err = qk_abi_out_check(report, QK_CHECK_REPORT_MIN,
+                               "qcowkit_check: struct qcowkit_check_report");
+
+    if (err < 0)
+        return err;
+    qk_access_exclusive(img);
+    err = qk_check(img, flags, report_fn, opaque, &full);
+    qk_access_leave(img);
+    qk_abi_out(report, &full, sizeof full);
     return err;
 }

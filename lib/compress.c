@@ -1,149 +1,29 @@
-/* Compressed clusters: raw deflate streams, one cluster each. */
+/*
+ * Writing compressed clusters: each stream goes to a new place at the
+ * end of the file, never over the old cluster, so a crash keeps the old
+ * data.  The deflater itself lives in deflate.c.
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libdeflate.h>
-#include <zlib.h>
 
 #include "internal.h"
 
-/* QEMU inflates with a 4 KiB window; deflate the same way so it can. */
-#define QCOW_WINDOW_BITS 12
-
-static bool inflate_exact(const uint8_t *in, size_t in_len, uint8_t *out,
-                          size_t out_len)
-{
-    z_stream s;
-    int ret;
-
-    memset(&s, 0, sizeof s);
-    /* The widest window reads every stream QEMU's narrower one reads. */
-    if (inflateInit2(&s, -15) != Z_OK)
-        return false;
-    s.next_in = (Bytef *)in;
-    s.avail_in = (uInt)in_len;
-    s.next_out = out;
-    s.avail_out = (uInt)out_len;
-    ret = inflate(&s, Z_FINISH);
-    inflateEnd(&s);
-    return (ret == Z_STREAM_END || ret == Z_BUF_ERROR) && s.avail_out == 0;
-}
-
-int qk_inflate_cluster(struct qcowkit_image *img, uint64_t entry,
-                       uint64_t guest_offset, uint8_t *out)
-{
-    uint64_t offset = entry & img->offset_mask;
-    size_t size = (entry >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
-    uint8_t *in = malloc(size ? size : 1);
-    int err;
-
-    if (!in)
-        return qk_error(-ENOMEM, "%s: out of memory", img->name);
-    err = qk_read(img->io, in, size, offset);
-    if (err == 0 && !inflate_exact(in, size, out, img->cluster_size))
-        err = qk_error(-EIO,
-                       "%s: compressed cluster at offset %llu (guest offset "
-                       "%llu) does not inflate to %u bytes",
-                       img->name, (unsigned long long)offset,
-                       (unsigned long long)guest_offset, img->cluster_size);
-    free(in);
-    return err;
-}
-
-/*
- * A deflater: libdeflate where its 32 KiB window cannot matter (clusters
- * of at most 4 KiB, so no match reaches further back than QEMU's 4 KiB
- * window), zlib with QEMU's window for larger clusters.  Made once, reused
- * for every cluster; one per thread.
- */
-struct qcowkit_deflater {
-    uint32_t cluster_size;
-    struct libdeflate_compressor *fast;
-    z_stream zs;
-    bool zs_ready;
-    uint8_t *padded; /* the last cluster of an unaligned image, padded */
-};
-
-void qcowkit_deflater_free(struct qcowkit_deflater *d)
-{
-    if (!d)
-        return;
-    if (d->fast)
-        libdeflate_free_compressor(d->fast);
-    if (d->zs_ready)
-        deflateEnd(&d->zs);
-    free(d->padded);
-    free(d);
-}
-
 int qcowkit_deflater_new(struct qcowkit_image *img,
-                         struct qcowkit_deflater **out)
+                         struct qcowkit_deflater **deflater)
 {
-    struct qcowkit_deflater *d = calloc(1, sizeof *d);
-    bool ok;
-
-    *out = NULL;
-    if (img->format != QCOWKIT_FORMAT_QCOW) {
-        free(d);
-        return qk_error(-ENOTSUP,
-                        "%s: only qcow images hold compressed "
-                        "clusters",
-                        img->name);
-    }
-    if (!d)
-        return qk_error(-ENOMEM, "%s: out of memory", img->name);
-    d->cluster_size = img->cluster_size;
-    d->padded = malloc(img->cluster_size);
-    if (img->cluster_size <= 4096) {
-        d->fast = libdeflate_alloc_compressor(6);
-        ok = d->fast != NULL;
-    } else {
-        ok = deflateInit2(&d->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
-                          -QCOW_WINDOW_BITS, 9, Z_DEFAULT_STRATEGY) == Z_OK;
-        d->zs_ready = ok;
-    }
-    if (!ok || !d->padded) {
-        qcowkit_deflater_free(d);
-        return qk_error(-ENOMEM, "%s: out of memory", img->name);
-    }
-    *out = d;
-    return 0;
+    return qk_deflater_new(img, deflater);
 }
 
-static size_t pack(struct qcowkit_deflater *d, const uint8_t *src, uint8_t *dst)
+void qcowkit_deflater_free(struct qcowkit_deflater *deflater)
 {
-    size_t len = d->cluster_size;
-    int ret;
-
-    if (d->fast)
-        return libdeflate_deflate_compress(d->fast, src, len, dst, len - 1);
-    deflateReset(&d->zs);
-    d->zs.next_in = (Bytef *)src;
-    d->zs.avail_in = (uInt)len;
-    d->zs.next_out = dst;
-    d->zs.avail_out = (uInt)len - 1;
-    ret = deflate(&d->zs, Z_FINISH);
-    return ret == Z_STREAM_END ? len - 1 - d->zs.avail_out : 0;
+    qk_deflater_free(deflater);
 }
 
-int qcowkit_deflate_cluster(struct qcowkit_deflater *d, const void *src,
+int qcowkit_deflate_cluster(struct qcowkit_deflater *deflater, const void *src,
                             size_t len, void *out, size_t *out_len)
 {
-    const uint8_t *cluster = src;
-
-    *out_len = 0;
-    if (len == 0 || len > d->cluster_size)
-        return qk_error(-EINVAL,
-                        "qcowkit_deflate_cluster: %zu bytes for a cluster "
-                        "of %u",
-                        len, d->cluster_size);
-    if (len < d->cluster_size) { /* the tail of an unaligned image */
-        memcpy(d->padded, src, len);
-        memset(d->padded + len, 0, d->cluster_size - len);
-        cluster = d->padded;
-    }
-    *out_len = pack(d, cluster, out);
-    return 0;
+    return qk_deflate_cluster(deflater, src, len, out, out_len);
 }
 
 /* Store one deflated cluster at the end of the file; lock held. */
@@ -161,7 +41,7 @@ static int store_compressed(struct qcowkit_image *img, const uint8_t *data,
         err = qk_write(img->io, data, size, host);
     if (err < 0)
         return err;
-    img->data_unsynced = true;
+    qk_data_written(img);
     /* A new place, never the old cluster: a crash keeps the old data. */
     return qk_l2_set(img, offset,
                      host | QCOW_COMPRESSED |
@@ -193,8 +73,9 @@ static int check_compressed_range(struct qcowkit_image *img, size_t count,
     return 0;
 }
 
-int qcowkit_pwrite_deflated(struct qcowkit_image *img, const void *stream,
-                            size_t len, uint64_t offset)
+/* Store one stream; the caller holds the access lock. */
+static int pwrite_deflated(struct qcowkit_image *img, const void *stream,
+                           size_t len, uint64_t offset)
 {
     size_t span;
     int err;
@@ -223,8 +104,20 @@ int qcowkit_pwrite_deflated(struct qcowkit_image *img, const void *stream,
     return err;
 }
 
-int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
-                              size_t count, uint64_t offset)
+int qcowkit_pwrite_deflated(struct qcowkit_image *img, const void *stream,
+                            size_t len, uint64_t offset)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = pwrite_deflated(img, stream, len, offset);
+    qk_access_leave(img);
+    return err;
+}
+
+/* Deflate and store clusters; the caller holds the access lock. */
+static int pwrite_compressed(struct qcowkit_image *img, const uint8_t *buf,
+                             size_t count, uint64_t offset)
 {
     const uint8_t *p = buf;
     struct qcowkit_deflater *d;
@@ -232,8 +125,8 @@ int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
     int err = check_compressed_range(img, count, offset);
 
     if (err < 0 || img->format == QCOWKIT_FORMAT_RAW)
-        return err < 0 ? err : qcowkit_pwrite(img, buf, count, offset);
-    err = qcowkit_deflater_new(img, &d);
+        return err < 0 ? err : qk_pwrite(img, buf, count, offset);
+    err = qk_deflater_new(img, &d);
     if (err < 0)
         return err;
     packed = malloc(img->cluster_size);
@@ -242,15 +135,26 @@ int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
     while (err == 0 && count > 0) {
         size_t n = count < img->cluster_size ? count : img->cluster_size;
         size_t size;
-        err = qcowkit_deflate_cluster(d, p, n, packed, &size);
+        err = qk_deflate_cluster(d, p, n, packed, &size);
         if (err == 0)
-            err = size ? qcowkit_pwrite_deflated(img, packed, size, offset)
-                       : qcowkit_pwrite(img, p, n, offset);
+            err = size ? pwrite_deflated(img, packed, size, offset)
+                       : qk_pwrite(img, p, n, offset);
         p += n;
         count -= n;
         offset += n;
     }
     free(packed);
-    qcowkit_deflater_free(d);
+    qk_deflater_free(d);
+    return err;
+}
+
+int qcowkit_pwrite_compressed(struct qcowkit_image *img, const void *buf,
+                              size_t count, uint64_t offset)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = pwrite_compressed(img, buf, count, offset);
+    qk_access_leave(img);
     return err;
 }

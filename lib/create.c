@@ -184,14 +184,14 @@ int qcowkit_create(const char *path, const struct qcowkit_create_opts *opts,
         return err;
     if (!(flags & QCOWKIT_IO_TRUNC))
         io_flags |= QCOWKIT_IO_EXCL;
-    err = qcowkit_io_open_file(path, io_flags, &io);
+    err = qk_io_open_file(path, io_flags, &io);
     if (err < 0)
         return err;
     err = qk_lock_image(io, true, path);
     if (err == 0)
-        err = qcowkit_io_truncate(io, 0);
+        err = qk_io_truncate(io, 0);
     if (err == 0)
         err = create_on(io, path, &o);
-    qcowkit_io_close(io); /* closing the descriptor drops its locks */
+    qk_io_close(io); /* closing the descriptor drops its locks */
     return err;
 }

@@ -15,9 +15,14 @@ int qk_error(int err, const char *fmt, ...)
     return err;
 }
 
-const char *qcowkit_errmsg(void)
+const char *qk_errmsg(void)
 {
     return last_message;
+}
+
+const char *qcowkit_errmsg(void)
+{
+    return qk_errmsg();
 }
 
 const char *qcowkit_version(void)

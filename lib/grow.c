@@ -53,7 +53,7 @@ static int write_new_cluster(struct qcowkit_image *img, uint64_t start,
         err = qk_write_data(img, buf, img->cluster_size, host, start);
     if (err < 0)
         return err;
-    img->data_unsynced = true;
+    qk_data_written(img);
     return qk_l2_set(img, start, host);
 }
 
@@ -95,7 +95,7 @@ static int zero_straddle(struct qcowkit_image *img, uint8_t *buf, uint64_t old,
     if (err < 0 || all_zero(buf, end - old))
         return err;
     memset(buf, 0, end - old);
-    img->data_unsynced = true;
+    qk_data_written(img);
     return qk_write_data(img, buf, end - old, entry + head, old);
 }
 
@@ -105,16 +105,16 @@ static int zero_stream(struct qcowkit_image *img, uint8_t **out, size_t *len)
     struct qcowkit_deflater *d;
     uint8_t *zeros = calloc(1, img->cluster_size);
     uint8_t *packed = malloc(img->cluster_size);
-    int err = qcowkit_deflater_new(img, &d);
+    int err = qk_deflater_new(img, &d);
 
     if (err == 0 && (!zeros || !packed))
         err = qk_error(-ENOMEM, "%s: out of memory", img->name);
     if (err == 0)
-        err = qcowkit_deflate_cluster(d, zeros, img->cluster_size, packed, len);
+        err = qk_deflate_cluster(d, zeros, img->cluster_size, packed, len);
     if (err == 0 && *len == 0)
         err = qk_error(-EIO, "%s: a cluster of zeros does not deflate",
                        img->name);
-    qcowkit_deflater_free(d);
+    qk_deflater_free(d);
     free(zeros);
     if (err < 0) {
         free(packed);
@@ -155,7 +155,7 @@ static int store_zero_run(struct qcowkit_image *img, const uint8_t *stream,
                             host + i * img->cluster_size,
                             off + i * img->cluster_size);
     free(run);
-    img->data_unsynced = true;
+    qk_data_written(img);
     for (uint64_t i = 0; err == 0 && i < n; i++)
         err = qk_l2_set(img, off + (i << img->cluster_bits),
                         encrypted(img)
@@ -193,6 +193,7 @@ int qk_zero_grown(struct qcowkit_image *img, uint64_t old, uint64_t new_size,
     uint64_t reach = backing_reach(img, new_size);
     int err = 0;
 
+    qk_assert_exclusive(img);
     if (first != old) {
         uint8_t *buf = malloc(img->cluster_size);
         if (!buf)

@@ -7,10 +7,15 @@
 
 #define DEFAULT_CACHE_BYTES (UINT64_C(32) << 20)
 
-void qcowkit_open_opts_init(struct qcowkit_open_opts *opts)
+static void open_opts_defaults(struct qcowkit_open_opts *opts)
 {
     memset(opts, 0, sizeof *opts);
     opts->struct_size = sizeof *opts;
+}
+
+void qcowkit_open_opts_init(struct qcowkit_open_opts *opts)
+{
+    open_opts_defaults(opts);
 }
 
 static int probe_format(struct qcowkit_io *io, uint64_t size,
@@ -63,11 +68,6 @@ static int load_backing_name(struct qcowkit_image *img)
     img->backing_file[h->backing_file_size] = '\0';
     return qk_read(img->io, img->backing_file, h->backing_file_size,
                    h->backing_file_offset);
-}
-
-int qk_barrier(struct qcowkit_image *img)
-{
-    return img->no_sync ? 0 : qk_sync(img->io);
 }
 
 void qk_update_meta_end(struct qcowkit_image *img)
@@ -125,7 +125,7 @@ static int open_qcow(struct qcowkit_image *img, uint64_t file_size,
 
 static void free_image(struct qcowkit_image *img)
 {
-    qcowkit_close(img->backing);
+    qk_close(img->backing);
     qk_cache_free(img);
     qk_trust_free(img);
     free(img->l1);
@@ -135,9 +135,9 @@ static void free_image(struct qcowkit_image *img)
     if (img->locked)
         qk_unlock_image(img->io, !img->read_only);
     if (img->owns_io)
-        qcowkit_io_close(img->io);
+        qk_io_close(img->io);
     pthread_mutex_destroy(&img->lock);
-    pthread_cond_destroy(&img->drained);
+    qk_access_destroy(img);
     free(img->name);
     free(img);
 }
@@ -166,11 +166,11 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
     if (!img || !(img->name = strdup(p->name))) {
         free(img);
         if (owns_io)
-            qcowkit_io_close(io);
+            qk_io_close(io);
         return qk_error(-ENOMEM, "%s: out of memory", p->name);
     }
     pthread_mutex_init(&img->lock, NULL);
-    pthread_cond_init(&img->drained, NULL);
+    qk_access_init(img);
     img->io = io;
     img->owns_io = owns_io;
     img->read_only = !(p->flags & QCOWKIT_OPEN_RDWR);
@@ -201,6 +201,56 @@ int qk_open_chain(struct qcowkit_io *io, bool owns_io,
     return 0;
 }
 
+/* ---------------------------------------------------- backing chain */
+
+static bool in_chain(const struct qk_open_params *p,
+                     const struct qcowkit_io *io)
+{
+    for (; p; p = p->above)
+        if (p->self.known && p->self.dev == io->dev && p->self.ino == io->ino)
+            return true;
+    return false;
+}
+
+int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p)
+{
+    struct qk_open_params next;
+    struct qcowkit_io *io;
+    int err;
+
+    if (p->depth + 1 >= QK_MAX_CHAIN)
+        return qk_error(-ELOOP, "%s: backing chain is deeper than %d images",
+                        img->name, QK_MAX_CHAIN);
+    img->backing_path = qk_resolve_backing(img->name, img->backing_file);
+    if (!img->backing_path)
+        return qk_error(-ENOMEM, "%s: out of memory", img->name);
+    err = qk_io_open_file(img->backing_path, QCOWKIT_IO_RDONLY, &io);
+    if (err < 0)
+        return qk_error(err, "%s: cannot open backing file '%s': %s", img->name,
+                        img->backing_path, strerror(-err));
+    if (in_chain(p, io)) {
+        qk_io_close(io);
+        return qk_error(-ELOOP,
+                        "%s: backing file '%s' makes a loop in the backing "
+                        "chain",
+                        img->name, img->backing_path);
+    }
+    memset(&next, 0, sizeof next);
+    next.name = img->backing_path;
+    next.flags = QCOWKIT_OPEN_RDONLY | (p->flags & QCOWKIT_OPEN_FORCE_SHARE);
+    next.format = p->backing_format;
+    next.backing_format = QCOWKIT_FORMAT_AUTO;
+    next.cache_bytes = p->cache_bytes;
+    next.key = p->key;
+    next.key_len = p->key_len;
+    next.self.dev = io->dev;
+    next.self.ino = io->ino;
+    next.self.known = true;
+    next.above = p;
+    next.depth = p->depth + 1;
+    return qk_open_chain(io, true, &next, &img->backing);
+}
+
 /* Fields past the caller's struct_size (an older caller) stay zero. */
 static int params_from_opts(const struct qcowkit_open_opts *given,
                             const char *name, struct qk_open_params *p)
@@ -208,7 +258,7 @@ static int params_from_opts(const struct qcowkit_open_opts *given,
     struct qcowkit_open_opts o;
     int err;
 
-    qcowkit_open_opts_init(&o);
+    open_opts_defaults(&o);
     if (given) {
         err = qk_abi_in(&o, sizeof o, given, QK_OPEN_OPTS_MIN, true,
                         "qcowkit_open: struct qcowkit_open_opts");
@@ -264,7 +314,7 @@ int qcowkit_open(const char *path, const struct qcowkit_open_opts *opts,
     if ((p.flags & QCOWKIT_OPEN_FORCE_SHARE) && (p.flags & QCOWKIT_OPEN_RDWR))
         return qk_error(-EINVAL,
                         "%s: force-share is only for read-only opening", path);
-    err = qcowkit_io_open_file(path, io_flags, &io);
+    err = qk_io_open_file(path, io_flags, &io);
     if (err < 0)
         return err;
     p.self.dev = io->dev;
@@ -273,32 +323,49 @@ int qcowkit_open(const char *path, const struct qcowkit_open_opts *opts,
     return qk_open_chain(io, true, &p, img);
 }
 
-int qcowkit_close(struct qcowkit_image *img)
+/* Exclusive: a call still running on the handle is a caller's bug. */
+int qk_close(struct qcowkit_image *img)
 {
     int err = 0;
 
     if (!img)
         return 0;
+    qk_access_exclusive(img);
     if (!img->read_only)
-        err = qcowkit_flush(img);
+        err = qk_flush(img);
+    qk_access_leave(img);
     free_image(img);
     return err;
 }
 
-int qcowkit_flush(struct qcowkit_image *img)
+int qcowkit_close(struct qcowkit_image *img)
+{
+    return qk_close(img);
+}
+
+int qk_flush(struct qcowkit_image *img)
 {
     int err = 0;
 
+    qk_assert_access(img);
     if (img->read_only)
         return 0;
     pthread_mutex_lock(&img->lock);
     if (img->format == QCOWKIT_FORMAT_QCOW)
         err = qk_writeback(img);
-    else if (img->data_unsynced)
-        err = qk_barrier(img);
-    if (err == 0)
-        img->data_unsynced = false;
+    else
+        err = qk_barrier_if_written(img);
     pthread_mutex_unlock(&img->lock);
+    return err;
+}
+
+int qcowkit_flush(struct qcowkit_image *img)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = qk_flush(img);
+    qk_access_leave(img);
     return err;
 }
 
@@ -310,7 +377,7 @@ static int clear_tables(struct qcowkit_image *img)
 
     if (!zeros)
         return qk_error(-ENOMEM, "%s: out of memory", img->name);
-    qk_drain_transfers(img);
+    qk_assert_exclusive(img);
     qk_cache_drop(img);
     memset(img->l1, 0, bytes);
     img->inflated_entry = 0;
@@ -336,10 +403,38 @@ int qcowkit_make_empty(struct qcowkit_image *img)
     if (img->format != QCOWKIT_FORMAT_QCOW)
         return qk_error(-ENOTSUP, "%s: only qcow images can be emptied",
                         img->name);
+    qk_access_exclusive(img);
     pthread_mutex_lock(&img->lock);
     err = clear_tables(img);
     pthread_mutex_unlock(&img->lock);
+    qk_access_leave(img);
     return err;
+}
+
+/* What the handle says about itself; set_backing and resize change it. */
+static int info_of(struct qcowkit_image *img, struct qcowkit_info *full)
+{
+    int err;
+
+    memset(full, 0, sizeof *full);
+    full->format = img->format;
+    full->format_probed = img->probed;
+    full->virtual_size = img->virtual_size;
+    full->read_only = img->read_only;
+    err = qk_io_size(img->io, &full->file_size);
+    if (err < 0)
+        return err;
+    if (img->format == QCOWKIT_FORMAT_QCOW) {
+        full->cluster_size = img->cluster_size;
+        full->cluster_bits = img->cluster_bits;
+        full->l2_bits = img->l2_bits;
+        full->crypt_method = img->header.crypt_method;
+        memcpy(full->backing_file, img->backing_file, sizeof img->backing_file);
+        if (img->backing_path)
+            strncpy(full->backing_path, img->backing_path,
+                    sizeof full->backing_path - 1);
+    }
+    return 0;
 }
 
 int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info)
@@ -350,26 +445,12 @@ int qcowkit_get_info(struct qcowkit_image *img, struct qcowkit_info *info)
 
     if (err < 0)
         return err;
-    memset(&full, 0, sizeof full);
-    full.format = img->format;
-    full.format_probed = img->probed;
-    full.virtual_size = img->virtual_size;
-    full.read_only = img->read_only;
-    err = qk_io_size(img->io, &full.file_size);
-    if (err < 0)
-        return err;
-    if (img->format == QCOWKIT_FORMAT_QCOW) {
-        full.cluster_size = img->cluster_size;
-        full.cluster_bits = img->cluster_bits;
-        full.l2_bits = img->l2_bits;
-        full.crypt_method = img->header.crypt_method;
-        memcpy(full.backing_file, img->backing_file, sizeof img->backing_file);
-        if (img->backing_path)
-            strncpy(full.backing_path, img->backing_path,
-                    sizeof full.backing_path - 1);
-    }
-    qk_abi_out(info, &full, sizeof full);
-    return 0;
+    qk_access_shared(img);
+    err = info_of(img, &full);
+    qk_access_leave(img);
+    if (err == 0)
+        qk_abi_out(info, &full, sizeof full);
+    return err;
 }
 
 const char *qcowkit_name(const struct qcowkit_image *img)

@@ -1,8 +1,30 @@
-/* Private types and helpers of libqcowkit; never installed. */
+/*
+ * Private types and helpers of libqcowkit; never installed.
+ *
+ * Calls go one way, down these layers; a file calls only files of its
+ * own layer or lower, never in a cycle (tests/abi/layers.sh checks it):
+ *   7 public calls   image (open, close, flush, make-empty, info, the
+ *                    backing chain), resize, check, chain, create
+ *   6 image changes  compress (compressed writes), grow (zeroing a grown
+ *                    range)
+ *   5 guest I/O      rw (reads and writes), status (block status)
+ *   4 data           data (host clusters, through AES), inflate, deflate,
+ *                    probe (the probed-raw guard)
+ *   3 metadata       table (L2 cache, allocation, write-back), trust
+ *   2 handle         access (the per-handle read-write lock), barrier
+ *                    (durability and data_unsynced), backing (names)
+ *   1 storage        io, io-file, io-memory, lock (the backend and its
+ *                    file locks)
+ *   0 base           error, abi, header, crypt
+ * Public qcowkit_* functions check their arguments, take the access lock
+ * and call qk_* functions; nothing in the library calls a qcowkit_*
+ * function.  Each section below names the file that defines it.
+ */
 #ifndef QCOWKIT_INTERNAL_H
 #define QCOWKIT_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,9 +91,11 @@ int qk_header_validate(const struct qk_header *h, uint64_t file_size,
 
 /* --------------------------------------------------------------- errors */
 
-/* Record "name: message" for this thread and return err. */
+/* error.c: record "name: message" for this thread and return err. */
 int qk_error(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* error.c: this thread's last message. */
+const char *qk_errmsg(void);
 
 /* ------------------------------------------------------------------ ABI */
 
@@ -96,7 +120,7 @@ int qk_abi_out_check(const void *dst, size_t min, const char *what);
 /* Fill a checked output struct from full, writing at most its struct_size. */
 void qk_abi_out(void *dst, void *full, size_t full_size);
 
-/* ------------------------------------------------------------------ I/O */
+/* ------------------------------------------------------ I/O (io.c) */
 
 struct qcowkit_io {
     struct qcowkit_io_ops ops;
@@ -117,6 +141,11 @@ struct qcowkit_io {
 
 int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
                struct qcowkit_io **io);
+void qk_io_close(struct qcowkit_io *io);
+int qk_io_truncate(struct qcowkit_io *io, uint64_t size);
+int qk_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length);
+/* io-file.c */
+int qk_io_open_file(const char *path, unsigned flags, struct qcowkit_io **io);
 
 /* Wrappers that also record a message naming the file and offset. */
 int qk_read(struct qcowkit_io *io, void *buf, size_t count, uint64_t offset);
@@ -219,17 +248,17 @@ struct qcowkit_image {
     uint8_t key[16];
     bool has_key;
 
+    /* I/O calls hold it shared, calls that reshape the image exclusively
+     * (access.c); the rest only tell who holds it, for assertions. */
+    pthread_rwlock_t access;
+    atomic_uint access_readers;
+    atomic_bool access_exclusive;
+    pthread_t access_owner;
+
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
-    /* Data transfers running without the lock; space is never freed
-     * while any runs (qk_drain_transfers). */
-    uint32_t transfers;
-    pthread_cond_t drained;
     uint64_t file_end; /* allocations go at or after this byte */
-    /*
-     * Data reached the backend since the last sync.  Set only once a
-     * transfer is done (under the lock), never before: a flush clears it.
-     */
+    /* Data reached the backend since the last barrier (barrier.c only). */
     bool data_unsynced;
     struct qk_cache cache;
     struct qk_trust trust;
@@ -259,11 +288,19 @@ struct qk_open_params {
     int depth;
 };
 
-/* Open an image over io, holding its lock (unless force-share) till close. */
+/* image.c: open an image over io, holding its lock (unless force-share)
+ * till close, and its backing chain. */
 int qk_open_chain(struct qcowkit_io *io, bool owns_io,
                   const struct qk_open_params *p, struct qcowkit_image **img);
 int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p);
-/* A backing name taken from the folder of image_name (malloc'd). */
+/* image.c: flush (access lock held); close (takes it exclusively). */
+int qk_flush(struct qcowkit_image *img);
+int qk_close(struct qcowkit_image *img);
+/* image.c: the end of the header, backing name and L1 table (what
+ * make-empty keeps). */
+void qk_update_meta_end(struct qcowkit_image *img);
+
+/* backing.c: a backing name taken from the folder of image_name (malloc'd). */
 char *qk_resolve_backing(const char *image_name, const char *backing);
 /*
  * -EINVAL with a message if backing, resolved against image's folder,
@@ -274,6 +311,26 @@ char *qk_resolve_backing(const char *image_name, const char *backing);
 int qk_refuse_self_backing(const char *image, const char *backing,
                            const struct qcowkit_io *io);
 #define QK_MAX_CHAIN 256
+
+/*
+ * access.c: the handle's access lock.  qk_assert_exclusive and
+ * qk_assert_access (held in either mode) check it in debug builds.
+ */
+void qk_access_init(struct qcowkit_image *img);
+void qk_access_destroy(struct qcowkit_image *img);
+void qk_access_shared(struct qcowkit_image *img);
+void qk_access_exclusive(struct qcowkit_image *img);
+void qk_access_leave(struct qcowkit_image *img);
+void qk_assert_exclusive(struct qcowkit_image *img);
+void qk_assert_access(struct qcowkit_image *img);
+
+/* barrier.c, lock held: a durability barrier on the image's file (unless
+ * opened NO_SYNC), which clears data_unsynced. */
+int qk_barrier(struct qcowkit_image *img);
+/* barrier.c: data reached the backend (mark it after the transfer). */
+void qk_data_written(struct qcowkit_image *img);
+/* barrier.c: a barrier only if data was written since the last. */
+int qk_barrier_if_written(struct qcowkit_image *img);
 
 /* Table access (table.c); all need img->lock held. */
 int qk_cache_init(struct qcowkit_image *img, uint64_t cache_bytes);
@@ -319,28 +376,29 @@ const char *qk_cluster_problem(const struct qcowkit_image *img, uint64_t start,
                                uint64_t len, uint64_t file_size,
                                uint64_t guest);
 
+/* table.c: cut the file (access lock held exclusively). */
 int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size);
-/* rw.c, lock held: bracket a transfer made without the lock, and wait
- * until none runs (before cutting the file or freeing clusters). */
-void qk_transfer_begin(struct qcowkit_image *img);
-void qk_transfer_end(struct qcowkit_image *img);
-void qk_drain_transfers(struct qcowkit_image *img);
-/* A durability barrier on the image's file, unless opened NO_SYNC. */
-int qk_barrier(struct qcowkit_image *img);
-/* The end of the header, backing name and L1 table (what make-empty keeps). */
-void qk_update_meta_end(struct qcowkit_image *img);
 
-/* Reserve bytes at the end of the file; align is a power of two. */
+/* table.c: reserve bytes at the end of the file; align is a power of two. */
 int qk_allocate(struct qcowkit_image *img, uint64_t bytes, uint64_t align,
                 uint64_t *offset);
 
-/* The cluster's L2 entry (0 if unallocated), with lock held. */
+/* table.c: the cluster's L2 entry (0 if unallocated), with lock held. */
 int qk_lookup(struct qcowkit_image *img, uint64_t guest_offset,
               uint64_t *entry);
 
-/* compress.c */
+/* inflate.c: a compressed cluster, inflated whole into out. */
 int qk_inflate_cluster(struct qcowkit_image *img, uint64_t entry,
                        uint64_t guest_offset, uint8_t *out);
+/* inflate.c: n bytes at guest offset of a compressed cluster (cached). */
+int qk_read_compressed(struct qcowkit_image *img, uint64_t entry, uint8_t *buf,
+                       uint64_t n, uint64_t offset);
+
+/* deflate.c: the deflater behind qcowkit_deflater_* (compress.c). */
+int qk_deflater_new(struct qcowkit_image *img, struct qcowkit_deflater **out);
+void qk_deflater_free(struct qcowkit_deflater *d);
+int qk_deflate_cluster(struct qcowkit_deflater *d, const void *src, size_t len,
+                       void *out, size_t *out_len);
 
 /*
  * grow.c: make [old, new_size) read as zeros before the header grows;
@@ -354,6 +412,22 @@ int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
                     uint64_t offset);
 int qk_check_range(struct qcowkit_image *img, size_t count, uint64_t offset,
                    bool write);
+/* rw.c: the public reads and writes, with the access lock held. */
+int qk_pread(struct qcowkit_image *img, void *buf, size_t count,
+             uint64_t offset);
+int qk_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
+              uint64_t offset);
+int qk_pwrite_zeroes(struct qcowkit_image *img, size_t count, uint64_t offset);
+
+/* status.c: qcowkit_block_status with the access lock held. */
+int qk_block_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
+                    struct qcowkit_extent *extent);
+
+/* check.c: qcowkit_check, with the access lock held exclusively; the
+ * whole report is filled. */
+int qk_check(struct qcowkit_image *img, unsigned flags,
+             qcowkit_check_fn report_fn, void *opaque,
+             struct qcowkit_check_report *report);
 
 /*
  * probe.c: write to a probed raw image a request that touches sector 0,

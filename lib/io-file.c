@@ -154,8 +154,7 @@ static int open_flags(unsigned flags)
     return oflags;
 }
 
-int qcowkit_io_open_file(const char *path, unsigned flags,
-                         struct qcowkit_io **io)
+int qk_io_open_file(const char *path, unsigned flags, struct qcowkit_io **io)
 {
     struct file_backend *f;
     struct stat st;
@@ -185,4 +184,10 @@ int qcowkit_io_open_file(const char *path, unsigned flags,
     (*io)->dev = st.st_dev;
     (*io)->ino = st.st_ino;
     return 0;
+}
+
+int qcowkit_io_open_file(const char *path, unsigned flags,
+                         struct qcowkit_io **io)
+{
+    return qk_io_open_file(path, flags, io);
 }

@@ -73,7 +73,7 @@ int qcowkit_io_get_size(struct qcowkit_io *io, uint64_t *size)
     return qk_io_size(io, size);
 }
 
-int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size)
+int qk_io_truncate(struct qcowkit_io *io, uint64_t size)
 {
     int err = io->ops.truncate(io->opaque, size);
 
@@ -83,12 +83,17 @@ int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size)
     return 0;
 }
 
+int qcowkit_io_truncate(struct qcowkit_io *io, uint64_t size)
+{
+    return qk_io_truncate(io, size);
+}
+
 const char *qcowkit_io_name(const struct qcowkit_io *io)
 {
     return io->name;
 }
 
-void qcowkit_io_close(struct qcowkit_io *io)
+void qk_io_close(struct qcowkit_io *io)
 {
     if (!io)
         return;
@@ -97,6 +102,11 @@ void qcowkit_io_close(struct qcowkit_io *io)
     pthread_mutex_destroy(&io->lock_guard);
     free(io->name);
     free(io);
+}
+
+void qcowkit_io_close(struct qcowkit_io *io)
+{
+    qk_io_close(io);
 }
 
 int qk_read(struct qcowkit_io *io, void *buf, size_t count, uint64_t offset)
@@ -128,7 +138,7 @@ int qk_sync(struct qcowkit_io *io)
     return 0;
 }
 
-int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length)
+int qk_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length)
 {
     int err;
 
@@ -142,6 +152,11 @@ int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length)
                         io->name, (unsigned long long)length,
                         (unsigned long long)offset, strerror(-err));
     return 0;
+}
+
+int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length)
+{
+    return qk_io_discard(io, offset, length);
 }
 
 int qk_io_size(struct qcowkit_io *io, uint64_t *size)

@@ -117,7 +117,7 @@ int qk_raw_write_sector0(struct qcowkit_image *img, const void *buf,
     if (err == 0)
         err = qk_write(img->io, buf, count, offset);
     if (err == 0)
-        img->data_unsynced = true;
+        qk_data_written(img);
     pthread_mutex_unlock(&img->lock);
     return err;
 }

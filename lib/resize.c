@@ -193,7 +193,7 @@ static int resize_qcow(struct qcowkit_image *img, uint64_t size, bool *cleared)
     uint64_t entries;
     int err;
 
-    qk_drain_transfers(img);
+    qk_assert_exclusive(img);
     h.size = qk_align_up(size, QCOW_SECTOR);
     err = qk_header_validate(&h, UINT64_MAX, img->name, &entries);
     if (err == 0)
@@ -213,17 +213,13 @@ static int resize_qcow(struct qcowkit_image *img, uint64_t size, bool *cleared)
     return err;
 }
 
-int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
+/* With the access lock held exclusively. */
+static int resize_image(struct qcowkit_image *img, uint64_t size)
 {
     uint64_t old_size = img->virtual_size;
     bool cleared = false;
     int err;
 
-    if (img->read_only)
-        return qk_error(-EROFS, "%s: image is opened read-only", img->name);
-    if (size == 0)
-        return qk_error(-EINVAL, "%s: the new size must not be zero",
-                        img->name);
     if (img->format == QCOWKIT_FORMAT_RAW) {
         pthread_mutex_lock(&img->lock);
         err = qk_raw_truncate_guard(img, size);
@@ -242,7 +238,7 @@ int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
         if (end > img->virtual_size)
             end = img->virtual_size;
         if (start < end)
-            err = qcowkit_pwrite_zeroes(img, end - start, start);
+            err = qk_pwrite_zeroes(img, end - start, start);
         else
             err = 0;
         if (err < 0)
@@ -253,9 +249,24 @@ int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
     pthread_mutex_unlock(&img->lock);
     if (err == 0 && (size < old_size || cleared)) {
         /* What fell off is unreferenced now: give its space back. */
-        struct qcowkit_check_report r = {.struct_size = sizeof r};
-        err = qcowkit_check(img, QCOWKIT_CHECK_REPAIR_LEAKS, NULL, NULL, &r);
+        struct qcowkit_check_report r;
+        err = qk_check(img, QCOWKIT_CHECK_REPAIR_LEAKS, NULL, NULL, &r);
     }
+    return err;
+}
+
+int qcowkit_resize(struct qcowkit_image *img, uint64_t size)
+{
+    int err;
+
+    if (img->read_only)
+        return qk_error(-EROFS, "%s: image is opened read-only", img->name);
+    if (size == 0)
+        return qk_error(-EINVAL, "%s: the new size must not be zero",
+                        img->name);
+    qk_access_exclusive(img);
+    err = resize_image(img, size);
+    qk_access_leave(img);
     return err;
 }
 
@@ -308,7 +319,10 @@ static int set_backing_locked(struct qcowkit_image *img, const char *name,
 {
     struct qk_header h = img->header;
     uint64_t offset = 0;
-    int err = qk_writeback(img);
+    int err;
+
+    qk_assert_exclusive(img);
+    err = qk_writeback(img);
 
     if (err == 0 && len)
         err = place_name(img, len, &offset);
@@ -345,8 +359,10 @@ int qcowkit_set_backing(struct qcowkit_image *img, const char *name)
     err = qk_refuse_self_backing(img->name, name, img->io);
     if (err < 0)
         return err;
+    qk_access_exclusive(img);
     pthread_mutex_lock(&img->lock);
     err = set_backing_locked(img, name, len);
     pthread_mutex_unlock(&img->lock);
+    qk_access_leave(img);
     return err;
 }

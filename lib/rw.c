@@ -35,7 +35,9 @@ int qk_read_backing(struct qcowkit_image *img, void *buf, size_t count,
     if (b && offset < b->virtual_size) {
         have =
             b->virtual_size - offset < count ? b->virtual_size - offset : count;
-        err = qcowkit_pread(b, buf, have, offset);
+        qk_access_shared(b);
+        err = qk_pread(b, buf, have, offset);
+        qk_access_leave(b);
         if (err < 0)
             return err;
     }
@@ -91,37 +93,6 @@ static int extend_run(struct qcowkit_image *img, uint64_t entry,
     return 0;
 }
 
-static int read_compressed(struct qcowkit_image *img, uint64_t entry,
-                           uint8_t *buf, uint64_t n, uint64_t offset)
-{
-    int err = 0;
-
-    if (img->inflated_entry != entry) {
-        err = qk_inflate_cluster(img, entry, offset, img->inflated);
-        img->inflated_entry = err == 0 ? entry : 0;
-    }
-    if (err == 0)
-        memcpy(buf, img->inflated + (offset & (img->cluster_size - 1)), n);
-    return err;
-}
-
-void qk_transfer_begin(struct qcowkit_image *img)
-{
-    img->transfers++;
-}
-
-void qk_transfer_end(struct qcowkit_image *img)
-{
-    if (--img->transfers == 0)
-        pthread_cond_broadcast(&img->drained);
-}
-
-void qk_drain_transfers(struct qcowkit_image *img)
-{
-    while (img->transfers)
-        pthread_cond_wait(&img->drained, &img->lock);
-}
-
 /* Read one run of like clusters; returns its length or a negative errno. */
 static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
                         uint64_t offset)
@@ -135,7 +106,7 @@ static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
         n = in_cluster(img, offset, count);
         err = qk_check_compressed(img, entry, offset);
         if (err == 0)
-            err = read_compressed(img, entry, buf, n, offset);
+            err = qk_read_compressed(img, entry, buf, n, offset);
         pthread_mutex_unlock(&img->lock);
         return err < 0 ? err : (int64_t)n;
     }
@@ -143,29 +114,26 @@ static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
         err = qk_check_normal(img, entry, offset);
     if (err == 0)
         err = extend_run(img, entry, offset, count, &n);
-    if (err == 0 && entry)
-        qk_transfer_begin(img);
     pthread_mutex_unlock(&img->lock);
     if (err < 0)
         return err;
-    /* Without the lock: nothing frees space while a transfer runs. */
+    /* Without the mutex: nothing frees space while the access lock is
+     * held shared. */
     if (entry == 0)
         return (err = qk_read_backing(img, buf, n, offset)) < 0 ? err
                                                                 : (int64_t)n;
     err = qk_read_data(img, buf, n, entry + (offset & (img->cluster_size - 1)),
                        offset);
-    pthread_mutex_lock(&img->lock);
-    qk_transfer_end(img);
-    pthread_mutex_unlock(&img->lock);
     return err < 0 ? err : (int64_t)n;
 }
 
-int qcowkit_pread(struct qcowkit_image *img, void *buf, size_t count,
-                  uint64_t offset)
+int qk_pread(struct qcowkit_image *img, void *buf, size_t count,
+             uint64_t offset)
 {
     uint8_t *p = buf;
     int err = qk_check_range(img, count, offset, false);
 
+    qk_assert_access(img);
     if (err < 0)
         return err;
     if (img->format == QCOWKIT_FORMAT_RAW)
@@ -179,6 +147,17 @@ int qcowkit_pread(struct qcowkit_image *img, void *buf, size_t count,
         offset += (uint64_t)n;
     }
     return 0;
+}
+
+int qcowkit_pread(struct qcowkit_image *img, void *buf, size_t count,
+                  uint64_t offset)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = qk_pread(img, buf, count, offset);
+    qk_access_leave(img);
+    return err;
 }
 
 /* ------------------------------------------------------------- writing */
@@ -276,7 +255,7 @@ static int write_new_run(struct qcowkit_image *img, uint64_t l1_index,
     }
     if (err < 0)
         return err;
-    img->data_unsynced = true;
+    qk_data_written(img);
     table = qk_l2_get(img, l1_index, &err);
     if (!table)
         return err < 0 ? err : -EIO;
@@ -302,16 +281,12 @@ static int write_existing(struct qcowkit_image *img, const uint8_t *buf,
     bool unlock = !img->header.crypt_method;
     int err;
 
-    if (unlock) {
-        qk_transfer_begin(img);
+    if (unlock)
         pthread_mutex_unlock(&img->lock);
-    }
     err = qk_write_data(img, buf, n, host, offset);
-    if (unlock) {
+    if (unlock)
         pthread_mutex_lock(&img->lock);
-        qk_transfer_end(img);
-    }
-    img->data_unsynced = true; /* even on error: some of it may have landed */
+    qk_data_written(img); /* even on error: some of it may have landed */
     return err;
 }
 
@@ -353,12 +328,13 @@ static uint64_t to_table_end(const struct qcowkit_image *img, uint64_t offset,
     return n < count ? n : count;
 }
 
-int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
-                   uint64_t offset)
+int qk_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
+              uint64_t offset)
 {
     const uint8_t *p = buf;
     int err = qk_check_range(img, count, offset, true);
 
+    qk_assert_access(img);
     if (err < 0)
         return err;
     if (img->format == QCOWKIT_FORMAT_RAW && img->probed &&
@@ -368,22 +344,31 @@ int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
         /* Marked after the transfer, as in write_existing. */
         err = qk_write(img->io, buf, count, offset);
         pthread_mutex_lock(&img->lock);
-        img->data_unsynced = true;
+        qk_data_written(img);
         pthread_mutex_unlock(&img->lock);
         return err;
     }
     while (err == 0 && count > 0) {
         uint64_t n = to_table_end(img, offset, count);
         pthread_mutex_lock(&img->lock);
-        /* Again under the lock: a shrink may have run since the check. */
-        err = offset + n > img->virtual_size
-                  ? qk_check_range(img, (size_t)n, offset, true)
-                  : write_in_table(img, p, n, offset);
+        /* No shrink runs meanwhile: it waits for the access lock. */
+        err = write_in_table(img, p, n, offset);
         pthread_mutex_unlock(&img->lock);
         p += n;
         count -= n;
         offset += n;
     }
+    return err;
+}
+
+int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
+                   uint64_t offset)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = qk_pwrite(img, buf, count, offset);
+    qk_access_leave(img);
     return err;
 }
 
@@ -403,8 +388,7 @@ static int reads_as_zero(struct qcowkit_image *img, uint64_t offset, bool *zero)
     return err;
 }
 
-int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
-                          uint64_t offset)
+int qk_pwrite_zeroes(struct qcowkit_image *img, size_t count, uint64_t offset)
 {
     uint64_t piece = img->format == QCOWKIT_FORMAT_QCOW ? img->cluster_size
                                                         : sizeof zero_cluster;
@@ -418,9 +402,20 @@ int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
         if (n == img->cluster_size)
             err = reads_as_zero(img, offset, &zero);
         if (err == 0 && !zero)
-            err = qcowkit_pwrite(img, zero_cluster, n, offset);
+            err = qk_pwrite(img, zero_cluster, n, offset);
         count -= n;
         offset += n;
     }
+    return err;
+}
+
+int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
+                          uint64_t offset)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = qk_pwrite_zeroes(img, count, offset);
+    qk_access_leave(img);
     return err;
 }

@@ -125,11 +125,12 @@ static void raw_status(struct qcowkit_image *img, uint64_t offset,
         e->length = length;
 }
 
-int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
-                         uint64_t count, struct qcowkit_extent *extent)
+int qk_block_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
+                    struct qcowkit_extent *extent)
 {
     int err;
 
+    qk_assert_access(img);
     memset(extent, 0, sizeof *extent);
     extent->offset = offset;
     if (offset > img->virtual_size || count > img->virtual_size - offset ||
@@ -147,5 +148,16 @@ int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
     pthread_mutex_lock(&img->lock);
     err = qcow_status(img, offset, count, extent);
     pthread_mutex_unlock(&img->lock);
+    return err;
+}
+
+int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
+                         uint64_t count, struct qcowkit_extent *extent)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = qk_block_status(img, offset, count, extent);
+    qk_access_leave(img);
     return err;
 }

@@ -270,7 +270,7 @@ void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index)
         s->dirty = true;
         img->cache.dirty_count++;
     }
-    img->data_unsynced = true;
+    qk_data_written(img);
 }
 
 int qk_allocate(struct qcowkit_image *img, uint64_t bytes, uint64_t align,
@@ -357,14 +357,8 @@ int qk_writeback(struct qcowkit_image *img)
     bool any_unpublished;
     int err;
 
-    if (img->cache.dirty_count == 0) {
-        if (!img->data_unsynced)
-            return 0;
-        err = qk_barrier(img);
-        if (err == 0)
-            img->data_unsynced = false;
-        return err;
-    }
+    if (img->cache.dirty_count == 0)
+        return qk_barrier_if_written(img);
     err = qk_barrier(img);
     if (err == 0)
         err = write_tables(img, &any_unpublished);
@@ -375,14 +369,15 @@ int qk_writeback(struct qcowkit_image *img)
     }
     if (err == 0)
         err = qk_barrier(img);
-    if (err == 0)
-        img->data_unsynced = false;
     return err;
 }
 
 int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size)
 {
-    int err = img->io->ops.truncate(img->io->opaque, size);
+    int err;
+
+    qk_assert_exclusive(img); /* no transfer may aim past size */
+    err = img->io->ops.truncate(img->io->opaque, size);
 
     if (err < 0)
         return qk_error(err, "%s: cannot truncate to %llu bytes: %s", img->name,

@@ -18,13 +18,8 @@
 
 struct fuse_disk {
     struct qcowkit_image *img;
-    /*
-     * Readers: every operation on the image (reads, writes and flushes
-     * run in parallel, as the handle allows).  Writer: resize, which must
-     * not race other calls on the handle; it also guards size.
-     */
-    pthread_rwlock_t lock;
-    uint64_t size;   /* the virtual size */
+    /* The virtual size: set by truncate while reads and writes run. */
+    _Atomic uint64_t size;
     bool read_only;  /* -r: writes and resizes fail with EROFS */
     bool dir_mode;   /* the mountpoint is a folder: the disk is /disk */
     bool keep_cache; /* nobody else can write the image (it is locked) */

@@ -250,7 +250,7 @@ int cmd_mount(int argc, char **argv)
     char *mount_opts = NULL, *fsname = NULL;
     enum qcowkit_format format;
     bool image_opts = false, force_share = false, foreground = false;
-    bool mounted = false, pid_written = false, lock_ready = false;
+    bool mounted = false, pid_written = false;
     unsigned flags;
     int c, err, notify_fd = -1, ret = 1;
 
@@ -350,16 +350,6 @@ int cmd_mount(int argc, char **argv)
         cli_error("%s: %s", image_path, strerror(errno));
         goto out;
     }
-    {
-        pthread_rwlockattr_t attr;
-        pthread_rwlockattr_init(&attr);
-        /* A resize must not wait behind an endless stream of reads. */
-        pthread_rwlockattr_setkind_np(
-            &attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-        pthread_rwlock_init(&d.lock, &attr);
-        pthread_rwlockattr_destroy(&attr);
-        lock_ready = true;
-    }
 
     /* Our mount options first, so that the user's -o can override. */
     {
@@ -446,8 +436,6 @@ out:
             ret = 1;
         }
     }
-    if (lock_ready)
-        pthread_rwlock_destroy(&d.lock);
     if (d.stat_fd >= 0)
         close(d.stat_fd);
     if (pid_written)

@@ -5,8 +5,8 @@
  * The high-level (path-based) API of libfuse is used: the tree has at
  * most two nodes, so its path lookups cost nothing, and it leaves inode
  * bookkeeping (lookup/forget) to libfuse.  Operations run on libfuse's
- * worker threads at once; the image handle is thread-safe for data
- * transfers, and a read-write lock keeps resizes apart from them. */
+ * worker threads at once; the image handle is thread-safe, and keeps
+ * resizes apart from data transfers itself. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -85,9 +85,7 @@ static int disk_getattr(const char *path, struct stat *st,
         return -ENOENT;
     st->st_mode = S_IFREG | (d->read_only ? 0400 : 0600);
     st->st_nlink = 1;
-    pthread_rwlock_rdlock(&d->lock);
     st->st_size = (off_t)d->size;
-    pthread_rwlock_unlock(&d->lock);
     /* What the image takes on the host (its backing files not counted). */
     st->st_blocks = have_host ? host.st_blocks : 0;
     st->st_blksize = 4096;
@@ -129,21 +127,19 @@ static int disk_read(const char *path, char *buf, size_t count, off_t offset,
                      struct fuse_file_info *fi)
 {
     struct fuse_disk *d = disk();
-    uint64_t off = (uint64_t)offset;
+    uint64_t off = (uint64_t)offset, size = d->size;
     int err = 0;
 
     (void)path;
     (void)fi;
     if (offset < 0)
         return -EINVAL;
-    pthread_rwlock_rdlock(&d->lock);
-    if (off >= d->size)
+    if (off >= size)
         count = 0;
-    else if (count > d->size - off)
-        count = (size_t)(d->size - off);
+    else if (count > size - off)
+        count = (size_t)(size - off);
     if (count)
         err = qcowkit_pread(d->img, buf, count, off);
-    pthread_rwlock_unlock(&d->lock);
     if (err < 0)
         return lib_failed(d, err);
     return (int)count;
@@ -153,7 +149,7 @@ static int disk_write(const char *path, const char *buf, size_t count,
                       off_t offset, struct fuse_file_info *fi)
 {
     struct fuse_disk *d = disk();
-    uint64_t off = (uint64_t)offset;
+    uint64_t off = (uint64_t)offset, size = d->size;
     int err = 0;
 
     (void)path;
@@ -164,19 +160,17 @@ static int disk_write(const char *path, const char *buf, size_t count,
         return -EINVAL;
     if (count == 0)
         return 0;
-    pthread_rwlock_rdlock(&d->lock);
     /* As a block device: a write past the end is cut short, and one
      * that starts at the end fails with ENOSPC. */
-    if (off >= d->size)
+    if (off >= size)
         err = -ENOSPC;
     else {
-        if (count > d->size - off)
-            count = (size_t)(d->size - off);
+        if (count > size - off)
+            count = (size_t)(size - off);
         err = qcowkit_pwrite(d->img, buf, count, off);
         if (err < 0)
             err = lib_failed(d, err);
     }
-    pthread_rwlock_unlock(&d->lock);
     return err < 0 ? err : (int)count;
 }
 
@@ -186,9 +180,7 @@ static int flush_image(struct fuse_disk *d)
 
     if (d->read_only)
         return 0;
-    pthread_rwlock_rdlock(&d->lock);
     err = qcowkit_flush(d->img);
-    pthread_rwlock_unlock(&d->lock);
     return err < 0 ? lib_failed(d, err) : 0;
 }
 
@@ -226,7 +218,6 @@ static int disk_truncate(const char *path, off_t size,
         return -EROFS;
     if (size < 0)
         return -EINVAL;
-    pthread_rwlock_wrlock(&d->lock);
     if ((uint64_t)size != d->size) {
         err = qcowkit_resize(d->img, (uint64_t)size);
         if (err < 0)
@@ -235,7 +226,6 @@ static int disk_truncate(const char *path, off_t size,
         if (cli_get_info(d->img, &info) == 0)
             d->size = info.virtual_size;
     }
-    pthread_rwlock_unlock(&d->lock);
     return err;
 }
 
@@ -248,7 +238,7 @@ static int disk_fallocate(const char *path, int mode, off_t offset,
                           off_t length, struct fuse_file_info *fi)
 {
     struct fuse_disk *d = disk();
-    uint64_t off = (uint64_t)offset, len = (uint64_t)length;
+    uint64_t off = (uint64_t)offset, len = (uint64_t)length, size = d->size;
     int err = 0;
 
     (void)path;
@@ -261,10 +251,9 @@ static int disk_fallocate(const char *path, int mode, off_t offset,
         return -EROFS;
     if (offset < 0 || length <= 0)
         return -EINVAL;
-    pthread_rwlock_rdlock(&d->lock);
-    if (off < d->size) {
-        if (len > d->size - off)
-            len = d->size - off;
+    if (off < size) {
+        if (len > size - off)
+            len = size - off;
         while (len > 0 && err == 0) {
             size_t n =
                 len > (UINT64_C(1) << 30) ? (size_t)1 << 30 : (size_t)len;
@@ -273,7 +262,6 @@ static int disk_fallocate(const char *path, int mode, off_t offset,
             len -= n;
         }
     }
-    pthread_rwlock_unlock(&d->lock);
     return err < 0 ? lib_failed(d, err) : 0;
 }
 
