@@ -12,6 +12,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,6 +364,20 @@ static void raise_fd_limit(void)
     }
 }
 
+/*
+ * Request buffers (up to 32 MiB) come and go by the thousand, from
+ * several threads.  glibc would serve them from its heaps after the first
+ * frees (its mmap threshold rises) and keep what they leave, so resident
+ * memory would exceed --max-memory.  A fixed threshold maps each large
+ * buffer and gives it back when freed: live buffers are what is resident.
+ */
+static void large_buffers_unmapped(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 128 << 10);
+#endif
+}
+
 static void catch_signals(void)
 {
     struct sigaction sa;
@@ -423,6 +440,7 @@ int nbd_serve(const struct nbd_export *exp, const struct nbd_server_opts *o)
     int lfd, rc = 0;
 
     raise_fd_limit();
+    large_buffers_unmapped();
     if (server_init(&srv, exp, o) < 0)
         return -1;
     if (o->socket_path)
