@@ -119,7 +119,19 @@ static ssize_t read_payload(struct srv_conn *c)
         return -1;
     }
     c->payload_got += (uint32_t)n;
+    if (n > 0)
+        c->last_input = mono_secs();
     return n;
+}
+
+void conn_check_stall(struct srv_conn *c, time_t now)
+{
+    if (c->have_req && c->reserved && c->payload_got < c->req.payload &&
+        now - c->last_input > (time_t)NBD_RECV_TIMEOUT) {
+        snprintf(c->nc.why, sizeof c->nc.why, "no data of a write for %d s",
+                 NBD_RECV_TIMEOUT);
+        conn_end_input(c);
+    }
 }
 
 int conn_read(struct srv_conn *c)
@@ -142,6 +154,7 @@ int conn_read(struct srv_conn *c)
             if (rc < 1)
                 return rc == 0 ? 1 : 2;
             c->reserved = true;
+            c->last_input = mono_secs();
             if (c->req.payload && !c->req.error) {
                 c->req.data = malloc(c->req.payload);
                 if (!c->req.data) {

@@ -4,7 +4,8 @@
  * and fewer than NBD_MAX_HANDSHAKES are in the handshake (later ones wait
  * in the listen backlog, as with qemu-nbd), read every connection, resume
  * paused ones when budget is back, drop clients that read no reply for
- * NBD_SEND_TIMEOUT seconds, and free connections once done.
+ * NBD_SEND_TIMEOUT seconds or stall in a write's data for
+ * NBD_RECV_TIMEOUT (it holds budget), and free connections once done.
  *
  * Threads: this one, the pool's workers and the handshakes in progress,
  * whatever the number of connections; an idle connection costs its
@@ -273,6 +274,7 @@ static void check_timeouts(struct server *srv)
     for (struct srv_conn *c = srv->conns; c; c = c->next)
         if (c->phase == PHASE_SERVING) {
             conn_check_timeout(c, now);
+            conn_check_stall(c, now);
             note_if_closable(c);
         }
 }

@@ -33,8 +33,10 @@ struct nbd_server_opts {
 #define NBD_REQUEST_OVERHEAD 1024u
 #define NBD_HANDSHAKE_SECS   10u
 #define NBD_SEND_TIMEOUT     60
-#define NBD_MAX_MEMORY       (UINT64_C(256) << 20)
-#define NBD_MIN_MEMORY       (UINT64_C(1) << 20)
+/* A write's data must keep coming: it holds budget others may wait for. */
+#define NBD_RECV_TIMEOUT 30
+#define NBD_MAX_MEMORY   (UINT64_C(256) << 20)
+#define NBD_MIN_MEMORY   (UINT64_C(1) << 20)
 
 /*
  * Serve exp until a signal (SIGINT, SIGTERM, SIGHUP) or, without
