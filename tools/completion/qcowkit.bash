@@ -19,7 +19,8 @@ _qcowkit_options()
     bench) echo "$common -c -d -f --flush-interval= -n --no-drain -o" \
         "--pattern= -q -s -S -t -w -U" ;;
     io) echo "$common -f -r -s --snapshot -U -c --cmd" ;;
-    nbd) echo "$common -f -r -x -k -p -b -e -t --pid-file= -D -U -v" ;;
+    nbd) echo "$common -f -r -x -k -p -b -e -t --pid-file= -D -U -v" \
+        "--handshake-limit= --max-memory=" ;;
     mount) echo "$common -f -r -U -o --foreground -F --pid-file=" ;;
     esac
 }

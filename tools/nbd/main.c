@@ -3,7 +3,8 @@
  *
  *   qcowkit nbd [-f FMT] [-r] [-x NAME] [-k SOCKET | -p PORT [-b ADDR]]
  *               [-e SHARED] [-t] [--pid-file=FILE] [-D DESCRIPTION] [-U]
- *               [-v] [--object SPEC]... [--image-opts] FILE
+ *               [-v] [--handshake-limit=N] [--max-memory=SIZE]
+ *               [--object SPEC]... [--image-opts] FILE
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +20,8 @@ enum {
     OPT_PID_FILE = 256,
     OPT_OBJECT,
     OPT_IMAGE_OPTS,
+    OPT_HANDSHAKE_LIMIT,
+    OPT_MAX_MEMORY,
 };
 
 static const struct option long_options[] = {
@@ -36,6 +39,8 @@ static const struct option long_options[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"object", required_argument, NULL, OPT_OBJECT},
     {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+    {"handshake-limit", required_argument, NULL, OPT_HANDSHAKE_LIMIT},
+    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -56,7 +61,27 @@ static void help(void)
            "  -t, --persistent       keep serving after the last client\n"
            "      --pid-file=PATH    write the pid once listening\n"
            "  -U, --force-share      no image locks (needs -r)\n"
-           "  -v, --verbose          say why a client was dropped\n");
+           "  -v, --verbose          say why a client was dropped\n"
+           "      --handshake-limit=N  seconds a client has for the whole "
+           "handshake\n"
+           "                         (default 10, 0: no limit)\n"
+           "      --max-memory=SIZE  requests in flight over all clients "
+           "(default 256M)\n");
+}
+
+static int parse_seconds(const char *arg, unsigned *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < 0 || v > 86400) {
+        cli_error("Invalid handshake limit '%s' (0 to 86400 seconds)", arg);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
 }
 
 int cmd_nbd(int argc, char **argv)
@@ -72,6 +97,8 @@ int cmd_nbd(int argc, char **argv)
 
     memset(&so, 0, sizeof so);
     so.shared = 1;
+    so.handshake_limit = NBD_HANDSHAKE_SECS;
+    so.max_memory = NBD_MAX_MEMORY;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:rx:k:p:b:e:tD:Uvh", long_options,
@@ -123,6 +150,21 @@ int cmd_nbd(int argc, char **argv)
         case 'v':
             so.verbose = true;
             break;
+        case OPT_HANDSHAKE_LIMIT:
+            if (parse_seconds(optarg, &so.handshake_limit) < 0)
+                return 1;
+            break;
+        case OPT_MAX_MEMORY: {
+            const char *why;
+
+            if (cli_parse_size(optarg, UINT64_C(1) << 40, &so.max_memory,
+                               &why) < 0 ||
+                so.max_memory < NBD_MIN_MEMORY) {
+                cli_error("Invalid memory size '%s' (1M to 1T)", optarg);
+                return 1;
+            }
+            break;
+        }
         case OPT_OBJECT:
             if (cli_object_add(optarg) < 0)
                 return 1;
@@ -174,6 +216,9 @@ int cmd_nbd(int argc, char **argv)
      * wait forever for connections queued behind its own.
      */
     exp->multi_conn = so.shared == 0;
+    /* Any one request must fit in the memory of all. */
+    if (exp->max_request > so.max_memory)
+        exp->max_request = (uint32_t)so.max_memory;
     if (nbd_serve(exp, &so) == 0)
         rc = 0;
 out:

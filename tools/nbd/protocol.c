@@ -115,6 +115,30 @@ static int send_iov(struct nbd_conn *c, struct iovec *iov, int n)
     return rc;
 }
 
+/* send_iov whose last element is all of buf, which is freed or taken. */
+static int send_iov_take(struct nbd_conn *c, struct iovec *iov, int n,
+                         void *buf)
+{
+    int rc;
+
+    if (!c->send_take) {
+        rc = send_iov(c, iov, n);
+        free(buf);
+        return rc;
+    }
+    pthread_mutex_lock(&c->send_lock);
+    if (c->send_failed) {
+        free(buf);
+        rc = -1;
+    } else {
+        rc = c->send_take(c->t.opaque, iov, n, buf);
+        if (rc < 0)
+            c->send_failed = true;
+    }
+    pthread_mutex_unlock(&c->send_lock);
+    return rc;
+}
+
 static int send_buf(struct nbd_conn *c, const void *buf, size_t len)
 {
     struct iovec iov = {(void *)buf, len};
@@ -595,11 +619,18 @@ static uint32_t check_request(const struct nbd_conn *c, struct nbd_request *r)
 
 int nbd_recv_header(struct nbd_conn *c, struct nbd_request *r)
 {
-    uint8_t h[28];
+    uint8_t h[NBD_REQUEST_LEN];
 
     memset(r, 0, sizeof *r);
     if (recv_buf(c, h, sizeof h) < 0)
         return drop(c, "the client left without NBD_CMD_DISC");
+    return nbd_parse_header(c, h, r);
+}
+
+int nbd_parse_header(struct nbd_conn *c, const uint8_t *h,
+                     struct nbd_request *r)
+{
+    memset(r, 0, sizeof *r);
     if (get32(h) != NBD_REQUEST_MAGIC)
         return drop(c, "bad request magic %#x", get32(h));
     r->flags = get16(h + 4);
@@ -697,23 +728,32 @@ static int send_lib_error(struct nbd_conn *c, const struct nbd_request *r,
     return send_error(c, r, nbd_errno(err), msg);
 }
 
+/* A read's reply; data (from malloc) is freed or taken. */
 static int send_read(struct nbd_conn *c, const struct nbd_request *r,
-                     const void *data)
+                     void *data)
 {
     uint8_t h[28];
-    struct iovec iov[2] = {{h, sizeof h}, {(void *)data, r->len}};
+    struct iovec iov[2] = {{h, sizeof h}, {data, r->len}};
 
-    if (!c->structured)
-        return send_simple(c, r, 0, data, r->len);
     if (r->len == 0) {
+        free(data);
+        if (!c->structured)
+            return send_simple(c, r, 0, NULL, 0);
         chunk_header(h, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
         iov[0].iov_len = 20;
         return send_iov(c, iov, 1);
     }
+    if (!c->structured) {
+        put32(h, NBD_SIMPLE_MAGIC);
+        put32(h + 4, 0);
+        put64(h + 8, r->cookie);
+        iov[0].iov_len = 16;
+        return send_iov_take(c, iov, 2, data);
+    }
     chunk_header(h, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
                  r->len + 8);
     put64(h + 20, r->offset);
-    return send_iov(c, iov, 2);
+    return send_iov_take(c, iov, 2, data);
 }
 
 /*
@@ -800,8 +840,12 @@ int nbd_handle_request(struct nbd_conn *c, struct nbd_request *r)
         }
         if (r->len)
             err = qcowkit_pread(img, buf, r->len, r->offset);
-        rc = err < 0 ? send_lib_error(c, r, err) : send_read(c, r, buf);
-        free(buf);
+        if (err < 0) {
+            free(buf);
+            rc = send_lib_error(c, r, err);
+        } else {
+            rc = send_read(c, r, buf);
+        }
         break;
     case NBD_CMD_WRITE:
     case NBD_CMD_WRITE_ZEROES:

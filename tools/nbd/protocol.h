@@ -158,6 +158,13 @@ struct nbd_transport {
 struct nbd_conn {
     const struct nbd_export *exp;
     struct nbd_transport t;
+    /*
+     * Optional (NULL after nbd_conn_init): as t.send, but the last element
+     * of iov is all of buf (from malloc), which it now owns and frees,
+     * sent or not.  Lets a queued reply keep a read's data, uncopied.
+     */
+    int (*send_take)(void *opaque, const struct iovec *iov, int iovcnt,
+                     void *buf);
     bool fixed;      /* the client set NBD_FLAG_C_FIXED_NEWSTYLE */
     bool no_zeroes;  /* ... and NBD_FLAG_C_NO_ZEROES */
     bool structured; /* NBD_OPT_STRUCTURED_REPLY acknowledged */
@@ -195,6 +202,10 @@ struct nbd_request {
  * nbd_recv_payload), 0 for NBD_CMD_DISC, -1 to hang up (EOF, bad magic).
  */
 int nbd_recv_header(struct nbd_conn *c, struct nbd_request *r);
+/* The same, for the NBD_REQUEST_LEN bytes of a header read elsewhere. */
+#define NBD_REQUEST_LEN 28
+int nbd_parse_header(struct nbd_conn *c, const uint8_t *h,
+                     struct nbd_request *r);
 /* Read r's payload into r->data, or skip it if r fails.  0 or -1. */
 int nbd_recv_payload(struct nbd_conn *c, struct nbd_request *r);
 /* Run r, send its reply and free r->data.  0, or -1 if sending failed. */

@@ -1,469 +1,389 @@
 /*
- * server.c - the socket loop of `qcowkit nbd`.
+ * server.c - the event thread of `qcowkit nbd` (see conn.h for the
+ * design): listen, accept while fewer than `shared` clients are connected
+ * and fewer than NBD_MAX_HANDSHAKES are in the handshake (later ones wait
+ * in the listen backlog, as with qemu-nbd), read every connection, resume
+ * paused ones when budget is back, drop clients that read no reply for
+ * NBD_SEND_TIMEOUT seconds or stall in a write's data for
+ * NBD_RECV_TIMEOUT (it holds budget), and free connections once done.
  *
- * The main thread listens and accepts (while fewer than `shared` clients
- * are connected; later ones wait in the listen backlog, as with
- * qemu-nbd).  Each client gets a thread that runs the handshake and then
- * reads requests, and a pool of NBD_WORKERS threads that run them on the
- * one image handle shared by everybody, replying as each finishes, so
- * that requests are in flight together and replies come out of order.
- * The reader stops reading while the client's requests in flight hold
- * NBD_INFLIGHT_BYTES or number NBD_INFLIGHT_REQS, which bounds memory.
- *
- * A client that sends garbage is dropped (protocol.c decides); one that
- * stalls in the handshake is dropped after NBD_HANDSHAKE_SECS; one that
- * stops reading its replies is dropped when a send makes no progress for
- * NBD_SEND_TIMEOUT seconds.
+ * Threads: this one, the pool's workers and the handshakes in progress,
+ * whatever the number of connections; an idle connection costs its
+ * socket and a struct srv_conn.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "server.h"
+#include "conn.h"
 
-struct job {
-    struct job *next;
-    struct nbd_request req;
-};
-
-struct server;
-
-struct client {
-    struct client *next;
-    struct server *srv;
-    int fd;
-    pthread_t thread;
-    struct nbd_conn conn;
-    pthread_mutex_t lock;
-    pthread_cond_t job_cond;  /* a job was queued, or closing */
-    pthread_cond_t room_cond; /* a job finished */
-    struct job *head, *tail;
-    uint64_t inflight_bytes;
-    unsigned inflight_reqs;
-    bool closing;  /* the reader is done: workers drain and exit */
-    bool dead;     /* a send failed: do not run what is queued */
-    bool finished; /* the thread is done (under srv->lock) */
-};
-
-struct server {
-    const struct nbd_export *exp;
-    const struct nbd_server_opts *opts;
-    pthread_mutex_t lock;
-    struct client *clients;
-    unsigned n_clients;
-    int wake[2]; /* 's': stop (signal), 'c': a client finished */
-};
-
-static int wake_fd = -1;
+static volatile sig_atomic_t stop_requested;
+static int signal_wake_fd = -1;
+static char listen_tag, wake_tag; /* epoll data of the two fixed fds */
 
 static void on_signal(int sig)
 {
     int saved = errno;
-    char c = 's';
+    uint64_t one = 1;
 
     (void)sig;
-    if (write(wake_fd, &c, 1) < 0) {
-        /* the pipe is full: a wake-up is pending anyway */
+    stop_requested = 1;
+    if (write(signal_wake_fd, &one, sizeof one) < 0) {
+        /* the counter is full: a wake-up is pending anyway */
     }
     errno = saved;
 }
 
-/* ------------------------------------------------------------- transport */
-
-static int fd_recv(void *opaque, void *buf, size_t len)
+time_t mono_secs(void)
 {
-    struct client *cl = opaque;
-    uint8_t *p = buf;
+    struct timespec ts;
 
-    while (len > 0) {
-        ssize_t n = recv(cl->fd, p, len, 0);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
 
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
+void server_wake(struct server *srv)
+{
+    uint64_t one = 1;
+
+    if (write(srv->wakefd, &one, sizeof one) < 0) {
+        /* the counter is full: a wake-up is pending anyway */
     }
-    return 0;
 }
 
-static int fd_send(void *opaque, const struct iovec *iov_in, int iovcnt)
+void conn_attention(struct srv_conn *c)
 {
-    struct client *cl = opaque;
-    struct iovec iov[8];
-    struct msghdr msg;
-    int i, n = 0;
+    struct server *srv = c->srv;
 
-    for (i = 0; i < iovcnt && n < 8; i++)
-        if (iov_in[i].iov_len)
-            iov[n++] = iov_in[i];
-    i = 0;
-    while (i < n) {
-        ssize_t sent;
-
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = iov + i;
-        msg.msg_iovlen = (size_t)(n - i);
-        sent = sendmsg(cl->fd, &msg, MSG_NOSIGNAL);
-        if (sent < 0 && errno == EINTR)
-            continue;
-        if (sent <= 0)
-            return -1;
-        while (i < n && (size_t)sent >= iov[i].iov_len) {
-            sent -= (ssize_t)iov[i].iov_len;
-            i++;
-        }
-        if (i < n) {
-            iov[i].iov_base = (uint8_t *)iov[i].iov_base + sent;
-            iov[i].iov_len -= (size_t)sent;
-        }
+    pthread_mutex_lock(&srv->lock);
+    if (!c->in_attn) {
+        c->in_attn = true;
+        c->attn_next = srv->attn;
+        srv->attn = c;
     }
-    return 0;
+    pthread_mutex_unlock(&srv->lock);
+    server_wake(srv);
 }
 
-static void set_timeout(int fd, int opt, int secs)
+/* If c is done, have it freed (event thread). */
+static void note_if_closable(struct srv_conn *c)
 {
-    struct timeval tv = {secs, 0};
-
-    setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
+    if (conn_closable(c)) {
+        pthread_mutex_lock(&c->lock);
+        conn_attention(c);
+        pthread_mutex_unlock(&c->lock);
+    }
 }
 
-/* --------------------------------------------------------------- clients */
+/* ------------------------------------------------------ connection list */
 
-static void *worker_main(void *arg)
+static void unlink_conn(struct server *srv, struct srv_conn *c)
 {
-    struct client *cl = arg;
+    struct srv_conn **pp;
 
-    pthread_mutex_lock(&cl->lock);
-    for (;;) {
-        struct job *j;
-        bool dead;
-        int rc = 0;
-
-        while (!cl->head && !cl->closing)
-            pthread_cond_wait(&cl->job_cond, &cl->lock);
-        j = cl->head;
-        if (!j)
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    for (pp = &srv->paused; *pp; pp = &(*pp)->pause_next)
+        if (*pp == c) {
+            *pp = c->pause_next;
             break;
-        cl->head = j->next;
-        if (!cl->head)
-            cl->tail = NULL;
-        dead = cl->dead;
-        pthread_mutex_unlock(&cl->lock);
-
-        if (dead)
-            nbd_request_free(&j->req);
-        else
-            rc = nbd_handle_request(&cl->conn, &j->req);
-
-        pthread_mutex_lock(&cl->lock);
-        if (rc < 0 && !cl->dead) {
-            cl->dead = true;
-            /* Wake the reader if it waits for the client. */
-            shutdown(cl->fd, SHUT_RDWR);
         }
-        cl->inflight_reqs--;
-        cl->inflight_bytes -= j->req.cost;
-        pthread_cond_signal(&cl->room_cond);
-        free(j);
-    }
-    pthread_mutex_unlock(&cl->lock);
-    return NULL;
+    pthread_mutex_lock(&srv->lock);
+    if (c->in_attn)
+        for (pp = &srv->attn; *pp; pp = &(*pp)->attn_next)
+            if (*pp == c) {
+                *pp = c->attn_next;
+                break;
+            }
+    pthread_mutex_unlock(&srv->lock);
+    srv->n_conns--;
 }
 
-static void serve_requests(struct client *cl)
+static void conn_free(struct srv_conn *c)
 {
-    pthread_t workers[NBD_WORKERS];
-    unsigned n_workers = 0, i;
+    struct server *srv = c->srv;
 
-    for (i = 0; i < NBD_WORKERS; i++)
-        if (pthread_create(&workers[n_workers], NULL, worker_main, cl) == 0)
-            n_workers++;
-    if (n_workers == 0) {
-        snprintf(cl->conn.why, sizeof cl->conn.why, "cannot start threads");
+    if (srv->opts->verbose && c->nc.why[0])
+        cli_error("nbd: client dropped: %s", c->nc.why);
+    unlink_conn(srv, c);
+    if (c->have_req) {
+        if (c->reserved)
+            conn_unreserve(c, c->req_cost);
+        nbd_request_free(&c->req);
+    }
+    if (c->events)
+        epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    shutdown(c->fd, SHUT_RDWR);
+    close(c->fd);
+    nbd_conn_destroy(&c->nc);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static bool accept_one(struct server *srv, int lfd)
+{
+    struct nbd_transport none = {NULL, NULL, NULL};
+    struct srv_conn *c;
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+    if (fd < 0)
+        return false;
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return false;
+    }
+    c->srv = srv;
+    c->fd = fd;
+    c->phase = PHASE_HANDSHAKE;
+    pthread_mutex_init(&c->lock, NULL);
+    nbd_conn_init(&c->nc, srv->exp, &none);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->n_conns++;
+    if (handshake_start(c) < 0) {
+        conn_free(c);
+        return false;
+    }
+    srv->n_handshakes++;
+    return true;
+}
+
+/* A handshake thread is done: serve its connection, or drop it. */
+static void handshake_done(struct server *srv, struct srv_conn *c,
+                           bool stopping)
+{
+    pthread_join(c->hs_thread, NULL);
+    srv->n_handshakes--;
+    if (c->hs_result == NBD_HS_GO && !stopping) {
+        conn_start_serving(c);
         return;
     }
+    if (c->hs_timed_out)
+        snprintf(c->nc.why, sizeof c->nc.why,
+                 "the handshake took longer than %u s",
+                 srv->opts->handshake_limit);
+    conn_free(c);
+}
+
+static void process_attention(struct server *srv, bool stopping)
+{
     for (;;) {
-        struct nbd_request r;
-        struct job *j;
-        bool dead;
+        struct srv_conn *c;
+        bool hs_done;
 
-        if (nbd_recv_header(&cl->conn, &r) <= 0)
-            break;
-        pthread_mutex_lock(&cl->lock);
-        while (!cl->dead && cl->inflight_reqs > 0 &&
-               (cl->inflight_reqs >= NBD_INFLIGHT_REQS ||
-                cl->inflight_bytes + r.cost > NBD_INFLIGHT_BYTES))
-            pthread_cond_wait(&cl->room_cond, &cl->lock);
-        dead = cl->dead;
-        pthread_mutex_unlock(&cl->lock);
-        if (dead)
-            break;
-        j = malloc(sizeof *j);
-        if (!j) {
-            snprintf(cl->conn.why, sizeof cl->conn.why, "out of memory");
-            break;
+        pthread_mutex_lock(&srv->lock);
+        c = srv->attn;
+        if (c) {
+            srv->attn = c->attn_next;
+            c->in_attn = false;
         }
-        if (nbd_recv_payload(&cl->conn, &r) < 0) {
-            nbd_request_free(&r);
-            free(j);
-            break;
-        }
-        j->req = r;
-        j->next = NULL;
-        pthread_mutex_lock(&cl->lock);
-        cl->inflight_reqs++;
-        cl->inflight_bytes += r.cost;
-        if (cl->tail)
-            cl->tail->next = j;
-        else
-            cl->head = j;
-        cl->tail = j;
-        pthread_cond_signal(&cl->job_cond);
-        pthread_mutex_unlock(&cl->lock);
-    }
-    /* NBD_CMD_DISC or a hang-up: finish what is in flight, then close. */
-    pthread_mutex_lock(&cl->lock);
-    cl->closing = true;
-    pthread_cond_broadcast(&cl->job_cond);
-    pthread_mutex_unlock(&cl->lock);
-    for (i = 0; i < n_workers; i++)
-        pthread_join(workers[i], NULL);
-}
-
-static void *client_main(void *arg)
-{
-    struct client *cl = arg;
-    struct server *srv = cl->srv;
-    struct nbd_transport t = {fd_recv, fd_send, cl};
-    char c = 'c';
-    int one = 1, fd;
-
-    setsockopt(cl->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    set_timeout(cl->fd, SO_RCVTIMEO, NBD_HANDSHAKE_SECS);
-    set_timeout(cl->fd, SO_SNDTIMEO, NBD_SEND_TIMEOUT);
-    nbd_conn_init(&cl->conn, srv->exp, &t);
-    if (nbd_handshake(&cl->conn) == NBD_HS_GO) {
-        set_timeout(cl->fd, SO_RCVTIMEO, 0);
-        serve_requests(cl);
-    }
-    if (srv->opts->verbose && cl->conn.why[0])
-        cli_error("nbd: client dropped: %s", cl->conn.why);
-    nbd_conn_destroy(&cl->conn);
-    pthread_mutex_lock(&srv->lock);
-    fd = cl->fd;
-    cl->fd = -1; /* the main thread no longer shuts it down */
-    cl->finished = true;
-    pthread_mutex_unlock(&srv->lock);
-    shutdown(fd, SHUT_RDWR);
-    close(fd);
-    if (write(srv->wake[1], &c, 1) < 0) {
-        /* full pipe: the main thread will look anyway */
-    }
-    return NULL;
-}
-
-static void client_free(struct client *cl)
-{
-    pthread_mutex_destroy(&cl->lock);
-    pthread_cond_destroy(&cl->job_cond);
-    pthread_cond_destroy(&cl->room_cond);
-    free(cl);
-}
-
-static int client_start(struct server *srv, int fd)
-{
-    struct client *cl = calloc(1, sizeof *cl);
-
-    if (!cl) {
-        close(fd);
-        return -1;
-    }
-    cl->srv = srv;
-    cl->fd = fd;
-    pthread_mutex_init(&cl->lock, NULL);
-    pthread_cond_init(&cl->job_cond, NULL);
-    pthread_cond_init(&cl->room_cond, NULL);
-    pthread_mutex_lock(&srv->lock);
-    if (pthread_create(&cl->thread, NULL, client_main, cl) != 0) {
         pthread_mutex_unlock(&srv->lock);
-        close(fd);
-        client_free(cl);
-        return -1;
+        if (!c)
+            return;
+        if (c->phase == PHASE_HANDSHAKE) {
+            pthread_mutex_lock(&c->lock);
+            hs_done = c->hs_done;
+            pthread_mutex_unlock(&c->lock);
+            if (hs_done)
+                handshake_done(srv, c, stopping);
+        } else if (conn_closable(c)) {
+            conn_free(c);
+        }
     }
-    cl->next = srv->clients;
-    srv->clients = cl;
-    srv->n_clients++;
-    pthread_mutex_unlock(&srv->lock);
-    return 0;
 }
 
-/* Join the clients whose threads are done; returns how many are left. */
-static unsigned reap(struct server *srv)
+static void add_paused(struct server *srv, struct srv_conn *c)
 {
-    struct client **pp, *done = NULL;
-    unsigned left;
+    struct srv_conn **pp;
 
-    pthread_mutex_lock(&srv->lock);
-    pp = &srv->clients;
+    for (pp = &srv->paused; *pp; pp = &(*pp)->pause_next)
+        if (*pp == c)
+            return;
+    c->pause_next = NULL;
+    *pp = c;
+}
+
+/* Budget came back: resume paused connections, oldest first. */
+static void retry_paused(struct server *srv)
+{
+    struct srv_conn **pp = &srv->paused;
+
     while (*pp) {
-        struct client *cl = *pp;
+        struct srv_conn *c = *pp;
+        int rc = conn_read(c);
 
-        if (cl->finished) {
-            *pp = cl->next;
-            cl->next = done;
-            done = cl;
-            srv->n_clients--;
+        if (rc == 0) {
+            *pp = c->pause_next;
+            note_if_closable(c);
+        } else if (rc == 2) {
+            return; /* the total is used up: the rest wait their turn */
         } else {
-            pp = &cl->next;
+            pp = &c->pause_next;
         }
     }
-    left = srv->n_clients;
-    pthread_mutex_unlock(&srv->lock);
-    while (done) {
-        struct client *next = done->next;
-
-        pthread_join(done->thread, NULL);
-        client_free(done);
-        done = next;
-    }
-    return left;
 }
 
-/* --------------------------------------------------------------- listen */
-
-static int listen_unix(const char *path)
+static void conn_event(struct server *srv, struct srv_conn *c, uint32_t ev)
 {
-    struct sockaddr_un sa;
-    struct stat st;
-    int fd;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa.sun_path) {
-        cli_error("nbd: socket path too long: %s", path);
-        return -1;
-    }
-    strcpy(sa.sun_path, path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        cli_error("nbd: socket: %s", strerror(errno));
-        return -1;
-    }
-    /* A stale socket of an earlier server is replaced, as QEMU does. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        listen(fd, SOMAXCONN) < 0) {
-        cli_error("nbd: Failed to bind socket to %s: %s", path,
-                  strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
+    if (c->phase != PHASE_SERVING)
+        return;
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        if (conn_read(c) != 0)
+            add_paused(srv, c);
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        conn_write(c);
+    note_if_closable(c);
 }
 
-static int listen_tcp(const char *addr, const char *port)
+/* A signal: no new clients; each one finishes what is in flight. */
+static void begin_stop(struct server *srv)
 {
-    struct addrinfo hints, *res, *ai;
-    int fd = -1, err, saved = 0;
-
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    err = getaddrinfo(addr, port, &hints, &res);
-    if (err) {
-        cli_error("nbd: address resolution failed for %s:%s: %s", addr, port,
-                  gai_strerror(err));
-        return -1;
-    }
-    for (ai = res; ai; ai = ai->ai_next) {
-        int one = 1;
-
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            saved = errno;
-            continue;
+    for (struct srv_conn *c = srv->conns; c; c = c->next) {
+        if (c->phase == PHASE_HANDSHAKE) {
+            shutdown(c->fd, SHUT_RDWR);
+        } else {
+            conn_end_input(c);
+            note_if_closable(c);
         }
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-            listen(fd, SOMAXCONN) == 0)
+    }
+}
+
+static void check_timeouts(struct server *srv)
+{
+    time_t now = mono_secs();
+
+    for (struct srv_conn *c = srv->conns; c; c = c->next)
+        if (c->phase == PHASE_SERVING) {
+            conn_check_timeout(c, now);
+            conn_check_stall(c, now);
+            note_if_closable(c);
+        }
+}
+
+/* ----------------------------------------------------------- event loop */
+
+static void set_listening(struct server *srv, int lfd, bool on)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.ptr = &listen_tag;
+    epoll_ctl(srv->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, lfd, &ev);
+}
+
+static void drain_wake(struct server *srv)
+{
+    uint64_t n;
+
+    if (read(srv->wakefd, &n, sizeof n) < 0) {
+        /* nothing pending */
+    }
+}
+
+static void serve_loop(struct server *srv, int lfd)
+{
+    const struct nbd_server_opts *o = srv->opts;
+    bool served = false, stopping = false, listening = false;
+    bool backoff = false;
+    time_t last_scan = mono_secs();
+
+    for (;;) {
+        struct epoll_event evs[64];
+        bool want;
+        int n;
+
+        want = !stopping && !backoff &&
+               (o->shared == 0 || srv->n_conns < o->shared) &&
+               srv->n_handshakes < NBD_MAX_HANDSHAKES;
+        if (want != listening) {
+            set_listening(srv, lfd, want);
+            listening = want;
+        }
+        if (srv->n_conns == 0 && (stopping || (served && !o->persistent)))
             break;
-        saved = errno;
-        close(fd);
-        fd = -1;
+        n = epoll_wait(srv->epfd, evs, 64, backoff ? 100 : 1000);
+        backoff = false;
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+
+            if (p == &listen_tag) {
+                if (accept_one(srv, lfd))
+                    served = true;
+                else if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+                    backoff = true; /* out of descriptors: retry later */
+            } else if (p == &wake_tag) {
+                drain_wake(srv);
+            } else {
+                conn_event(srv, p, evs[i].events);
+            }
+        }
+        if (stop_requested && !stopping) {
+            stopping = true;
+            begin_stop(srv);
+        }
+        process_attention(srv, stopping);
+        retry_paused(srv);
+        if (mono_secs() != last_scan) {
+            last_scan = mono_secs();
+            check_timeouts(srv);
+            process_attention(srv, stopping);
+        }
     }
-    freeaddrinfo(res);
-    if (fd < 0)
-        cli_error("nbd: Failed to bind socket to %s:%s: %s", addr, port,
-                  strerror(saved));
-    return fd;
+    if (listening)
+        set_listening(srv, lfd, false);
 }
 
-static int write_pid_file(const char *path)
-{
-    char tmp[4200];
-    FILE *f;
+/* ---------------------------------------------------------------- serve */
 
-    if (snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid()) >=
-        (int)sizeof tmp) {
-        cli_error("nbd: pid file name too long");
-        return -1;
+/* Idle clients each hold a descriptor: allow as many as the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
-    f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
-        rename(tmp, path) < 0) {
-        cli_error("nbd: Failed to write pid file %s: %s", path,
-                  strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
 }
 
-/* ----------------------------------------------------------------- serve */
-
-int nbd_serve(const struct nbd_export *exp, const struct nbd_server_opts *o)
+/*
+ * Request buffers (up to 32 MiB) come and go by the thousand, from
+ * several threads.  glibc would serve them from its heaps after the first
+ * frees (its mmap threshold rises) and keep what they leave, so resident
+ * memory would exceed --max-memory.  A fixed threshold maps each large
+ * buffer and gives it back when freed: live buffers are what is resident.
+ */
+static void large_buffers_unmapped(void)
 {
-    struct server srv;
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 128 << 10);
+#endif
+}
+
+static void catch_signals(void)
+{
     struct sigaction sa;
-    int lfd, rc = 0;
-    bool served = false, stop = false;
 
-    memset(&srv, 0, sizeof srv);
-    srv.exp = exp;
-    srv.opts = o;
-    if (pipe2(srv.wake, O_CLOEXEC | O_NONBLOCK) < 0) {
-        cli_error("nbd: pipe: %s", strerror(errno));
-        return -1;
-    }
-    pthread_mutex_init(&srv.lock, NULL);
-    if (o->socket_path)
-        lfd = listen_unix(o->socket_path);
-    else
-        lfd = listen_tcp(o->bind_addr ? o->bind_addr : "0.0.0.0",
-                         o->port ? o->port : "10809");
-    if (lfd < 0) {
-        rc = -1;
-        goto out;
-    }
-
-    wake_fd = srv.wake[1];
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -472,79 +392,82 @@ int nbd_serve(const struct nbd_export *exp, const struct nbd_server_opts *o)
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+}
 
+static int server_init(struct server *srv, const struct nbd_export *exp,
+                       const struct nbd_server_opts *o)
+{
+    struct epoll_event ev;
+
+    memset(srv, 0, sizeof *srv);
+    srv->exp = exp;
+    srv->opts = o;
+    srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+    srv->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (srv->epfd < 0 || srv->wakefd < 0) {
+        cli_error("nbd: %s", strerror(errno));
+        goto fail;
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.ptr = &wake_tag;
+    epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->wakefd, &ev);
+    if (pool_start(&srv->pool) < 0) {
+        cli_error("nbd: cannot start threads");
+        goto fail;
+    }
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_mutex_init(&srv->mem_lock, NULL);
+    return 0;
+fail:
+    if (srv->epfd >= 0)
+        close(srv->epfd);
+    if (srv->wakefd >= 0)
+        close(srv->wakefd);
+    return -1;
+}
+
+static void server_destroy(struct server *srv)
+{
+    pool_stop(&srv->pool);
+    pthread_mutex_destroy(&srv->lock);
+    pthread_mutex_destroy(&srv->mem_lock);
+    close(srv->epfd);
+    close(srv->wakefd);
+}
+
+int nbd_serve(const struct nbd_export *exp, const struct nbd_server_opts *o)
+{
+    struct server srv;
+    int lfd, rc = 0;
+
+    raise_fd_limit();
+    large_buffers_unmapped();
+    if (server_init(&srv, exp, o) < 0)
+        return -1;
+    if (o->socket_path)
+        lfd = listen_unix(o->socket_path);
+    else
+        lfd = listen_tcp(o->bind_addr ? o->bind_addr : "0.0.0.0",
+                         o->port ? o->port : "10809");
+    if (lfd < 0) {
+        server_destroy(&srv);
+        return -1;
+    }
+    fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+    signal_wake_fd = srv.wakefd;
+    catch_signals();
     if (o->pid_file && write_pid_file(o->pid_file) < 0) {
         rc = -1;
-        goto out_listen;
+    } else {
+        serve_loop(&srv, lfd);
+        if (o->pid_file)
+            unlink(o->pid_file);
     }
-
-    while (!stop) {
-        struct pollfd p[2] = {{srv.wake[0], POLLIN, 0}, {lfd, POLLIN, 0}};
-        bool accepting;
-        int n;
-
-        pthread_mutex_lock(&srv.lock);
-        accepting = o->shared == 0 || srv.n_clients < o->shared;
-        pthread_mutex_unlock(&srv.lock);
-        n = poll(p, accepting ? 2 : 1, -1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            cli_error("nbd: poll: %s", strerror(errno));
-            break;
-        }
-        if (p[0].revents) {
-            char buf[64];
-            ssize_t got;
-
-            while ((got = read(srv.wake[0], buf, sizeof buf)) > 0)
-                if (memchr(buf, 's', (size_t)got))
-                    stop = true;
-            if (reap(&srv) == 0 && served && !o->persistent)
-                stop = true;
-        }
-        if (!stop && accepting && (p[1].revents & POLLIN)) {
-            int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-
-            if (fd < 0) {
-                if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
-                    poll(NULL, 0, 100); /* back off; retry later */
-                continue;
-            }
-            if (client_start(&srv, fd) == 0)
-                served = true;
-        }
-    }
-
-    /* Stop: let each client finish what is in flight, then join it. */
     close(lfd);
-    lfd = -1;
-    pthread_mutex_lock(&srv.lock);
-    for (struct client *cl = srv.clients; cl; cl = cl->next)
-        if (!cl->finished && cl->fd >= 0)
-            shutdown(cl->fd, SHUT_RD);
-    pthread_mutex_unlock(&srv.lock);
-    for (;;) {
-        struct pollfd p = {srv.wake[0], POLLIN, 0};
-        char buf[64];
-
-        if (reap(&srv) == 0)
-            break;
-        poll(&p, 1, 1000);
-        while (read(srv.wake[0], buf, sizeof buf) > 0) {
-        }
-    }
-    if (o->pid_file)
-        unlink(o->pid_file);
-out_listen:
-    if (lfd >= 0)
-        close(lfd);
     if (o->socket_path)
         unlink(o->socket_path);
-out:
-    wake_fd = -1;
-    close(srv.wake[0]);
-    close(srv.wake[1]);
-    pthread_mutex_destroy(&srv.lock);
+    signal_wake_fd = -1;
+    server_destroy(&srv);
     return rc;
 }
