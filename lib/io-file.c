@@ -219,7 +219,7 @@ static const char *kind_problem(mode_t mode)
     if (S_ISREG(mode) || S_ISBLK(mode))
         return NULL;
     if (S_ISDIR(mode))
-        return "is a directory, not a regular file or a block device";
+        return strerror(EISDIR); /* as open(2) says, and scripts expect */
     if (S_ISFIFO(mode))
         return "is a FIFO, not a regular file or a block device";
     if (S_ISSOCK(mode))
