@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh - qcowkit against qemu-img (and cp), side by side.
 #
-# usage: bench/run.sh [--small] [--runs N] [--rows abcdef] [--dir DIR] [--keep]
+# usage: bench/run.sh [--small] [--runs N] [--rows abcdefg] [--dir DIR] [--keep]
 #
 #   --small     16 MiB of data and fewer bench requests (CI smoke runs)
 #   --runs N    runs per command, alternating the tools (default 3, or
 #               $BENCH_RUNS); the table shows medians
-#   --rows R    only these rows (letters a-f, default all)
+#   --rows R    only these rows (letters a-g, default all)
 #   --dir DIR   where to put the data (default $TMPDIR or /var/tmp)
 #   --keep      keep the work folder
 #
@@ -20,7 +20,7 @@ QCOWKIT=${QCOWKIT:-$here/../build/qcowkit}
 QEMU_IMG=${QEMU_IMG:-qemu-img}
 runs=${BENCH_RUNS:-3}
 small=0
-rows=abcdef
+rows=abcdefg
 dir=${TMPDIR:-/var/tmp}
 keep=0
 
@@ -171,7 +171,48 @@ settle() {
     sync
 }
 
+# far_image IMG: a 1 GiB qcow image whose one cluster lies 8 TiB into a
+# sparse file (the rest of the file is a hole).  False if the file
+# system cannot hold such a file.
+far_image() {
+    qk create -q -f qcow "$1" 1G && qk io -c 'write -P 7 0 4k' "$1" >/dev/null &&
+        perl -e '
+use strict;
+my ($path, $far) = ($ARGV[0], 8 << 40);
+open(my $f, "+<:raw", $path) or die "$path: $!";
+my $at = sub { my ($o, $n) = @_; my $b; seek($f, $o, 0); read($f, $b, $n); $b };
+my $put = sub { seek($f, $_[0], 0); print $f $_[1] or die "$path: $!" };
+my $h = $at->(0, 48);
+my $cs = 1 << unpack("C", substr($h, 32, 1));
+my $l2 = unpack("Q>", $at->(unpack("Q>", substr($h, 40, 8)), 8));
+my $home = unpack("Q>", $at->($l2, 8));
+my $data = $at->($home, $cs);
+$put->($home, "\0" x $cs);
+$put->($far, $data);
+$put->($l2, pack("Q>", $far));
+close($f) or die "$path: $!";' "$1"
+}
+
+# qm_check IMG: qemu-img check, timed when it can check the format; its
+# refusal (7.2 has no checks for qcow) goes to g.qemu.why instead.
+qm_check() {
+    local rc=0
+    "$QEMU_IMG" check "$1" >qm.out 2>&1 || rc=$?
+    if [ "$rc" -eq 63 ]; then
+        sed -n '1s/^qemu-img: //p' qm.out >g.qemu.why
+        return 0
+    fi
+    return "$rc"
+}
+
 # ------------------------------------------------------------------- rows
+if has_row g && ! far_image g.qcow 2>g.err; then
+    echo "g: skipped: no 8 TiB sparse file here ($(head -n1 g.err))"
+    rows=${rows//g/}
+fi
+if has_row g; then
+    qm_check g.qcow # untimed: does qemu-img check this format at all?
+fi
 for i in $(seq "$runs"); do
     echo "== run $i of $runs"
     if has_row a; then
@@ -229,6 +270,13 @@ for i in $(seq "$runs"); do
         timed f.qemu qm "${args[@]}" -f qcow e.qemu.qcow
         timed f.qk qk "${args[@]}" -f qcow e.qk.qcow
         timed f.qemu2 qm "${args[@]}" -f qcow2 e.qemu.qcow2
+    fi
+    if has_row g; then
+        # (g) check of a 1 GiB image whose one cluster is 8 TiB in.
+        timed g.qk qk check g.qcow
+        if [ ! -e g.qemu.why ]; then
+            timed g.qemu qm_check g.qcow
+        fi
     fi
 done
 
@@ -295,6 +343,10 @@ if has_row f; then
     line f "" "qemu-img qcow2" f.qemu2
     line f "" "qcowkit qcow" f.qk
 fi
+if has_row g; then
+    line g "check, one cluster 8 TiB into the file" qemu-img g.qemu
+    line g "" qcowkit g.qk
+fi
 
 echo
 echo "== ratios (of medians)"
@@ -319,4 +371,11 @@ for r in d e f; do
     echo "$r: qemu-img qcow / qcowkit = $(ratio "$(m $r.qemu)" "$(m $r.qk)")," \
         "qemu-img qcow2 / qcowkit = $(ratio "$(m $r.qemu2)" "$(m $r.qk)")"
 done
+if has_row g; then
+    if [ -e g.qemu.why ]; then
+        echo "g: qcowkit check $(m g.qk) s; qemu-img: $(cat g.qemu.why)"
+    else
+        echo "g: qemu-img / qcowkit = $(ratio "$(m g.qemu)" "$(m g.qk)")"
+    fi
+fi
 echo "load avg:  $(cut -d' ' -f1-3 /proc/loadavg) (at end)"

@@ -198,6 +198,9 @@ int qcowkit_io_new(const struct qcowkit_io_ops *ops, void *opaque,
  * A backend over a file (pread/pwrite/fdatasync), with QEMU's OFD image
  * locks and SEEK_DATA/SEEK_HOLE extents.  QCOWKIT_IO_TRUNC empties the
  * file at open, before any lock is taken: qcowkit_create() locks first.
+ * Only regular files and block devices are opened: anything else (FIFO,
+ * socket, folder, character device) fails at once, without blocking.
+ * A block device keeps its size; truncating it zeroes what lies past.
  */
 int qcowkit_io_open_file(const char *path, unsigned flags,
                          struct qcowkit_io **io);

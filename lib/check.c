@@ -33,6 +33,8 @@ struct checker {
     uint8_t *inflated;
     uint64_t prev_host; /* end of the previous cluster, for fragmentation */
     uint64_t hole_start, hole_end; /* a known hole of the file */
+    uint64_t data_start, data_end; /* a known run of data */
+    uint64_t next_ref; /* the first byte past the window something uses */
     /* Compressed streams, as offset << cluster_bits | size (first pass). */
     uint64_t *packs;
     size_t pack_count, pack_cap;
@@ -65,6 +67,19 @@ static void set_bit(uint8_t *map, uint64_t i)
     map[i / 8] |= (uint8_t)(1u << (i % 8));
 }
 
+/* Remember the first byte past the window that [offset, offset+len) uses. */
+static void note_later_use(struct checker *c, uint64_t offset, uint64_t len)
+{
+    uint64_t win_end = c->win_start + c->win_bytes;
+
+    if (offset + len <= win_end)
+        return;
+    if (offset < win_end)
+        offset = win_end;
+    if (offset < c->next_ref)
+        c->next_ref = offset;
+}
+
 /*
  * Mark the sectors of [offset, offset+len) that fall in the window; false
  * if one was taken in a way that conflicts.  Sectors are marked "used"
@@ -83,6 +98,7 @@ static bool mark(struct checker *c, uint64_t offset, uint64_t len, bool packed)
         return true;
     if (offset + len > c->r.image_end_offset)
         c->r.image_end_offset = offset + len;
+    note_later_use(c, offset, len);
     for (uint64_t s = first; s <= last; s++) {
         uint64_t i;
         if (s < win_first || s - win_first >= c->win_sectors)
@@ -318,27 +334,57 @@ static void give_back(struct checker *c, uint64_t offset, uint64_t len)
 }
 
 /*
+ * Where the hole of the storage holding the whole cluster at offset ends
+ * (cluster aligned, past offset), or 0 if the cluster may hold data.  One
+ * query per run of data or hole: a hole is never stepped through.
+ */
+static uint64_t hole_after(struct checker *c, uint64_t offset)
+{
+    uint64_t cs = c->img->cluster_size, length;
+    bool hole;
+
+    if (offset >= c->data_start && offset < c->data_end)
+        return 0;
+    if (offset < c->hole_start || offset >= c->hole_end) {
+        if (qk_io_extent(c->img->io, offset, &length, &hole) < 0) {
+            c->data_start = offset; /* cannot tell: data to the end */
+            c->data_end = UINT64_MAX;
+            return 0;
+        }
+        if (!hole) {
+            c->data_start = offset;
+            c->data_end = offset + length;
+            return 0;
+        }
+        c->hole_start = offset;
+        c->hole_end = offset + length;
+    }
+    if (c->hole_end - offset < cs)
+        return 0;
+    return c->hole_end - c->hole_end % cs;
+}
+
+/*
  * An unreferenced cluster that reads as zeros holds nothing: a hole that
  * an earlier repair punched, or never written.  It is not a leak.
  */
 static bool holds_data(struct checker *c, uint64_t offset)
 {
     uint32_t cs = c->img->cluster_size;
-    uint64_t length;
-    bool hole;
 
-    /* A hole of the storage holds nothing: one query per hole, no reads. */
-    if (offset >= c->hole_start && offset + cs <= c->hole_end)
-        return false;
-    if (qk_io_extent(c->img->io, offset, &length, &hole) == 0 && hole &&
-        length >= cs) {
-        c->hole_start = offset;
-        c->hole_end = offset + length;
-        return false;
-    }
     if (qk_read(c->img->io, c->inflated, cs, offset) < 0)
         return true;
     return c->inflated[0] || memcmp(c->inflated, c->inflated + 1, cs - 1);
+}
+
+static bool free_cluster(const struct checker *c, uint64_t at)
+{
+    uint64_t s0 = (at - c->win_start) / QCOW_SECTOR;
+
+    for (uint64_t s = s0; s < s0 + c->img->cluster_size / QCOW_SECTOR; s++)
+        if (bit(c->used, s) || bit(c->packed, s))
+            return false;
+    return true;
 }
 
 /* Whole clusters of the window that nothing marked are leaks. */
@@ -346,22 +392,16 @@ static void find_leaks(struct checker *c)
 {
     uint64_t cs = c->img->cluster_size;
     uint64_t end = c->win_start + c->win_bytes;
-    uint64_t run_start = 0, run_len = 0;
+    uint64_t run_start = 0, run_len = 0, skip;
 
     if (end > c->file_size)
         end = c->file_size;
-    for (uint64_t at = c->win_start; at + cs <= end; at += cs) {
-        uint64_t s0 = (at - c->win_start) / QCOW_SECTOR;
-        bool free_cluster = true;
-        for (uint64_t s = s0; free_cluster && s < s0 + cs / QCOW_SECTOR; s++)
-            free_cluster = !bit(c->used, s) && !bit(c->packed, s);
-        if (free_cluster && !holds_data(c, at)) {
-            if (run_len)
-                give_back(c, run_start, run_len);
-            run_len = 0;
-            continue;
-        }
-        if (free_cluster) {
+    for (uint64_t at = c->win_start; at < end && end - at >= cs; at += cs) {
+        bool leaked = false;
+        skip = hole_after(c, at);
+        if (skip == 0 && free_cluster(c, at))
+            leaked = holds_data(c, at);
+        if (leaked) {
             if (run_len == 0)
                 run_start = at;
             run_len += cs;
@@ -371,6 +411,8 @@ static void find_leaks(struct checker *c)
         if (run_len)
             give_back(c, run_start, run_len);
         run_len = 0;
+        if (skip)
+            at = (skip < end ? skip : end) - cs; /* past the hole */
     }
     if (run_len)
         give_back(c, run_start, run_len);
@@ -511,6 +553,7 @@ static int check_window(struct checker *c)
     memset(c->used, 0, c->win_sectors / 8);
     memset(c->packed, 0, c->win_sectors / 8);
     c->prev_host = 0;
+    c->next_ref = UINT64_MAX;
     mark_metadata(c);
     /* Kept tables are disjoint from each other and the metadata. */
     for (uint64_t i = 0; i < img->l1_entries; i++)
@@ -561,6 +604,29 @@ static int retrust(struct checker *c)
     return err;
 }
 
+/*
+ * The next window worth a pass: where the file has data again or where
+ * something is used, whichever comes first.  Windows of holes that no
+ * entry points into hold neither leaks nor clashes: skipped.
+ */
+static uint64_t next_window(struct checker *c)
+{
+    uint64_t cs = c->img->cluster_size;
+    uint64_t at = c->win_start + c->win_bytes, length, next;
+    bool hole;
+
+    if (at >= c->file_size)
+        return at;
+    next = c->next_ref;
+    if (qk_io_extent(c->img->io, at, &length, &hole) < 0 || !hole)
+        next = at;
+    else if (at + length < next)
+        next = at + length;
+    if (next > c->file_size)
+        return c->file_size;
+    return next - next % cs; /* at is cluster aligned: next >= at */
+}
+
 static int run_passes(struct checker *c)
 {
     struct qcowkit_image *img = c->img;
@@ -569,7 +635,7 @@ static int run_passes(struct checker *c)
     blame_tables(c);
     c->first_pass = true;
     for (c->win_start = 0; err == 0 && c->win_start < c->file_size;
-         c->win_start += c->win_bytes) {
+         c->win_start = next_window(c)) {
         err = check_window(c);
         c->first_pass = false;
     }

@@ -216,6 +216,7 @@ int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p)
 {
     struct qk_open_params next;
     struct qcowkit_io *io;
+    const char *why;
     int err;
 
     if (p->depth + 1 >= QK_MAX_CHAIN)
@@ -224,10 +225,10 @@ int qk_open_backing(struct qcowkit_image *img, const struct qk_open_params *p)
     img->backing_path = qk_resolve_backing(img->name, img->backing_file);
     if (!img->backing_path)
         return qk_error(-ENOMEM, "%s: out of memory", img->name);
-    err = qk_io_open_file(img->backing_path, QCOWKIT_IO_RDONLY, &io);
+    err = qk_io_open_file_why(img->backing_path, QCOWKIT_IO_RDONLY, &io, &why);
     if (err < 0)
         return qk_error(err, "%s: cannot open backing file '%s': %s", img->name,
-                        img->backing_path, strerror(-err));
+                        img->backing_path, why);
     if (in_chain(p, io)) {
         qk_io_close(io);
         return qk_error(-ELOOP,

@@ -153,6 +153,10 @@ int qk_write(struct qcowkit_io *io, const void *buf, size_t count,
              uint64_t offset);
 int qk_sync(struct qcowkit_io *io);
 int qk_io_size(struct qcowkit_io *io, uint64_t *size);
+/* qk_io_open_file() that leaves the message to the caller: why it
+ * failed, without the path. */
+int qk_io_open_file_why(const char *path, unsigned flags,
+                        struct qcowkit_io **io, const char **why);
 /*
  * The run at offset as the backend's extent function tells it, checked;
  * -EOPNOTSUPP without one.  Records no message: callers fall back to data.
