@@ -217,6 +217,8 @@ static void sort_unique(struct qk_trust *t)
 {
     uint64_t n = 0;
 
+    if (t->table_count == 0)
+        return;
     qsort(t->kept, t->table_count, sizeof *t->kept, by_offset);
     for (uint64_t i = 0; i < t->table_count; i++)
         if (n == 0 || t->kept[i].offset != t->kept[n - 1].offset)
