@@ -292,7 +292,8 @@ struct qcowkit_open_opts {
     enum qcowkit_format format;
     /* Format of the backing file; AUTO probes it (qcow, else raw). */
     enum qcowkit_format backing_format;
-    /* Upper bound of the L2 table cache in bytes; 0 chooses 32 MiB. */
+    /* Upper bound of the table caches (L2 tables, L1 pages) in bytes;
+     * 0 chooses 32 MiB. */
     uint64_t cache_size;
     /*
      * The password of an AES-encrypted image (crypt_method 1), also given

@@ -250,12 +250,11 @@ static void check_entry(struct checker *c, uint64_t entry, uint64_t entry_at,
         corrupt(c, entry_at, what, "is also used by another entry");
 }
 
-static void describe_table(struct checker *c, uint64_t l1_index, char *what,
+static void describe_table(uint64_t l1_index, uint64_t offset, char *what,
                            size_t len)
 {
     snprintf(what, len, "L2 table at offset %llu (L1 entry %llu)",
-             (unsigned long long)c->img->l1[l1_index],
-             (unsigned long long)l1_index);
+             (unsigned long long)offset, (unsigned long long)l1_index);
 }
 
 /*
@@ -263,40 +262,52 @@ static void describe_table(struct checker *c, uint64_t l1_index, char *what,
  * kept before them) are blamed once and never walked, so a repair never
  * writes into a table that is not the one its entries belong to.
  */
-static void blame_tables(struct checker *c)
+static int blame_table(void *opaque, uint64_t l1_index, uint64_t offset)
 {
+    struct checker *c = opaque;
     struct qcowkit_image *img = c->img;
+    const char *why;
+    char what[128];
 
-    for (uint64_t i = 0; i < img->l1_entries; i++) {
-        const char *why;
-        char what[128];
-        if (!img->l1[i] || !qk_table_refused(img, i))
-            continue;
-        why = qk_table_problem(img, img->l1[i], img->trust.trusted_end);
-        describe_table(c, i, what, sizeof what);
-        corrupt(c, img->header.l1_table_offset + i * 8, what,
-                why ? why : "overlaps another L2 table");
-    }
+    if (!qk_table_refused(img, l1_index, offset))
+        return 0;
+    why = qk_table_problem(img, offset, img->trust.trusted_end);
+    describe_table(l1_index, offset, what, sizeof what);
+    corrupt(c, img->header.l1_table_offset + l1_index * 8, what,
+            why ? why : "overlaps another L2 table");
+    return 0;
 }
 
-static bool walked(const struct checker *c, uint64_t l1_index)
+static int blame_tables(struct checker *c)
 {
-    return c->img->l1[l1_index] && !qk_table_refused(c->img, l1_index);
+    return qk_l1_scan(c->img, 0, c->img->l1_entries, blame_table, c);
 }
 
-static int walk_table(struct checker *c, uint64_t l1_index)
+/* Kept tables are disjoint from each other and the metadata. */
+static int mark_table(void *opaque, uint64_t l1_index, uint64_t offset)
 {
+    struct checker *c = opaque;
+
+    if (!qk_table_refused(c->img, l1_index, offset))
+        mark(c, offset, (uint64_t)c->img->l2_entries * 8, true);
+    return 0;
+}
+
+static int walk_table(void *opaque, uint64_t l1_index, uint64_t offset)
+{
+    struct checker *c = opaque;
     struct qcowkit_image *img = c->img;
-    uint64_t offset = img->l1[l1_index];
     uint64_t *entries = (uint64_t *)c->raw_table;
     int err;
 
+    if (qk_table_refused(img, l1_index, offset))
+        return 0;
     err = qk_read(img->io, c->raw_table, (size_t)img->l2_entries * 8, offset);
     for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++)
         entries[j] = qk_be64(c->raw_table + (size_t)j * 8);
     /* Entries past the trusted end that this handle did not write. */
     if (err == 0)
-        err = qk_trust_first_load(img, l1_index, entries);
+        err = qk_trust_first_load(img, l1_index, offset, entries);
     for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++) {
         uint64_t guest = (l1_index << (img->cluster_bits + img->l2_bits)) |
                          ((uint64_t)j << img->cluster_bits);
@@ -485,42 +496,55 @@ static struct clash *clash_of(struct clash *cl, size_t n, uint64_t pack)
     return lo < n && cl[lo].pack == pack ? &cl[lo] : NULL;
 }
 
+struct clash_walk {
+    struct checker *c;
+    struct clash *cl;
+    size_t n;
+};
+
+/* Blame every compressed entry of one table that does not keep bytes. */
+static int blame_table_clashes(void *opaque, uint64_t i, uint64_t offset)
+{
+    struct clash_walk *w = opaque;
+    struct checker *c = w->c;
+    struct qcowkit_image *img = c->img;
+    int err;
+
+    if (qk_table_refused(img, i, offset))
+        return 0;
+    err = qk_read(img->io, c->raw_table, (size_t)img->l2_entries * 8, offset);
+    for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++) {
+        uint64_t e = qk_be64(c->raw_table + (size_t)j * 8);
+        uint64_t guest = (i << (img->cluster_bits + img->l2_bits)) |
+                         ((uint64_t)j << img->cluster_bits);
+        uint64_t off = e & img->offset_mask;
+        uint64_t len =
+            (e >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
+        struct clash *hit;
+        char what[160];
+        if (!(e & QCOW_COMPRESSED) || cluster_problem(c, e, guest))
+            continue;
+        hit = clash_of(w->cl, w->n, off << img->cluster_bits | len);
+        if (!hit || (hit->kept && !hit->taken)) {
+            if (hit)
+                hit->taken = true;
+            continue;
+        }
+        snprintf(what, sizeof what,
+                 "compressed cluster at offset %llu (guest offset %llu)",
+                 (unsigned long long)off, (unsigned long long)guest);
+        corrupt(c, offset + (uint64_t)j * 8, what,
+                "shares bytes with another compressed cluster");
+    }
+    return err;
+}
+
 /* Walk the tables again and blame every entry that does not keep bytes. */
 static int blame_clashes(struct checker *c, struct clash *cl, size_t n)
 {
-    struct qcowkit_image *img = c->img;
-    int err = 0;
+    struct clash_walk w = {c, cl, n};
 
-    for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++) {
-        if (!walked(c, i))
-            continue;
-        err = qk_read(img->io, c->raw_table, (size_t)img->l2_entries * 8,
-                      img->l1[i]);
-        for (uint32_t j = 0; err == 0 && j < img->l2_entries; j++) {
-            uint64_t e = qk_be64(c->raw_table + (size_t)j * 8);
-            uint64_t guest = (i << (img->cluster_bits + img->l2_bits)) |
-                             ((uint64_t)j << img->cluster_bits);
-            uint64_t off = e & img->offset_mask;
-            uint64_t len =
-                (e >> (63 - img->cluster_bits)) & (img->cluster_size - 1);
-            struct clash *hit;
-            char what[160];
-            if (!(e & QCOW_COMPRESSED) || cluster_problem(c, e, guest))
-                continue;
-            hit = clash_of(cl, n, off << img->cluster_bits | len);
-            if (!hit || (hit->kept && !hit->taken)) {
-                if (hit)
-                    hit->taken = true;
-                continue;
-            }
-            snprintf(what, sizeof what,
-                     "compressed cluster at offset %llu (guest offset %llu)",
-                     (unsigned long long)off, (unsigned long long)guest);
-            corrupt(c, img->l1[i] + (uint64_t)j * 8, what,
-                    "shares bytes with another compressed cluster");
-        }
-    }
-    return err;
+    return qk_l1_scan(c->img, 0, c->img->l1_entries, blame_table_clashes, &w);
 }
 
 /*
@@ -555,13 +579,9 @@ static int check_window(struct checker *c)
     c->prev_host = 0;
     c->next_ref = UINT64_MAX;
     mark_metadata(c);
-    /* Kept tables are disjoint from each other and the metadata. */
-    for (uint64_t i = 0; i < img->l1_entries; i++)
-        if (walked(c, i))
-            mark(c, img->l1[i], (uint64_t)img->l2_entries * 8, true);
-    for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
-        if (walked(c, i))
-            err = walk_table(c, i);
+    err = qk_l1_scan(img, 0, img->l1_entries, mark_table, c);
+    if (err == 0)
+        err = qk_l1_scan(img, 0, img->l1_entries, walk_table, c);
     /* The first pass saw every stream: settle clashes before leaks. */
     if (err == 0 && c->first_pass)
         err = check_packs(c);
@@ -571,21 +591,11 @@ static int check_window(struct checker *c)
 }
 
 /* After a repair the tables on disk changed: read them again. */
-static int reload(struct qcowkit_image *img)
+static void reload(struct qcowkit_image *img)
 {
-    uint64_t bytes = img->l1_entries * 8;
-    uint8_t *raw = malloc(bytes ? bytes : 1);
-    int err;
-
-    if (!raw)
-        return qk_error(-ENOMEM, "%s: out of memory", img->name);
     qk_cache_drop(img);
+    qk_l1_forget(img);
     img->inflated_entry = 0;
-    err = qk_read(img->io, raw, bytes, img->header.l1_table_offset);
-    for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
-        img->l1[i] = qk_be64(raw + i * 8);
-    free(raw);
-    return err;
 }
 
 /* Once nothing untrusted is left, everything in the file is trusted. */
@@ -596,8 +606,8 @@ static int retrust(struct checker *c)
     int err = 0;
 
     if (c->r.corruptions_fixed)
-        err = reload(img);
-    if (err == 0 && c->r.corruptions == c->r.corruptions_fixed)
+        reload(img);
+    if (c->r.corruptions == c->r.corruptions_fixed)
         err = qk_io_size(img->io, &size);
     if (err == 0 && c->r.corruptions == c->r.corruptions_fixed)
         err = qk_trust_build(img, size);
@@ -632,7 +642,7 @@ static int run_passes(struct checker *c)
     struct qcowkit_image *img = c->img;
     int err = 0;
 
-    blame_tables(c);
+    err = blame_tables(c);
     c->first_pass = true;
     for (c->win_start = 0; err == 0 && c->win_start < c->file_size;
          c->win_start = next_window(c)) {
@@ -666,6 +676,8 @@ static int check_locked(struct checker *c)
     if (c->flags && img->read_only)
         return qk_error(-EROFS, "%s: repairs need a writable image", img->name);
     err = img->read_only ? 0 : qk_writeback(img);
+    if (err == 0)
+        err = qk_trust_ready(img);
     if (err == 0)
         err = qk_io_size(img->io, &c->file_size);
     if (err < 0)

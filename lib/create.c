@@ -5,6 +5,9 @@
 
 #include "internal.h"
 
+/* The most of an image create writes at once (zeros of the L1 table). */
+#define CREATE_CHUNK (UINT64_C(64) << 10)
+
 void qcowkit_create_opts_init(struct qcowkit_create_opts *opts)
 {
     memset(opts, 0, sizeof *opts);
@@ -84,24 +87,31 @@ static int create_qcow(struct qcowkit_io *io, const char *name,
                        const struct qcowkit_create_opts *o)
 {
     struct qk_header h;
-    uint64_t l1_entries, l1_bytes, total;
+    uint64_t l1_entries, l1_bytes, total, chunk;
     uint8_t *image;
     int err = build_header(o, name, &h, &l1_entries);
 
     if (err < 0)
         return err;
-    /* QEMU writes the L1 table as whole zeroed sectors. */
+    /* QEMU writes the L1 table as whole zeroed sectors; so do we, a
+     * bounded piece at a time, whatever the table's size. */
     l1_bytes = qk_align_up(l1_entries * 8, QCOW_SECTOR);
     total = h.l1_table_offset + l1_bytes;
-    image = calloc(1, total);
+    chunk = total < CREATE_CHUNK ? total : CREATE_CHUNK;
+    image = calloc(1, chunk);
     if (!image)
-        return qk_error(-ENOMEM, "%s: no memory for %llu bytes of tables", name,
-                        (unsigned long long)total);
+        return qk_error(-ENOMEM, "%s: out of memory", name);
     qk_header_encode(&h, image);
     if (h.backing_file_size)
         memcpy(image + h.backing_file_offset, o->backing_file,
                h.backing_file_size);
-    err = qk_write(io, image, total, 0);
+    for (uint64_t done = 0; err == 0 && done < total; done += chunk) {
+        if (chunk > total - done)
+            chunk = total - done;
+        err = qk_write(io, image, chunk, done);
+        if (done == 0)
+            memset(image, 0, chunk);
+    }
     free(image);
     return err;
 }

@@ -37,28 +37,6 @@ static int probe_format(struct qcowkit_io *io, uint64_t size,
     return 0;
 }
 
-static int load_l1(struct qcowkit_image *img)
-{
-    uint64_t bytes = img->l1_entries * sizeof(uint64_t);
-    uint8_t *raw;
-    int err;
-
-    img->l1 = malloc(bytes ? bytes : 1);
-    raw = malloc(bytes ? bytes : 1);
-    if (!img->l1 || !raw) {
-        free(raw);
-        return qk_error(-ENOMEM,
-                        "%s: no memory for an L1 table of %llu "
-                        "entries",
-                        img->name, (unsigned long long)img->l1_entries);
-    }
-    err = qk_read(img->io, raw, bytes, img->header.l1_table_offset);
-    for (uint64_t i = 0; err == 0 && i < img->l1_entries; i++)
-        img->l1[i] = qk_be64(raw + i * 8);
-    free(raw);
-    return err;
-}
-
 static int load_backing_name(struct qcowkit_image *img)
 {
     const struct qk_header *h = &img->header;
@@ -108,11 +86,10 @@ static int open_qcow(struct qcowkit_image *img, uint64_t file_size,
     img->virtual_size = h->size & ~(uint64_t)(QCOW_SECTOR - 1);
     qk_update_meta_end(img);
     img->file_end = file_size;
-    err = load_l1(img);
-    if (err == 0)
-        err = qk_trust_build(img, file_size);
-    if (err == 0)
-        err = load_backing_name(img);
+    /* The L1 table is read as it is used (l1.c), and the kept tables
+     * are found when first needed (trust.c). */
+    qk_trust_reset(img, file_size);
+    err = load_backing_name(img);
     if (err == 0)
         err = qk_cache_init(img, cache_bytes);
     if (err == 0) {
@@ -128,7 +105,6 @@ static void free_image(struct qcowkit_image *img)
     qk_close(img->backing);
     qk_cache_free(img);
     qk_trust_free(img);
-    free(img->l1);
     free(img->inflated);
     free(img->backing_path);
     qk_crypt_wipe(img);
@@ -372,18 +348,12 @@ int qcowkit_flush(struct qcowkit_image *img)
 
 static int clear_tables(struct qcowkit_image *img)
 {
-    uint64_t bytes = img->l1_entries * sizeof(uint64_t);
-    uint8_t *zeros = calloc(1, bytes ? bytes : 1);
     int err;
 
-    if (!zeros)
-        return qk_error(-ENOMEM, "%s: out of memory", img->name);
     qk_assert_exclusive(img);
     qk_cache_drop(img);
-    memset(img->l1, 0, bytes);
     img->inflated_entry = 0;
-    err = qk_write(img->io, zeros, bytes, img->header.l1_table_offset);
-    free(zeros);
+    err = qk_l1_clear(img);
     /* The empty L1 table must be on disk before the clusters vanish. */
     if (err == 0)
         err = qk_barrier(img);
@@ -391,7 +361,7 @@ static int clear_tables(struct qcowkit_image *img)
         err = qk_io_truncate_to(img, img->meta_end);
     /* Nothing past the metadata is referenced any more. */
     if (err == 0)
-        err = qk_trust_build(img, img->meta_end);
+        qk_trust_reset(img, img->meta_end);
     return err;
 }
 

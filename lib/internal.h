@@ -10,12 +10,13 @@
  *   5 guest I/O      rw (reads and writes), status (block status)
  *   4 data           data (host clusters, through AES), inflate, deflate,
  *                    probe (the probed-raw guard)
- *   3 metadata       table (L2 cache, allocation, write-back), trust
+ *   3 metadata       table (L2 cache, allocation, write-back), trust, l1
+ *                    (the L1 table's one owner, paged)
  *   2 handle         access (the per-handle read-write lock), barrier
  *                    (durability and data_unsynced), backing (names)
  *   1 storage        io, io-file, io-memory, lock (the backend and its
  *                    file locks)
- *   0 base           error, abi, header, crypt
+ *   0 base           error, abi, header, crypt, lru (hash + LRU index)
  * Public qcowkit_* functions check their arguments, take the access lock
  * and call qk_* functions; nothing in the library calls a qcowkit_*
  * function.  Each section below names the file that defines it.
@@ -175,42 +176,81 @@ int qk_lock_image(struct qcowkit_io *io, bool write, const char *name);
 /* lock.c: one image fewer holds it; the lock drops to what the rest need. */
 void qk_unlock_image(struct qcowkit_io *io, bool write);
 
+/* ------------------------------------------------------------------ lru.c */
+
+#define QK_NO_SLOT UINT32_MAX
+#define QK_NO_KEY  UINT64_MAX
+
+/* Slots found by key through a hash, in order of last use (lru.c). */
+struct qk_lru {
+    uint64_t *keys;          /* per slot: its key, or QK_NO_KEY */
+    uint32_t *newer, *older; /* the order of use, by slot */
+    uint32_t *next;          /* hash chains, by slot */
+    uint32_t *buckets;
+    unsigned bucket_bits;
+    uint32_t used; /* slots [0, used) have been put in use once */
+    uint32_t capacity;
+    uint32_t newest, oldest;
+};
+
+int qk_lru_resize(struct qk_lru *l, uint32_t capacity);
+void qk_lru_free(struct qk_lru *l);
+void qk_lru_clear(struct qk_lru *l);
+uint32_t qk_lru_find(const struct qk_lru *l, uint64_t key);
+void qk_lru_touch(struct qk_lru *l, uint32_t i);
+uint32_t qk_lru_fresh(const struct qk_lru *l);
+void qk_lru_take(struct qk_lru *l, uint32_t i);
+void qk_lru_forget(struct qk_lru *l, uint32_t i);
+void qk_lru_put(struct qk_lru *l, uint32_t i, uint64_t key);
+
 /* -------------------------------------------------------------- L2 cache */
 
-#define QK_NO_SLOT  UINT32_MAX
-#define QK_NO_TABLE UINT64_MAX /* l1_index of a slot holding nothing */
+#define QK_NO_TABLE QK_NO_KEY /* l1_index of a slot holding nothing */
 
 struct qk_slot {
     uint64_t *entries; /* host byte order */
     uint64_t l1_index; /* which L1 entry this table belongs to */
-    uint32_t newer;    /* LRU links (slot indices) */
-    uint32_t older;
-    bool dirty;       /* entries differ from the disk */
-    bool unpublished; /* new table: its L1 entry is not on disk yet */
+    uint64_t offset;   /* where the table lies in the file */
+    bool dirty;        /* entries differ from the disk */
+    bool unpublished;  /* new table: its L1 entry is not on disk yet */
 };
 
 struct qk_cache {
     struct qk_slot *slots;
-    uint32_t used;
-    uint32_t capacity;
-    uint32_t newest;   /* LRU head */
-    uint32_t oldest;   /* LRU tail */
-    uint32_t *slot_of; /* per L1 entry: slot index or QK_NO_SLOT */
+    struct qk_lru lru; /* slots by L1 index */
     uint32_t dirty_count;
+    uint32_t unpublished_count;
     uint8_t *scratch; /* one table in disk byte order */
     uint64_t wanted;  /* capacity the cache size allows */
 };
 
+/* -------------------------------------------------------------- L1 (l1.c) */
+
+#define QK_L1_PAGE_ENTRIES 512u /* 4 KiB of entries per cached page */
+
+/* Pages of the L1 table as on disk, read when touched. */
+struct qk_l1 {
+    struct qk_lru lru;  /* slots by page number */
+    uint64_t **entries; /* per slot: host byte order, NULL if all zeros */
+    uint64_t pages;     /* pages the table has */
+    uint64_t wanted;    /* slots the budget allows */
+};
+
 /* ----------------------------------------------------------- trust.c */
+
+/* A kept L2 table: where it lies and which L1 entry points at it. */
+struct qk_kept {
+    uint64_t offset;
+    uint32_t l1_index;
+    bool seen; /* read or made by this handle */
+};
 
 struct qk_trust {
     uint64_t trusted_end; /* file size at open or at the last check */
-    uint64_t *tables;     /* kept L2 tables' offsets: sorted, disjoint */
+    bool built;           /* kept is known (built when first needed) */
+    struct qk_kept *kept; /* sorted by offset, disjoint */
     uint64_t table_count;
     uint64_t table_cap;
-    uint64_t map_bits; /* L1 entries the two maps cover */
-    uint8_t *refused;  /* per L1 entry: its table is not followed */
-    uint8_t *seen;     /* per L1 entry: its table was read or made */
     /* Refused entries past the trusted end: per table, a bit per entry,
      * in a hash over L1 indices (trust.c). */
     uint64_t *poison_keys;
@@ -241,7 +281,7 @@ struct qcowkit_image {
     uint32_t l2_entries;
     uint64_t offset_mask; /* host offset bits of a compressed entry */
     uint64_t l1_entries;
-    uint64_t *l1;      /* host byte order */
+    struct qk_l1 l1;   /* only l1.c touches it */
     uint64_t meta_end; /* first byte after header, name and L1 */
 
     char backing_file[QCOW_MAX_BACKING_NAME + 1];
@@ -341,11 +381,16 @@ int qk_cache_init(struct qcowkit_image *img, uint64_t cache_bytes);
 void qk_cache_free(struct qcowkit_image *img);
 int qk_cache_grow(struct qcowkit_image *img, uint64_t l1_entries);
 void qk_cache_drop(struct qcowkit_image *img);
+/* Forget the cached table of l1_index, if any; it must be clean. */
+void qk_cache_forget(struct qcowkit_image *img, uint64_t l1_index);
 /* The L2 table for l1_index, or NULL with *err 0 if there is none yet. */
 uint64_t *qk_l2_get(struct qcowkit_image *img, uint64_t l1_index, int *err);
 /* The L2 table for l1_index, made (in memory) if missing. */
 uint64_t *qk_l2_get_or_make(struct qcowkit_image *img, uint64_t l1_index,
                             int *err);
+/* The first L1 index in [from, end) that has a table (end if none). */
+int qk_l2_next_table(struct qcowkit_image *img, uint64_t from, uint64_t end,
+                     uint64_t *next);
 /* Set the L2 entry of a guest offset (its table must exist). */
 int qk_l2_set(struct qcowkit_image *img, uint64_t guest_offset, uint64_t entry);
 /* Record a changed L2 entry (the table must be the one just returned). */
@@ -353,21 +398,75 @@ void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index);
 /* Write data, then tables, then L1 entries, with a barrier between. */
 int qk_writeback(struct qcowkit_image *img);
 
+/*
+ * l1.c: the one owner of the L1 table.  Entries are read through a
+ * bounded cache of pages, written through to the disk at once, and
+ * walked by streaming the table past the storage's holes.  An entry of a
+ * new table that is not published yet lives in its cache slot (table.c).
+ */
+/* The page cache, within budget bytes (the caller's share of the cache). */
+int qk_l1_init(struct qcowkit_image *img, uint64_t budget);
+void qk_l1_free(struct qcowkit_image *img);
+/* The pages no longer match the disk (a repair wrote the table). */
+void qk_l1_forget(struct qcowkit_image *img);
+/* The bytes of page cache qk_l1_init would use for budget. */
+uint64_t qk_l1_cache_bytes(const struct qcowkit_image *img, uint64_t budget);
+int qk_l1_get(struct qcowkit_image *img, uint64_t index, uint64_t *entry);
+/* Write one entry to the disk (and the page holding it). */
+int qk_l1_set(struct qcowkit_image *img, uint64_t index, uint64_t entry);
+/*
+ * Call fn for every non-zero entry on disk in [from, end), in order,
+ * reading past the holes of the storage; fn returns <0 (error, stops),
+ * 0 (go on) or 1 (stop).
+ */
+typedef int (*qk_l1_fn)(void *opaque, uint64_t index, uint64_t entry);
+int qk_l1_scan(struct qcowkit_image *img, uint64_t from, uint64_t end,
+               qk_l1_fn fn, void *opaque);
+/* The first index in [from, end) with a non-zero entry on disk, or end. */
+int qk_l1_next_used(struct qcowkit_image *img, uint64_t from, uint64_t end,
+                    uint64_t *next);
+/* make-empty: every entry zero on disk. */
+int qk_l1_clear(struct qcowkit_image *img);
+/* The bytes a table of entries takes on disk. */
+uint64_t qk_l1_bytes(uint64_t entries);
+/*
+ * resize: a copy of the table with room for entries, at offset (space the
+ * caller allocated at the end of the file), used by the handle at once;
+ * the header still names the old one.
+ */
+int qk_l1_move(struct qcowkit_image *img, uint64_t offset, uint64_t entries);
+/* Back to the table at offset (a move whose header write failed); the
+ * caller drops the cached L2 tables first. */
+void qk_l1_unmove(struct qcowkit_image *img, uint64_t offset, uint64_t entries);
+/* Zeros over an old table of entries at offset, now unreferenced. */
+int qk_l1_wipe(struct qcowkit_image *img, uint64_t offset, uint64_t entries);
+
 /* Entry checks (trust.c): 0 if usable, else -EIO with a message. */
 int qk_check_normal(struct qcowkit_image *img, uint64_t entry,
                     uint64_t guest_offset);
 int qk_check_compressed(struct qcowkit_image *img, uint64_t entry,
                         uint64_t guest_offset);
 
-/* trust.c: the rules behind those checks, shared with qcowkit_check. */
+/*
+ * trust.c: the rules behind those checks, shared with qcowkit_check.
+ * The set of kept tables is built from the L1 table on disk the first
+ * time it is needed (before the first allocation): memory follows the
+ * tables that are there, not the L1 table's size.
+ */
+/* Start over at file_size; built when needed (the cache must be empty). */
+void qk_trust_reset(struct qcowkit_image *img, uint64_t file_size);
+/* Build now, at file_size: cached tables count as read. */
 int qk_trust_build(struct qcowkit_image *img, uint64_t file_size);
+/* Build if not built yet. */
+int qk_trust_ready(struct qcowkit_image *img);
 void qk_trust_free(struct qcowkit_image *img);
-int qk_trust_grow(struct qcowkit_image *img, uint64_t l1_entries);
 int qk_trust_new_table(struct qcowkit_image *img, uint64_t l1_index,
                        uint64_t offset);
 int qk_trust_first_load(struct qcowkit_image *img, uint64_t l1_index,
-                        const uint64_t *entries);
-bool qk_table_refused(const struct qcowkit_image *img, uint64_t l1_index);
+                        uint64_t offset, const uint64_t *entries);
+/* Is the table at offset, named by l1_index, not followed?  Needs ready. */
+bool qk_table_refused(const struct qcowkit_image *img, uint64_t l1_index,
+                      uint64_t offset);
 /* Every L2 entry the handle sets goes through here (or qk_l2_set). */
 void qk_trust_entry_set(struct qcowkit_image *img, uint64_t guest_cluster);
 bool qk_hits_metadata(const struct qcowkit_image *img, uint64_t offset,

@@ -26,15 +26,20 @@ static int write_header(struct qcowkit_image *img, const struct qk_header *h)
     return err;
 }
 
-/* Forget the cached table of l1_index, if any (it was written back). */
-static void uncache(struct qcowkit_image *img, uint64_t l1_index)
-{
-    uint32_t slot = img->cache.slot_of[l1_index];
+struct clearing {
+    struct qcowkit_image *img;
+    bool *cleared;
+};
 
-    if (slot == QK_NO_SLOT)
-        return;
-    img->cache.slot_of[l1_index] = QK_NO_SLOT;
-    img->cache.slots[slot].l1_index = QK_NO_TABLE;
+/* An L1 entry past the new end: the table it names falls off. */
+static int clear_entry(void *opaque, uint64_t index, uint64_t entry)
+{
+    struct clearing *c = opaque;
+
+    (void)entry;
+    *c->cleared = true;
+    qk_cache_forget(c->img, index);
+    return qk_l1_set(c->img, index, 0);
 }
 
 /* Drop every mapping at or past size, so that growing again reads zeros. */
@@ -44,7 +49,7 @@ static int clear_beyond(struct qcowkit_image *img, uint64_t size,
     uint64_t first_cluster =
         qk_align_up(size, img->cluster_size) >> img->cluster_bits;
     uint64_t last = keep_entries - 1;
-    uint8_t zero[8] = {0};
+    struct clearing c = {img, cleared};
     uint64_t *table;
     int err = 0;
 
@@ -59,16 +64,10 @@ static int clear_beyond(struct qcowkit_image *img, uint64_t size,
         }
         qk_l2_mark_dirty(img, last);
     }
+    /* Written back, every table is on disk: the scan sees them all. */
     err = qk_writeback(img);
-    for (uint64_t i = keep_entries; err == 0 && i < img->l1_entries; i++) {
-        if (!img->l1[i])
-            continue;
-        *cleared = true;
-        uncache(img, i);
-        img->l1[i] = 0;
-        err = qk_write(img->io, zero, sizeof zero,
-                       img->header.l1_table_offset + i * 8);
-    }
+    if (err == 0)
+        err = qk_l1_scan(img, keep_entries, img->l1_entries, clear_entry, &c);
     return err;
 }
 
@@ -79,82 +78,13 @@ static int clear_beyond(struct qcowkit_image *img, uint64_t size,
  */
 static int grow_l1(struct qcowkit_image *img, uint64_t entries)
 {
-    uint64_t bytes = qk_align_up(entries * 8, QCOW_SECTOR), offset;
-    uint64_t *l1 = realloc(img->l1, entries * 8);
-    uint32_t *slot_of;
-    int err;
+    uint64_t offset;
+    int err = qk_cache_grow(img, entries);
 
-    if (!l1)
-        return qk_error(-ENOMEM, "%s: no memory for the L1 table", img->name);
-    img->l1 = l1;
-    slot_of = realloc(img->cache.slot_of, entries * sizeof *slot_of);
-    if (!slot_of)
-        return qk_error(-ENOMEM, "%s: no memory for the L1 table", img->name);
-    img->cache.slot_of = slot_of;
-    err = qk_cache_grow(img, entries);
     if (err == 0)
-        err = qk_trust_grow(img, entries);
-    if (err == 0)
-        err = qk_allocate(img, bytes, img->cluster_size, &offset);
-    if (err < 0)
-        return err;
-    for (uint64_t i = img->l1_entries; i < entries; i++) {
-        l1[i] = 0;
-        slot_of[i] = QK_NO_SLOT;
-    }
-    img->l1_entries = entries;
-    img->header.l1_table_offset = offset;
-    return 0;
-}
-
-/* The whole L1 table of the handle, written where the handle keeps it. */
-static int write_l1(struct qcowkit_image *img)
-{
-    uint64_t bytes = qk_align_up(img->l1_entries * 8, QCOW_SECTOR);
-    uint8_t *raw = calloc(1, bytes);
-    int err;
-
-    if (!raw)
-        return qk_error(-ENOMEM, "%s: no memory for the L1 table", img->name);
-    for (uint64_t i = 0; i < img->l1_entries; i++)
-        qk_put_be64(raw + i * 8, img->l1[i]);
-    err = qk_write(img->io, raw, bytes, img->header.l1_table_offset);
-    free(raw);
-    return err;
-}
-
-/*
- * A grow that failed after moving the L1 table: back to what the disk
- * says (the old table), dropping tables that only the new one knew.
- */
-static void unmove_l1(struct qcowkit_image *img, uint64_t offset,
-                      uint64_t entries)
-{
-    uint8_t raw[8];
-
-    qk_cache_drop(img);
-    img->header.l1_table_offset = offset;
-    img->l1_entries = entries;
-    for (uint64_t i = 0; i < entries; i++)
-        img->l1[i] =
-            qk_read(img->io, raw, 8, offset + i * 8) == 0 ? qk_be64(raw) : 0;
-}
-
-/* The old L1 table, now unreferenced: zeros, so check sees no leak. */
-static int wipe_old_l1(struct qcowkit_image *img, uint64_t offset,
-                       uint64_t entries)
-{
-    static const uint8_t zeros[4096];
-    uint64_t left = entries * 8;
-    int err = 0;
-
-    while (err == 0 && left > 0) {
-        size_t n = left < sizeof zeros ? (size_t)left : sizeof zeros;
-        err = qk_write(img->io, zeros, n, offset);
-        offset += n;
-        left -= n;
-    }
-    return err;
+        err =
+            qk_allocate(img, qk_l1_bytes(entries), img->cluster_size, &offset);
+    return err < 0 ? err : qk_l1_move(img, offset, entries);
 }
 
 /*
@@ -173,17 +103,17 @@ static int grow_qcow(struct qcowkit_image *img, struct qk_header *h,
         err = grow_l1(img, entries);
     if (err == 0)
         err = qk_zero_grown(img, img->virtual_size, h->size, cleared);
-    if (err == 0 && img->header.l1_table_offset != old_l1)
-        err = write_l1(img);
     h->l1_table_offset = img->header.l1_table_offset;
     if (err == 0)
         err = write_header(img, h);
     if (err < 0) {
-        if (img->header.l1_table_offset != old_l1)
-            unmove_l1(img, old_l1, old_entries);
+        if (img->header.l1_table_offset != old_l1) {
+            qk_cache_drop(img);
+            qk_l1_unmove(img, old_l1, old_entries);
+        }
         return err;
     }
-    return h->l1_table_offset != old_l1 ? wipe_old_l1(img, old_l1, old_entries)
+    return h->l1_table_offset != old_l1 ? qk_l1_wipe(img, old_l1, old_entries)
                                         : 0;
 }
 

@@ -25,12 +25,6 @@ static int check_entry(struct qcowkit_image *img, uint64_t entry,
     return qk_check_normal(img, entry, offset);
 }
 
-/* Guest bytes covered by one L1 entry. */
-static uint64_t table_span(const struct qcowkit_image *img)
-{
-    return UINT64_C(1) << (img->cluster_bits + img->l2_bits);
-}
-
 /* Bytes from offset to the next boundary of a power-of-two unit. */
 static uint64_t to_boundary(uint64_t offset, uint64_t unit)
 {
@@ -73,6 +67,20 @@ static uint64_t scan_table(struct qcowkit_image *img, const uint64_t *table,
     return at;
 }
 
+/* Move at past the L1 entries without a table, up to end at most. */
+static int skip_to_table(struct qcowkit_image *img, uint64_t *at, uint64_t end)
+{
+    unsigned shift = img->cluster_bits + img->l2_bits;
+    uint64_t from = (*at >> shift) + 1;
+    uint64_t last = ((end - 1) >> shift) + 1, next;
+    int err = qk_l2_next_table(img, from, last, &next);
+
+    if (err < 0)
+        return err;
+    *at = next >= last ? end : next << shift;
+    return 0;
+}
+
 static int qcow_status(struct qcowkit_image *img, uint64_t offset,
                        uint64_t count, struct qcowkit_extent *e)
 {
@@ -95,10 +103,14 @@ static int qcow_status(struct qcowkit_image *img, uint64_t offset,
             return err;
         if (err < 0) /* the next call reports it */
             break;
-        if (!table) { /* no table: a whole hole */
+        if (!table) { /* no table: a hole up to the next table */
             if (e->flags != 0)
                 break;
-            at += to_boundary(at, table_span(img));
+            err = skip_to_table(img, &at, end);
+            if (err < 0 && at == offset)
+                return err;
+            if (err < 0)
+                break;
             continue;
         }
         at = scan_table(img, table, e, at, end, &stopped);

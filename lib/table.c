@@ -14,29 +14,27 @@ static size_t table_bytes(const struct qcowkit_image *img)
     return (size_t)img->l2_entries * sizeof(uint64_t);
 }
 
+/* The L1 page cache takes a sixteenth of the cache, the tables the rest. */
 int qk_cache_init(struct qcowkit_image *img, uint64_t cache_bytes)
 {
     struct qk_cache *c = &img->cache;
-    uint64_t capacity = cache_bytes / table_bytes(img);
+    uint64_t l1_bytes = qk_l1_cache_bytes(img, cache_bytes / 16);
+    uint64_t capacity = 0;
+    int err;
 
+    if (cache_bytes > l1_bytes)
+        capacity = (cache_bytes - l1_bytes) / table_bytes(img);
     if (capacity < 4)
         capacity = 4;
-    if (capacity > UINT32_MAX - 1)
-        capacity = UINT32_MAX - 1;
+    if (capacity > UINT32_MAX / 2)
+        capacity = UINT32_MAX / 2;
     c->wanted = capacity;
-    if (capacity > img->l1_entries)
-        capacity = img->l1_entries;
-    c->capacity = (uint32_t)capacity;
-    c->slots = calloc(capacity, sizeof *c->slots);
-    c->slot_of = malloc(img->l1_entries * sizeof *c->slot_of);
     c->scratch = malloc(table_bytes(img));
-    if (!c->slots || !c->slot_of || !c->scratch)
+    if (!c->scratch)
         return qk_error(-ENOMEM, "%s: no memory for the table cache",
                         img->name);
-    for (uint64_t i = 0; i < img->l1_entries; i++)
-        c->slot_of[i] = QK_NO_SLOT;
-    c->newest = c->oldest = QK_NO_SLOT;
-    return 0;
+    err = qk_cache_grow(img, img->l1_entries);
+    return err < 0 ? err : qk_l1_init(img, l1_bytes);
 }
 
 /* Room for more tables once the image has more L1 entries. */
@@ -44,17 +42,19 @@ int qk_cache_grow(struct qcowkit_image *img, uint64_t l1_entries)
 {
     struct qk_cache *c = &img->cache;
     uint64_t capacity = c->wanted < l1_entries ? c->wanted : l1_entries;
+    uint32_t old = c->lru.capacity;
     struct qk_slot *slots;
 
-    if (capacity <= c->capacity)
+    if (capacity <= old)
         return 0;
     slots = realloc(c->slots, capacity * sizeof *slots);
-    if (!slots)
+    if (slots) {
+        memset(slots + old, 0, (capacity - old) * sizeof *slots);
+        c->slots = slots;
+    }
+    if (!slots || qk_lru_resize(&c->lru, (uint32_t)capacity) < 0)
         return qk_error(-ENOMEM, "%s: no memory for the table cache",
                         img->name);
-    memset(slots + c->capacity, 0, (capacity - c->capacity) * sizeof *slots);
-    c->slots = slots;
-    c->capacity = (uint32_t)capacity;
     return 0;
 }
 
@@ -62,12 +62,13 @@ void qk_cache_free(struct qcowkit_image *img)
 {
     struct qk_cache *c = &img->cache;
 
-    for (uint32_t i = 0; c->slots && i < c->used; i++)
+    for (uint32_t i = 0; c->slots && i < c->lru.used; i++)
         free(c->slots[i].entries);
     free(c->slots);
-    free(c->slot_of);
     free(c->scratch);
+    qk_lru_free(&c->lru);
     memset(c, 0, sizeof *c);
+    qk_l1_free(img);
 }
 
 /* Forget every cached table, dirty or not (make-empty discards them). */
@@ -75,83 +76,60 @@ void qk_cache_drop(struct qcowkit_image *img)
 {
     struct qk_cache *c = &img->cache;
 
-    for (uint32_t i = 0; i < c->used; i++) {
-        if (c->slots[i].l1_index != QK_NO_TABLE)
-            c->slot_of[c->slots[i].l1_index] = QK_NO_SLOT;
+    for (uint32_t i = 0; i < c->lru.used; i++)
         free(c->slots[i].entries);
-    }
-    memset(c->slots, 0, c->capacity * sizeof *c->slots);
-    c->used = 0;
+    memset(c->slots, 0, c->lru.capacity * sizeof *c->slots);
+    qk_lru_clear(&c->lru);
     c->dirty_count = 0;
-    c->newest = c->oldest = QK_NO_SLOT;
+    c->unpublished_count = 0;
 }
 
-static void unlink_slot(struct qk_cache *c, uint32_t i)
+void qk_cache_forget(struct qcowkit_image *img, uint64_t l1_index)
 {
-    struct qk_slot *s = &c->slots[i];
+    struct qk_cache *c = &img->cache;
+    uint32_t i = qk_lru_find(&c->lru, l1_index);
 
-    if (s->newer != QK_NO_SLOT)
-        c->slots[s->newer].older = s->older;
-    else
-        c->newest = s->older;
-    if (s->older != QK_NO_SLOT)
-        c->slots[s->older].newer = s->newer;
-    else
-        c->oldest = s->newer;
-}
-
-static void push_newest(struct qk_cache *c, uint32_t i)
-{
-    struct qk_slot *s = &c->slots[i];
-
-    s->newer = QK_NO_SLOT;
-    s->older = c->newest;
-    if (c->newest != QK_NO_SLOT)
-        c->slots[c->newest].newer = i;
-    c->newest = i;
-    if (c->oldest == QK_NO_SLOT)
-        c->oldest = i;
+    if (i == QK_NO_SLOT)
+        return;
+    c->slots[i].l1_index = QK_NO_TABLE;
+    qk_lru_forget(&c->lru, i);
 }
 
 /* A free slot, evicting the least recently used table if needed. */
 static int take_slot(struct qcowkit_image *img, uint32_t *index)
 {
     struct qk_cache *c = &img->cache;
-    uint32_t i;
+    uint32_t i = qk_lru_fresh(&c->lru);
     int err;
 
-    if (c->used < c->capacity) {
-        i = c->used;
+    if (i != QK_NO_SLOT) {
         c->slots[i].entries = malloc(table_bytes(img));
         if (!c->slots[i].entries)
             return qk_error(-ENOMEM, "%s: no memory for an L2 table",
                             img->name);
-        c->used++;
     } else {
-        i = c->oldest;
+        i = c->lru.oldest;
         if (c->slots[i].dirty) {
             err = qk_writeback(img);
             if (err < 0)
                 return err;
         }
-        unlink_slot(c, i);
-        if (c->slots[i].l1_index != QK_NO_TABLE)
-            c->slot_of[c->slots[i].l1_index] = QK_NO_SLOT;
+        qk_lru_take(&c->lru, i);
     }
     *index = i;
     return 0;
 }
 
 static void install_slot(struct qcowkit_image *img, uint32_t i,
-                         uint64_t l1_index)
+                         uint64_t l1_index, uint64_t offset)
 {
     struct qk_cache *c = &img->cache;
 
     c->slots[i].l1_index = l1_index;
+    c->slots[i].offset = offset;
     c->slots[i].dirty = false;
     c->slots[i].unpublished = false;
-    c->slot_of[l1_index] = i;
-    push_newest(c, i);
+    qk_lru_put(&c->lru, i, l1_index);
 }
 
 /* Give back a slot taken for a table that could not be had. */
@@ -162,16 +140,17 @@ static void release_slot(struct qcowkit_image *img, uint32_t i)
     c->slots[i].l1_index = QK_NO_TABLE;
     c->slots[i].dirty = false;
     c->slots[i].unpublished = false;
-    push_newest(c, i);
+    qk_lru_put(&c->lru, i, QK_NO_KEY);
 }
 
 static int check_table_offset(struct qcowkit_image *img, uint64_t l1_index,
                               uint64_t offset)
 {
     const char *why;
+    int err = qk_trust_ready(img);
 
-    if (!qk_table_refused(img, l1_index))
-        return 0;
+    if (err < 0 || !qk_table_refused(img, l1_index, offset))
+        return err;
     why = qk_table_problem(img, offset, img->trust.trusted_end);
     return qk_error(-EIO, "%s: L2 table at offset %llu (L1 entry %llu) %s",
                     img->name, (unsigned long long)offset,
@@ -180,41 +159,41 @@ static int check_table_offset(struct qcowkit_image *img, uint64_t l1_index,
 }
 
 static int load_table(struct qcowkit_image *img, uint64_t l1_index,
-                      uint64_t *entries)
+                      uint64_t offset, uint64_t *entries)
 {
     uint8_t *raw = img->cache.scratch;
-    uint64_t offset = img->l1[l1_index];
-    int err = check_table_offset(img, l1_index, offset);
+    int err = qk_read(img->io, raw, table_bytes(img), offset);
 
-    if (err == 0)
-        err = qk_read(img->io, raw, table_bytes(img), offset);
     for (uint32_t i = 0; err == 0 && i < img->l2_entries; i++)
         entries[i] = qk_be64(raw + (size_t)i * 8);
-    return err < 0 ? err : qk_trust_first_load(img, l1_index, entries);
+    return err < 0 ? err : qk_trust_first_load(img, l1_index, offset, entries);
 }
 
 uint64_t *qk_l2_get(struct qcowkit_image *img, uint64_t l1_index, int *err)
 {
     struct qk_cache *c = &img->cache;
-    uint32_t i = c->slot_of[l1_index];
+    uint32_t i = qk_lru_find(&c->lru, l1_index);
+    uint64_t offset;
 
     *err = 0;
     if (i != QK_NO_SLOT) {
-        unlink_slot(c, i);
-        push_newest(c, i);
+        qk_lru_touch(&c->lru, i);
         return c->slots[i].entries;
     }
-    if (img->l1[l1_index] == 0)
+    *err = qk_l1_get(img, l1_index, &offset);
+    if (*err < 0 || offset == 0)
         return NULL;
-    *err = take_slot(img, &i);
+    *err = check_table_offset(img, l1_index, offset);
+    if (*err == 0)
+        *err = take_slot(img, &i);
     if (*err < 0)
         return NULL;
-    *err = load_table(img, l1_index, c->slots[i].entries);
+    *err = load_table(img, l1_index, offset, c->slots[i].entries);
     if (*err < 0) {
         release_slot(img, i);
         return NULL;
     }
-    install_slot(img, i, l1_index);
+    install_slot(img, i, l1_index, offset);
     return c->slots[i].entries;
 }
 
@@ -239,12 +218,39 @@ uint64_t *qk_l2_get_or_make(struct qcowkit_image *img, uint64_t l1_index,
         return NULL;
     }
     memset(c->slots[i].entries, 0, table_bytes(img));
-    img->l1[l1_index] = offset;
-    install_slot(img, i, l1_index);
+    install_slot(img, i, l1_index, offset);
     c->slots[i].unpublished = true;
     c->slots[i].dirty = true;
     c->dirty_count++;
+    c->unpublished_count++;
     return c->slots[i].entries;
+}
+
+/* The lowest L1 index in [from, end) of a table not on disk yet. */
+static uint64_t first_unpublished(const struct qk_cache *c, uint64_t from,
+                                  uint64_t end)
+{
+    uint64_t first = end;
+
+    for (uint32_t i = 0; c->unpublished_count && i < c->lru.used; i++) {
+        const struct qk_slot *s = &c->slots[i];
+        if (s->unpublished && s->l1_index >= from && s->l1_index < first)
+            first = s->l1_index;
+    }
+    return first;
+}
+
+int qk_l2_next_table(struct qcowkit_image *img, uint64_t from, uint64_t end,
+                     uint64_t *next)
+{
+    uint64_t fresh;
+    int err;
+
+    if (end > img->l1_entries)
+        end = img->l1_entries;
+    fresh = first_unpublished(&img->cache, from, end);
+    err = qk_l1_next_used(img, from, fresh, next);
+    return err;
 }
 
 int qk_l2_set(struct qcowkit_image *img, uint64_t guest_offset, uint64_t entry)
@@ -264,7 +270,8 @@ int qk_l2_set(struct qcowkit_image *img, uint64_t guest_offset, uint64_t entry)
 
 void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index)
 {
-    struct qk_slot *s = &img->cache.slots[img->cache.slot_of[l1_index]];
+    struct qk_slot *s =
+        &img->cache.slots[qk_lru_find(&img->cache.lru, l1_index)];
 
     if (!s->dirty) {
         s->dirty = true;
@@ -277,7 +284,11 @@ int qk_allocate(struct qcowkit_image *img, uint64_t bytes, uint64_t align,
                 uint64_t *offset)
 {
     uint64_t start = qk_align_up(img->file_end, align);
+    /* What the file held before the handle grows it, first. */
+    int err = qk_trust_ready(img);
 
+    if (err < 0)
+        return err;
     if (start < img->file_end || start > img->offset_mask - bytes)
         return qk_error(-EFBIG,
                         "%s: the image file cannot grow past %llu "
@@ -307,13 +318,13 @@ static int write_tables(struct qcowkit_image *img, bool *any_unpublished)
     int err;
 
     *any_unpublished = false;
-    for (uint32_t i = 0; i < c->used; i++) {
+    for (uint32_t i = 0; i < c->lru.used; i++) {
         struct qk_slot *s = &c->slots[i];
         if (!s->dirty)
             continue;
         for (uint32_t j = 0; j < img->l2_entries; j++)
             qk_put_be64(raw + (size_t)j * 8, s->entries[j]);
-        err = qk_write(img->io, raw, table_bytes(img), img->l1[s->l1_index]);
+        err = qk_write(img->io, raw, table_bytes(img), s->offset);
         if (err < 0)
             return err;
         if (s->unpublished)
@@ -329,21 +340,19 @@ static int write_tables(struct qcowkit_image *img, bool *any_unpublished)
 static int publish_tables(struct qcowkit_image *img)
 {
     struct qk_cache *c = &img->cache;
-    uint8_t raw[8];
     int err;
 
-    for (uint32_t i = 0; i < c->used; i++) {
+    for (uint32_t i = 0; i < c->lru.used; i++) {
         struct qk_slot *s = &c->slots[i];
         if (!s->unpublished)
             continue;
-        qk_put_be64(raw, img->l1[s->l1_index]);
-        err = qk_write(img->io, raw, sizeof raw,
-                       img->header.l1_table_offset + s->l1_index * 8);
+        err = qk_l1_set(img, s->l1_index, s->offset);
         if (err < 0)
             return err;
         s->unpublished = false;
         s->dirty = false;
         c->dirty_count--;
+        c->unpublished_count--;
     }
     return 0;
 }

@@ -48,12 +48,12 @@ bool qk_hits_table(const struct qcowkit_image *img, uint64_t offset,
 
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if (t->tables[mid] < offset + len)
+        if (t->kept[mid].offset < offset + len)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo > 0 && t->tables[lo - 1] + table_bytes(img) > offset;
+    return lo > 0 && t->kept[lo - 1].offset + table_bytes(img) > offset;
 }
 
 /* --------------------------------------------------------- bitmaps */
@@ -177,51 +177,122 @@ const char *qk_table_problem(const struct qcowkit_image *img, uint64_t offset,
     return NULL;
 }
 
-struct candidate {
-    uint64_t offset;
-    uint64_t l1_index;
-};
+/* The kept table at offset, or NULL. */
+static struct qk_kept *kept_at(const struct qcowkit_image *img, uint64_t offset)
+{
+    const struct qk_trust *t = &img->trust;
+    uint64_t lo = 0, hi = t->table_count;
+
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (t->kept[mid].offset < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < t->table_count && t->kept[lo].offset == offset ? &t->kept[lo]
+                                                               : NULL;
+}
+
+bool qk_table_refused(const struct qcowkit_image *img, uint64_t l1_index,
+                      uint64_t offset)
+{
+    const struct qk_kept *k = kept_at(img, offset);
+
+    return !k || k->l1_index != l1_index;
+}
 
 static int by_offset(const void *a, const void *b)
 {
-    const struct candidate *x = a, *y = b;
+    const struct qk_kept *x = a, *y = b;
 
     if (x->offset != y->offset)
         return x->offset < y->offset ? -1 : 1;
     return x->l1_index < y->l1_index ? -1 : x->l1_index > y->l1_index;
 }
 
-/* Keep, in file order, every sound table that starts past the last kept
- * one's end; the lower offset (then the lower L1 index) wins a clash. */
-static void keep_disjoint(struct qcowkit_image *img, struct candidate *cand,
-                          uint64_t n)
+/* Sort, and keep only the lowest L1 index of each offset: the others
+ * lose to it whatever else the table holds. */
+static void sort_unique(struct qk_trust *t)
 {
-    struct qk_trust *t = &img->trust;
-    uint64_t kept_end = 0;
+    uint64_t n = 0;
 
-    qsort(cand, n, sizeof *cand, by_offset);
-    for (uint64_t i = 0; i < n; i++) {
-        if (t->table_count && cand[i].offset < kept_end) {
-            bit_put(t->refused, cand[i].l1_index, true);
-            continue;
-        }
-        t->tables[t->table_count++] = cand[i].offset;
-        kept_end = cand[i].offset + table_bytes(img);
-    }
+    if (t->table_count == 0)
+        return;
+    qsort(t->kept, t->table_count, sizeof *t->kept, by_offset);
+    for (uint64_t i = 0; i < t->table_count; i++)
+        if (n == 0 || t->kept[i].offset != t->kept[n - 1].offset)
+            t->kept[n++] = t->kept[i];
+    t->table_count = n;
 }
 
-static size_t map_bytes(uint64_t bits)
+static int grow_kept(struct qcowkit_image *img)
 {
-    return (size_t)((bits + 7) / 8);
+    struct qk_trust *t = &img->trust;
+    uint64_t cap = t->table_cap ? t->table_cap * 2 : 16;
+    struct qk_kept *kept = realloc(t->kept, cap * sizeof *kept);
+
+    if (!kept)
+        return qk_error(-ENOMEM, "%s: no memory for the table index",
+                        img->name);
+    t->kept = kept;
+    t->table_cap = cap;
+    return 0;
+}
+
+static int add_table(struct qcowkit_image *img, uint64_t l1_index,
+                     uint64_t offset, bool seen)
+{
+    struct qk_trust *t = &img->trust;
+    int err = t->table_count == t->table_cap ? grow_kept(img) : 0;
+
+    if (err < 0)
+        return err;
+    t->kept[t->table_count++] =
+        (struct qk_kept){offset, (uint32_t)l1_index, seen};
+    return 0;
+}
+
+/* One entry of the L1 table on disk: a candidate if its table is sound.
+ * A full list is deduplicated first, so memory follows the distinct
+ * places tables lie in the file, not the L1 table's size. */
+static int add_candidate(void *opaque, uint64_t l1_index, uint64_t offset)
+{
+    struct qcowkit_image *img = opaque;
+    struct qk_trust *t = &img->trust;
+
+    if (qk_table_problem(img, offset, t->trusted_end))
+        return 0;
+    if (t->table_count == t->table_cap && t->table_cap >= 64) {
+        sort_unique(t);
+        if (t->table_count > t->table_cap / 2 && grow_kept(img) < 0)
+            return -ENOMEM;
+    }
+    return add_table(img, l1_index, offset, false);
+}
+
+/* Keep, in file order, every sound table that starts past the last kept
+ * one's end; the lower offset (then the lower L1 index) wins a clash. */
+static void keep_disjoint(struct qcowkit_image *img)
+{
+    struct qk_trust *t = &img->trust;
+    uint64_t kept_end = 0, n = 0;
+
+    sort_unique(t);
+    for (uint64_t i = 0; i < t->table_count; i++) {
+        if (n && t->kept[i].offset < kept_end)
+            continue;
+        t->kept[n++] = t->kept[i];
+        kept_end = t->kept[i].offset + table_bytes(img);
+    }
+    t->table_count = n;
 }
 
 void qk_trust_free(struct qcowkit_image *img)
 {
     struct qk_trust *t = &img->trust;
 
-    free(t->tables);
-    free(t->refused);
-    free(t->seen);
+    free(t->kept);
     for (uint64_t i = 0; i < t->poison_cap; i++)
         free(t->poison_maps[i]);
     free(t->poison_keys);
@@ -229,76 +300,42 @@ void qk_trust_free(struct qcowkit_image *img)
     memset(t, 0, sizeof *t);
 }
 
+void qk_trust_reset(struct qcowkit_image *img, uint64_t file_size)
+{
+    qk_trust_free(img);
+    img->trust.trusted_end = file_size;
+}
+
 int qk_trust_build(struct qcowkit_image *img, uint64_t file_size)
 {
     struct qk_trust *t = &img->trust;
-    struct candidate *cand;
-    uint64_t n = 0;
+    const struct qk_cache *c = &img->cache;
+    int err;
 
-    qk_trust_free(img);
-    t->trusted_end = file_size;
-    t->map_bits = img->l1_entries;
-    t->refused = calloc(1, map_bytes(t->map_bits) + 1);
-    t->seen = calloc(1, map_bytes(t->map_bits) + 1);
-    for (uint64_t i = 0; i < img->l1_entries; i++)
-        n += img->l1[i] != 0;
-    cand = malloc((n ? n : 1) * sizeof *cand);
-    t->tables = malloc((n ? n : 1) * sizeof *t->tables);
-    t->table_cap = n ? n : 1;
-    if (!t->refused || !t->seen || !cand || !t->tables) {
-        free(cand);
-        return qk_error(-ENOMEM, "%s: no memory for the table index",
-                        img->name);
+    qk_trust_reset(img, file_size);
+    err = qk_l1_scan(img, 0, img->l1_entries, add_candidate, img);
+    if (err < 0) {
+        qk_trust_reset(img, file_size);
+        return err;
     }
-    n = 0;
-    for (uint64_t i = 0; i < img->l1_entries; i++) {
-        if (!img->l1[i])
-            continue;
-        if (qk_table_problem(img, img->l1[i], file_size)) {
-            bit_put(t->refused, i, true);
-            continue;
-        }
-        cand[n].offset = img->l1[i];
-        cand[n++].l1_index = i;
-    }
-    keep_disjoint(img, cand, n);
-    free(cand);
+    keep_disjoint(img);
+    t->built = true;
     /* Cached tables were checked against the file just now (a rebuild
      * follows a clean check): what they hold past the old end is ours. */
-    for (uint32_t i = 0; i < img->cache.used; i++)
-        if (img->cache.slots[i].l1_index != QK_NO_TABLE)
-            bit_put(t->seen, img->cache.slots[i].l1_index, true);
+    for (uint32_t i = 0; i < c->lru.used; i++) {
+        struct qk_kept *k = kept_at(img, c->slots[i].offset);
+        if (c->slots[i].l1_index != QK_NO_TABLE && k &&
+            k->l1_index == c->slots[i].l1_index)
+            k->seen = true;
+    }
     return 0;
 }
 
-/* More L1 entries (resize): the new ones are empty and so trusted. */
-int qk_trust_grow(struct qcowkit_image *img, uint64_t l1_entries)
+int qk_trust_ready(struct qcowkit_image *img)
 {
-    struct qk_trust *t = &img->trust;
-    size_t old = map_bytes(t->map_bits) + 1, now = map_bytes(l1_entries) + 1;
-    uint8_t *refused, *seen;
-
-    if (l1_entries <= t->map_bits)
+    if (img->trust.built)
         return 0;
-    refused = realloc(t->refused, now);
-    if (refused)
-        t->refused = refused;
-    seen = realloc(t->seen, now);
-    if (seen)
-        t->seen = seen;
-    if (!refused || !seen)
-        return qk_error(-ENOMEM, "%s: no memory for the table index",
-                        img->name);
-    memset(refused + old, 0, now - old);
-    memset(seen + old, 0, now - old);
-    /* Bits past the old count in the last shared byte are already 0. */
-    t->map_bits = l1_entries;
-    return 0;
-}
-
-bool qk_table_refused(const struct qcowkit_image *img, uint64_t l1_index)
-{
-    return bit_get(img->trust.refused, l1_index);
+    return qk_trust_build(img, img->trust.trusted_end);
 }
 
 /* A table this handle just placed at the end of the file. */
@@ -306,20 +343,19 @@ int qk_trust_new_table(struct qcowkit_image *img, uint64_t l1_index,
                        uint64_t offset)
 {
     struct qk_trust *t = &img->trust;
+    uint64_t at = t->table_count;
+    int err = add_table(img, l1_index, offset, true);
 
-    if (t->table_count == t->table_cap) {
-        uint64_t cap = t->table_cap * 2;
-        uint64_t *tables = realloc(t->tables, cap * sizeof *tables);
-        if (!tables)
-            return qk_error(-ENOMEM, "%s: no memory for the table index",
-                            img->name);
-        t->tables = tables;
-        t->table_cap = cap;
+    if (err < 0)
+        return err;
+    /* Allocations move forward, so this is the last one; if not, slide it
+     * into place. */
+    while (at > 0 && t->kept[at - 1].offset > offset) {
+        struct qk_kept k = t->kept[at - 1];
+        t->kept[at - 1] = t->kept[at];
+        t->kept[at] = k;
+        at--;
     }
-    /* Allocations only move forward, so the list stays sorted. */
-    t->tables[t->table_count++] = offset;
-    bit_put(t->refused, l1_index, false);
-    bit_put(t->seen, l1_index, true);
     return 0;
 }
 
@@ -342,14 +378,18 @@ static void extent_of(const struct qcowkit_image *img, uint64_t entry,
  * for good, before allocations grow the file over it.
  */
 int qk_trust_first_load(struct qcowkit_image *img, uint64_t l1_index,
-                        const uint64_t *entries)
+                        uint64_t offset, const uint64_t *entries)
 {
     struct qk_trust *t = &img->trust;
+    struct qk_kept *kept = kept_at(img, offset);
     uint8_t *map = NULL;
     uint64_t bits = 0;
     int err = 0;
 
-    if (bit_get(t->seen, l1_index))
+    if (!kept || kept->l1_index != l1_index)
+        return qk_error(-EIO, "%s: L2 table at offset %llu is not kept",
+                        img->name, (unsigned long long)offset);
+    if (kept->seen)
         return 0;
     for (uint32_t i = 0; i < img->l2_entries; i++) {
         uint64_t start, len;
@@ -368,7 +408,7 @@ int qk_trust_first_load(struct qcowkit_image *img, uint64_t l1_index,
     if (err < 0)
         free(map);
     else
-        bit_put(t->seen, l1_index, true);
+        kept->seen = true;
     return err;
 }
 

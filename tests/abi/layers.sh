@@ -17,10 +17,10 @@ trap 'rm -rf "$tmp"' EXIT
 
 # The layers, lowest first; keep in step with the list in lib/internal.h.
 cat >"$tmp/layers" <<'LAYERS'
-0 error abi header crypt
+0 error abi header crypt lru
 1 io io-file io-memory lock
 2 access barrier backing
-3 trust table
+3 trust table l1
 4 data inflate deflate probe
 5 rw status
 6 compress grow
