@@ -508,7 +508,10 @@ struct qcowkit_extent {
 int qcowkit_block_status(struct qcowkit_image *img, uint64_t offset,
                          uint64_t count, struct qcowkit_extent *extent);
 
-/* The longest run qcowkit_block_status_chain describes in one call. */
+/*
+ * The longest run of data qcowkit_block_status_chain describes in one
+ * call; a run that no layer holds (ZERO alone) may be longer.
+ */
 #define QCOWKIT_CHAIN_MAX_RUN (UINT64_C(1) << 30)
 
 /* Output; struct_size must cover offset..layer. */
@@ -526,7 +529,9 @@ void qcowkit_chain_extent_init(struct qcowkit_chain_extent *extent);
 
 /*
  * Describe img as a guest reads it, through its backing chain, from
- * offset for at most count bytes and at most QCOWKIT_CHAIN_MAX_RUN: the
+ * offset for at most count bytes (a run held by a layer: at most
+ * QCOWKIT_CHAIN_MAX_RUN; a run read as zeros through every layer is
+ * bounded only by count, so a sparse image is walked in few calls): the
  * first run whose bytes all come from one layer with the same status, as
  * `qemu-img map` reports it.  flags:
  *   ALLOCATED   the layer at depth holds the run, with COMPRESSED and
@@ -546,8 +551,10 @@ void qcowkit_chain_extent_init(struct qcowkit_chain_extent *extent);
  * that cannot be trusted fails the call as in qcowkit_block_status.
  * Threads: like qcowkit_block_status, it may run alongside reads, writes
  * and status calls on img from other threads.  Each layer's lock is held
- * in turn, never two at once, and only to describe at most
- * QCOWKIT_CHAIN_MAX_RUN bytes, so a writer waits for a bounded walk; a
+ * in turn, never two at once, and only to read at most
+ * QCOWKIT_CHAIN_MAX_RUN bytes' worth of table entries (gaps in the L1 table
+ * are skipped without reading them), so a writer waits for a bounded
+ * walk; a
  * write racing the call may or may not be seen in its answer.
  */
 int qcowkit_block_status_chain(struct qcowkit_image *img, uint64_t offset,

@@ -42,8 +42,11 @@ static int walk(struct qcowkit_image *top, struct qcowkit_chain_extent *x)
         if (err < 0)
             return err;
         answered(x, layer, &e);
-        if (e.flags & QCOWKIT_EXTENT_ALLOCATED)
+        if (e.flags & QCOWKIT_EXTENT_ALLOCATED) {
+            if (x->length > QCOWKIT_CHAIN_MAX_RUN)
+                x->length = QCOWKIT_CHAIN_MAX_RUN;
             return 0;
+        }
         below = layer->backing;
         /* No backing, or one that ends before offset: QEMU reads zeros. */
         if (!below || x->offset >= below->virtual_size) {
@@ -94,7 +97,7 @@ int qcowkit_block_status_chain(struct qcowkit_image *img, uint64_t offset,
         return err;
     memset(&full, 0, sizeof full);
     full.offset = offset;
-    full.length = count < QCOWKIT_CHAIN_MAX_RUN ? count : QCOWKIT_CHAIN_MAX_RUN;
+    full.length = count;
     err = walk(img, &full);
     if (err < 0)
         return err;

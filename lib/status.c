@@ -85,6 +85,7 @@ static int qcow_status(struct qcowkit_image *img, uint64_t offset,
                        uint64_t count, struct qcowkit_extent *e)
 {
     uint64_t at = offset, end = offset + count, entry;
+    uint64_t scanned = 0, scanned_from;
     bool stopped = false;
     int err;
 
@@ -113,7 +114,12 @@ static int qcow_status(struct qcowkit_image *img, uint64_t offset,
                 break;
             continue;
         }
+        scanned_from = at;
         at = scan_table(img, table, e, at, end, &stopped);
+        scanned += at - scanned_from;
+        /* Entries cost a lookup each; gaps in the L1 table cost nothing. */
+        if (scanned >= QCOWKIT_CHAIN_MAX_RUN)
+            break;
     }
     e->length = (at < end ? at : end) - offset;
     return 0;
