@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <getopt.h>
 #include <stdio.h>
 
 #include "qcowkit.h"
@@ -48,6 +49,63 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 /* getopt_long helpers: message for an unknown option or missing value. */
 int cli_bad_option(const char *cmd, char **argv, int optopt_char);
+
+/*
+ * The options that many subcommands share.  A subcommand lists the ones it
+ * takes in its getopt string and long options (CLI_LONGOPT_*), handles its
+ * own, and passes every other option to cli_common_option().
+ */
+enum {
+    CLI_OPT_OBJECT = 0x1000, /* --object */
+    CLI_OPT_IMAGE_OPTS,      /* --image-opts */
+    CLI_OPT_OUTPUT,          /* --output */
+};
+#define CLI_LONGOPT_HELP                                                       \
+    {                                                                          \
+        "help", no_argument, NULL, 'h'                                         \
+    }
+#define CLI_LONGOPT_FORMAT                                                     \
+    {                                                                          \
+        "format", required_argument, NULL, 'f'                                 \
+    }
+#define CLI_LONGOPT_FORCE_SHARE                                                \
+    {                                                                          \
+        "force-share", no_argument, NULL, 'U'                                  \
+    }
+#define CLI_LONGOPT_OBJECT                                                     \
+    {                                                                          \
+        "object", required_argument, NULL, CLI_OPT_OBJECT                      \
+    }
+#define CLI_LONGOPT_IMAGE_OPTS                                                 \
+    {                                                                          \
+        "image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS                    \
+    }
+#define CLI_LONGOPT_OUTPUT                                                     \
+    {                                                                          \
+        "output", required_argument, NULL, CLI_OPT_OUTPUT                      \
+    }
+
+struct cli_common {
+    const char *cmd;       /* the subcommand, for --help and messages */
+    int fail;              /* exit code after a bad option (1 by default) */
+    const char *fmt;       /* -f FMT, or NULL */
+    const char *output;    /* --output, "human" by default */
+    const char *src_cache; /* -T MODE (checked), or NULL */
+    bool force_share;      /* -U */
+    bool image_opts;       /* --image-opts */
+    bool quiet;            /* -q */
+};
+
+/* Returned by cli_common_option() when parsing goes on. */
+#define CLI_NEXT_OPTION (-1)
+
+void cli_common_init(struct cli_common *o, const char *cmd);
+/*
+ * Take getopt_long's result c (optarg with it).  Returns CLI_NEXT_OPTION,
+ * or the exit code of the subcommand: 0 after --help, o->fail after an
+ * error or an unknown option (the message is printed).
+ */
+int cli_common_option(struct cli_common *o, char **argv, int c);
 
 /*
  * Parse a size as qemu-img does: plain bytes (decimal or 0x hex), or a

@@ -137,64 +137,46 @@ static void print_json(const struct image_desc *d, const char *indent)
 
 int cmd_info(int argc, char **argv)
 {
-    enum { OPT_OUTPUT = 256, OPT_CHAIN, OPT_IMAGE_OPTS, OPT_OBJECT };
+    enum { OPT_CHAIN = 256 };
     static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"format", required_argument, NULL, 'f'},
-        {"output", required_argument, NULL, OPT_OUTPUT},
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_FORMAT,
+        CLI_LONGOPT_OUTPUT,
         {"backing-chain", no_argument, NULL, OPT_CHAIN},
-        {"force-share", no_argument, NULL, 'U'},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
-        {"object", required_argument, NULL, OPT_OBJECT},
+        CLI_LONGOPT_FORCE_SHARE,
+        CLI_LONGOPT_IMAGE_OPTS,
+        CLI_LONGOPT_OBJECT,
         {NULL, 0, NULL, 0},
     };
-    const char *fmt = NULL, *output = "human";
+    struct cli_common co;
     enum qcowkit_format format;
     struct cli_image_spec spec;
     unsigned open_flags = QCOWKIT_OPEN_RDONLY;
-    bool chain = false, json, image_opts = false;
+    bool chain = false, json;
     struct image_desc *descs = NULL;
     size_t n = 0, i;
     char *path;
     int c, ret = 1;
 
+    cli_common_init(&co, "info");
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case OPT_OUTPUT:
-            output = optarg;
-            break;
-        case OPT_CHAIN:
+        if (c == OPT_CHAIN)
             chain = true;
-            break;
-        case 'U':
-            open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
-            break;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("info"));
-            return 0;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        default:
-            return cli_bad_option("info", argv, c);
-        }
+        else if ((ret = cli_common_option(&co, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
     }
+    ret = 1;
+    if (co.force_share)
+        open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
     if (optind != argc - 1)
         return cli_usage_error("info", "Expecting one image file name");
-    if (cli_parse_output(output, &json) < 0)
+    if (cli_parse_output(co.output, &json) < 0)
         return 1;
-    if (cli_parse_format(fmt, &format) < 0)
+    if (cli_parse_format(co.fmt, &format) < 0)
         return 1;
-    if (cli_image_spec_parse(argv[optind], image_opts, format, &spec) < 0)
+    if (cli_image_spec_parse(argv[optind], co.image_opts, format, &spec) < 0)
         return 1;
 
     path = strdup(spec.filename);
