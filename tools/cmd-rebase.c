@@ -66,10 +66,63 @@ static int rebase_range(struct rebase_state *s, uint64_t offset, uint64_t n)
     return 0;
 }
 
+/*
+ * The next run from offset, cluster-aligned, where the overlay holds no
+ * data.  *differs is false when both the old and the new chain read it as
+ * zeros, so that nothing there needs a look.  Returns its length, or 0
+ * with *top_holds set where the overlay holds the run (skipped whole).
+ */
+static int next_run(struct rebase_state *s, uint64_t offset, uint64_t *len,
+                    bool *top_holds, bool *differs)
+{
+    struct qcowkit_chain_extent old_x, new_x;
+    uint64_t want = s->size - offset, end;
+    bool zeros;
+    int err;
+
+    if (want > QCOWKIT_CHAIN_MAX_RUN)
+        want = QCOWKIT_CHAIN_MAX_RUN;
+    err = cli_chain_status(s->top, offset, want, &old_x);
+    if (err < 0)
+        return err;
+    *len = old_x.length;
+    *top_holds = old_x.depth == 0 && (old_x.flags & QCOWKIT_EXTENT_ALLOCATED);
+    if (*top_holds)
+        return 0;
+    zeros = (old_x.flags & QCOWKIT_EXTENT_ZERO) != 0;
+    if (zeros && s->new_img && offset < s->new_size) {
+        want = s->new_size - offset < *len ? s->new_size - offset : *len;
+        err = cli_chain_status(s->new_img, offset, want, &new_x);
+        if (err < 0)
+            return err;
+        *len = new_x.length;
+        zeros = (new_x.flags & QCOWKIT_EXTENT_ZERO) != 0;
+    }
+    *differs = !zeros;
+    /* Runs meet at the overlay's cluster boundaries, so that -c still
+     * sees whole clusters; a zero run shorter than that is looked at. */
+    end = offset + *len;
+    if (end < s->size && end % s->cluster) {
+        end -= end % s->cluster;
+        if (end <= offset) {
+            end = offset - offset % s->cluster + s->cluster;
+            *differs = true;
+        }
+        if (end > s->size)
+            end = s->size;
+        *len = end - offset;
+    }
+    return 0;
+}
+
+/*
+ * Copy into the overlay what the new chain would read differently.  Only
+ * runs that either chain holds are read, so that the time follows the
+ * data and the tables, not the virtual size.
+ */
 static int rebase_safe(struct rebase_state *s)
 {
     uint64_t offset = 0;
-    float step = 0;
 
     s->old_buf = malloc(IO_BUF_SIZE);
     s->new_buf = malloc(IO_BUF_SIZE);
@@ -77,25 +130,22 @@ static int rebase_safe(struct rebase_state *s)
         cli_error("out of memory");
         return -1;
     }
-    if (s->size)
-        step = 100.0f / (float)((s->size + IO_BUF_SIZE - 1) / IO_BUF_SIZE);
     while (offset < s->size) {
-        struct qcowkit_extent e;
-        uint64_t n =
-            s->size - offset < IO_BUF_SIZE ? s->size - offset : IO_BUF_SIZE;
-        int err = qcowkit_block_status(s->top, offset, n, &e);
+        uint64_t n;
+        bool top_holds = false, differs = false;
+        int err = next_run(s, offset, &n, &top_holds, &differs);
 
         if (err < 0) {
             cli_error("error while reading image metadata: %s",
                       qcowkit_errmsg());
             return -1;
         }
-        n = e.length;
-        if (!(e.flags & QCOWKIT_EXTENT_ALLOCATED) &&
-            rebase_range(s, offset, n) < 0)
+        if (differs && n > IO_BUF_SIZE)
+            n = IO_BUF_SIZE;
+        if (differs && rebase_range(s, offset, n) < 0)
             return -1;
         offset += n;
-        cli_progress_print(step * (float)n / (float)IO_BUF_SIZE, 100);
+        cli_progress_print((float)n * 100.0f / (float)s->size, 0);
     }
     return 0;
 }
