@@ -272,6 +272,43 @@ static int copy_window_sparse(struct copy_worker *w, uint64_t offset,
 /* Block status is asked for at most this much at once. */
 #define STATUS_MAX (UINT64_C(1) << 30)
 
+/* Stop the copy after a failed status call (mu held). */
+static int status_fail(struct copy_state *s, int err, uint64_t off)
+{
+    const char *msg = qcowkit_errmsg();
+
+    cli_error("error while reading at byte %" PRIu64 ": %s", off,
+              msg && *msg ? msg : strerror(-err));
+    s->failed = true;
+    return -1;
+}
+
+/*
+ * The status of the run from off (mu held): status_zero when the source
+ * reads it as zeros and, with -B, the target's chain does too (then no
+ * cluster there can differ).
+ */
+static int refresh_status(struct copy_state *s, uint64_t off)
+{
+    struct qcowkit_chain_extent st;
+    uint64_t want = s->size - off < STATUS_MAX ? s->size - off : STATUS_MAX;
+    int err = cli_chain_status(s->src, off, want, &st);
+
+    if (err < 0)
+        return status_fail(s, err, off);
+    s->status_end = off + st.length;
+    s->status_zero = (st.flags & QCOWKIT_EXTENT_ZERO) != 0;
+    if (s->has_backing && s->status_zero && off < s->dst_size) {
+        want = s->dst_size - off < st.length ? s->dst_size - off : st.length;
+        err = cli_chain_status(s->dst, off, want, &st);
+        if (err < 0)
+            return status_fail(s, err, off);
+        s->status_end = off + st.length;
+        s->status_zero = (st.flags & QCOWKIT_EXTENT_ZERO) != 0;
+    }
+    return 0;
+}
+
 /*
  * Hand out the next job (mu held): ranges that read as zeros by their
  * block status are skipped whole, unless zeros must be written (-n, or
@@ -287,27 +324,15 @@ static int next_job(struct copy_state *s, struct copy_job *job)
 
         if (end > s->size)
             end = s->size;
-        if (!s->has_backing && off >= s->status_end) {
-            struct qcowkit_chain_extent st;
-            uint64_t want =
-                s->size - off < STATUS_MAX ? s->size - off : STATUS_MAX;
-            int err = cli_chain_status(s->src, off, want, &st);
-            if (err < 0) {
-                const char *msg = qcowkit_errmsg();
-                cli_error("error while reading at byte %" PRIu64 ": %s", off,
-                          msg && *msg ? msg : strerror(-err));
-                s->failed = true;
-                return -1;
-            }
-            s->status_end = off + st.length;
-            s->status_zero = (st.flags & QCOWKIT_EXTENT_ZERO) != 0;
-        }
-        if (!s->has_backing && s->status_zero) {
+        if (off >= s->status_end && refresh_status(s, off) < 0)
+            return -1;
+        if (s->status_zero) {
             uint64_t zend = s->status_end;
             if (zend < s->size)
                 zend -= zend % s->unit;
             if (zend > off) {
-                if (s->no_create || (s->sparse == 0 && !s->compress)) {
+                if (!s->has_backing &&
+                    (s->no_create || (s->sparse == 0 && !s->compress))) {
                     job->offset = off;
                     job->len = (zend < end ? zend : end) - off;
                     job->zero = true;
