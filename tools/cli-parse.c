@@ -219,6 +219,14 @@ bool cli_cache_mode_valid(const char *mode)
     return false;
 }
 
+int cli_check_cache(const char *mode)
+{
+    if (cli_cache_mode_valid(mode))
+        return 0;
+    cli_error("Invalid cache option: %s", mode);
+    return -1;
+}
+
 int cli_set_string(char **slot, const char *value)
 {
     char *copy = strdup(value);

@@ -275,5 +275,7 @@ bool cli_is_zero(const void *buf, size_t len);
 
 /* Is mode one of qemu-img's cache modes (-t, -T)? */
 bool cli_cache_mode_valid(const char *mode);
+/* -t MODE: 0 if valid, else prints "Invalid cache option: MODE", -1. */
+int cli_check_cache(const char *mode);
 
 #endif /* QCOWKIT_CLI_H */
