@@ -135,6 +135,45 @@ static void print_json(const struct image_desc *d, const char *indent)
     printf("%s}", indent);
 }
 
+/* Has the chain come back to a file seen before (descs[0..n-1])? */
+static bool chain_loops(const struct image_desc *descs, size_t n,
+                        const char *next)
+{
+    struct stat st_new, st_old;
+
+    if (stat(next, &st_new) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (stat(descs[i].path, &st_old) == 0 &&
+            st_old.st_dev == st_new.st_dev && st_old.st_ino == st_new.st_ino)
+            return true;
+    return false;
+}
+
+static void print_descs(const struct image_desc *descs, size_t n, bool json,
+                        bool chain)
+{
+    size_t i;
+
+    if (json && chain) {
+        printf("[\n");
+        for (i = 0; i < n; i++) {
+            print_json(&descs[i], "    ");
+            printf(i + 1 < n ? ",\n" : "\n");
+        }
+        printf("]\n");
+    } else if (json) {
+        print_json(&descs[0], "");
+        printf("\n");
+    } else {
+        for (i = 0; i < n; i++) {
+            if (i)
+                printf("\n");
+            print_human(&descs[i]);
+        }
+    }
+}
+
 int cmd_info(int argc, char **argv)
 {
     enum { OPT_CHAIN = 256 };
@@ -182,7 +221,6 @@ int cmd_info(int argc, char **argv)
     path = strdup(spec.filename);
     while (path) {
         struct image_desc *grown;
-        struct stat st_new;
 
         grown = realloc(descs, (n + 1) * sizeof *descs);
         if (!grown) {
@@ -199,17 +237,10 @@ int cmd_info(int argc, char **argv)
         if (!chain || !descs[n - 1].full_backing)
             break;
         /* A loop in the chain: the same file seen before. */
-        if (stat(descs[n - 1].full_backing, &st_new) == 0) {
-            for (i = 0; i < n; i++) {
-                struct stat st_old;
-                if (stat(descs[i].path, &st_old) == 0 &&
-                    st_old.st_dev == st_new.st_dev &&
-                    st_old.st_ino == st_new.st_ino) {
-                    cli_error("Backing file '%s' creates an infinite loop.",
-                              descs[n - 1].full_backing);
-                    goto out;
-                }
-            }
+        if (chain_loops(descs, n, descs[n - 1].full_backing)) {
+            cli_error("Backing file '%s' creates an infinite loop.",
+                      descs[n - 1].full_backing);
+            goto out;
         }
         path = strdup(descs[n - 1].full_backing);
         format = QCOWKIT_FORMAT_AUTO;
@@ -218,23 +249,7 @@ int cmd_info(int argc, char **argv)
         cli_error("out of memory");
         goto out;
     }
-    if (json && chain) {
-        printf("[\n");
-        for (i = 0; i < n; i++) {
-            print_json(&descs[i], "    ");
-            printf(i + 1 < n ? ",\n" : "\n");
-        }
-        printf("]\n");
-    } else if (json) {
-        print_json(&descs[0], "");
-        printf("\n");
-    } else {
-        for (i = 0; i < n; i++) {
-            if (i)
-                printf("\n");
-            print_human(&descs[i]);
-        }
-    }
+    print_descs(descs, n, json, chain);
     ret = 0;
 out:
     cli_image_spec_free(&spec);
