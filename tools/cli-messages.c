@@ -4,16 +4,21 @@
 
 #include "cli.h"
 
+static void verror(const char *fmt, va_list ap)
+{
+    fflush(stdout);
+    fputs(CLI_NAME ": ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
 
-    fflush(stdout);
-    fputs(CLI_NAME ": ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verror(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 void cli_lib_error(int err, const char *prefix)
@@ -33,12 +38,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_list ap;
 
     (void)cmd;
-    fflush(stdout);
-    fputs(CLI_NAME ": ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verror(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return 1;
 }
 

@@ -1,4 +1,5 @@
 /* cli-output.c - what the command prints: human numbers, JSON, progress. */
+#include <stdarg.h>
 #include <string.h>
 
 #include "cli.h"
@@ -175,4 +176,17 @@ void cli_progress_end(void)
         printf("\n");
         fflush(stdout);
     }
+}
+
+bool cli_quiet;
+
+void cli_qprintf(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (cli_quiet)
+        return;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
 }

@@ -220,6 +220,10 @@ void cli_size_to_str(uint64_t val, char *buf, size_t len);
 /* qemu-io's cvtstr(): "4 KiB", "512 bytes", "1.500 KiB". */
 void cli_cvtstr(double value, char *buf, size_t len);
 
+/* -q of check and compare: cli_qprintf() prints nothing while it is set. */
+extern bool cli_quiet;
+void cli_qprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Write s as a JSON string (with quotes) to f. */
 void cli_json_string(FILE *f, const char *s);
 

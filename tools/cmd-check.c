@@ -21,21 +21,6 @@ struct check_result {
     uint64_t check_errors; /* the library has none; always 0 */
 };
 
-static bool quiet;
-
-static void qprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void qprintf(const char *fmt, ...)
-{
-    va_list ap;
-
-    if (quiet)
-        return;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-}
-
 static void report_problem(void *opaque, const char *message)
 {
     (void)opaque;
@@ -58,39 +43,40 @@ static void print_human(const struct check_result *res)
     const struct qcowkit_check_report *r = &res->r;
 
     if (!(r->corruptions || r->leaks || res->check_errors)) {
-        qprintf("No errors were found on the image.\n");
+        cli_qprintf("No errors were found on the image.\n");
     } else {
         if (r->corruptions)
-            qprintf("\n%" PRIu64 " errors were found on the image.\n"
-                    "Data may be corrupted, or further writes to the image "
-                    "may corrupt it.\n",
-                    r->corruptions);
+            cli_qprintf("\n%" PRIu64 " errors were found on the image.\n"
+                        "Data may be corrupted, or further writes to the image "
+                        "may corrupt it.\n",
+                        r->corruptions);
         if (r->leaks)
-            qprintf("\n%" PRIu64 " leaked clusters were found on the image.\n"
-                    "This means waste of disk space, but no harm to data.\n",
-                    r->leaks);
+            cli_qprintf(
+                "\n%" PRIu64 " leaked clusters were found on the image.\n"
+                "This means waste of disk space, but no harm to data.\n",
+                r->leaks);
         if (res->check_errors)
-            qprintf("\n%" PRIu64
-                    " internal errors have occurred during the check.\n",
-                    res->check_errors);
+            cli_qprintf("\n%" PRIu64
+                        " internal errors have occurred during the check.\n",
+                        res->check_errors);
     }
     if (r->total_clusters != 0 && r->allocated_clusters != 0)
-        qprintf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% "
-                "fragmented, %0.2f%% compressed clusters\n",
-                r->allocated_clusters, r->total_clusters,
-                (double)r->allocated_clusters * 100.0 /
-                    (double)r->total_clusters,
-                (double)r->fragmented_clusters * 100.0 /
-                    (double)r->allocated_clusters,
-                (double)r->compressed_clusters * 100.0 /
-                    (double)r->allocated_clusters);
+        cli_qprintf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% "
+                    "fragmented, %0.2f%% compressed clusters\n",
+                    r->allocated_clusters, r->total_clusters,
+                    (double)r->allocated_clusters * 100.0 /
+                        (double)r->total_clusters,
+                    (double)r->fragmented_clusters * 100.0 /
+                        (double)r->allocated_clusters,
+                    (double)r->compressed_clusters * 100.0 /
+                        (double)r->allocated_clusters);
     if (r->image_end_offset)
-        qprintf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
+        cli_qprintf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
 }
 
 static void json_field(bool *first, const char *key, uint64_t value)
 {
-    qprintf("%s\n    \"%s\": %" PRIu64, *first ? "" : ",", key, value);
+    cli_qprintf("%s\n    \"%s\": %" PRIu64, *first ? "" : ",", key, value);
     *first = false;
 }
 
@@ -104,7 +90,7 @@ static void print_json(const struct check_result *res, const char *filename,
     const struct qcowkit_check_report *r = &res->r;
     bool first = true;
 
-    if (quiet)
+    if (cli_quiet)
         return;
     printf("{");
     if (r->image_end_offset)
@@ -219,12 +205,12 @@ static int check_and_repair(struct qcowkit_image *img, unsigned repair,
         uint64_t leaks_fixed = res->r.leaks_fixed;
 
         if (!json)
-            qprintf("The following inconsistencies were found and "
-                    "repaired:\n\n"
-                    "    %" PRIu64 " leaked clusters\n"
-                    "    %" PRIu64 " corruptions\n\n"
-                    "Double checking the fixed image now...\n",
-                    leaks_fixed, corruptions_fixed);
+            cli_qprintf("The following inconsistencies were found and "
+                        "repaired:\n\n"
+                        "    %" PRIu64 " leaked clusters\n"
+                        "    %" PRIu64 " corruptions\n\n"
+                        "Double checking the fixed image now...\n",
+                        leaks_fixed, corruptions_fixed);
         err = run_check(img, 0, true, res);
         res->r.corruptions_fixed = corruptions_fixed;
         res->r.leaks_fixed = leaks_fixed;
@@ -275,11 +261,11 @@ int cmd_check(int argc, char **argv)
     bool refused = false;
     int err, ret;
 
-    quiet = false;
+    cli_quiet = false;
     ret = parse_check_args(argc, argv, &a);
     if (ret != CLI_NEXT_OPTION)
         return ret;
-    quiet = a.co.quiet;
+    cli_quiet = a.co.quiet;
     if (cli_parse_format(a.co.fmt, &format) < 0)
         return 1;
 

@@ -14,21 +14,6 @@
 #define IO_BUF_SIZE (2u << 20)
 #define SECTOR      512u
 
-static bool quiet;
-
-static void qprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void qprintf(const char *fmt, ...)
-{
-    va_list ap;
-
-    if (quiet)
-        return;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-}
-
 /* Index of the first 512-byte piece that differs (len if none). */
 static uint64_t first_difference(const uint8_t *a, const uint8_t *b,
                                  uint64_t len)
@@ -70,8 +55,8 @@ static int check_empty(struct qcowkit_image *img, uint64_t offset, uint64_t len,
     }
     idx = first_nonzero(buf, len);
     if (idx >= 0) {
-        qprintf("Content mismatch at offset %" PRIu64 "!\n",
-                offset + (uint64_t)idx);
+        cli_qprintf("Content mismatch at offset %" PRIu64 "!\n",
+                    offset + (uint64_t)idx);
         return 1;
     }
     return 0;
@@ -103,7 +88,7 @@ static int compare_data(struct compare_ctx *c, uint64_t offset, uint64_t chunk)
         return read_error(offset, c->name2);
     at = first_difference(c->buf1, c->buf2, chunk);
     if (at != chunk) {
-        qprintf("Content mismatch at offset %" PRIu64 "!\n", offset + at);
+        cli_qprintf("Content mismatch at offset %" PRIu64 "!\n", offset + at);
         return 1;
     }
     return 0;
@@ -132,8 +117,8 @@ static int compare_run(struct compare_ctx *c, uint64_t offset, uint64_t total,
     *chunk = s1.length < s2.length ? s1.length : s2.length;
     if (c->strict && (s1.flags & ~QCOWKIT_EXTENT_COMPRESSED) !=
                          (s2.flags & ~QCOWKIT_EXTENT_COMPRESSED)) {
-        qprintf("Strict mode: Offset %" PRIu64 " block status mismatch!\n",
-                offset);
+        cli_qprintf("Strict mode: Offset %" PRIu64 " block status mismatch!\n",
+                    offset);
         return 1;
     }
     if ((s1.flags & s2.flags) & QCOWKIT_EXTENT_ZERO)
@@ -152,7 +137,7 @@ static int compare_run(struct compare_ctx *c, uint64_t offset, uint64_t total,
 static int compare_tail(struct compare_ctx *c, struct qcowkit_image *over,
                         const char *over_name, uint64_t offset)
 {
-    qprintf("Warning: Image size mismatch!\n");
+    cli_qprintf("Warning: Image size mismatch!\n");
     while (offset < c->base) {
         struct qcowkit_chain_extent s;
         uint64_t chunk;
@@ -184,7 +169,7 @@ static int compare_all(struct compare_ctx *c, uint64_t size1, uint64_t size2)
 
     cli_progress_print(0, 100);
     if (c->strict && size1 != size2) {
-        qprintf("Strict mode: Image size mismatch!\n");
+        cli_qprintf("Strict mode: Image size mismatch!\n");
         return 1;
     }
     while (offset < total) {
@@ -200,7 +185,7 @@ static int compare_all(struct compare_ctx *c, uint64_t size1, uint64_t size2)
         if (ret)
             return ret;
     }
-    qprintf("Images are identical.\n");
+    cli_qprintf("Images are identical.\n");
     return 0;
 }
 
@@ -247,7 +232,7 @@ int cmd_compare(int argc, char **argv)
     bool strict = false, progress = false;
     int c, ret;
 
-    quiet = false;
+    cli_quiet = false;
     cli_common_init(&co, "compare");
     co.fail = 2;
     optind = 0;
@@ -265,11 +250,11 @@ int cmd_compare(int argc, char **argv)
         else if ((ret = cli_common_option(&co, argv, c)) != CLI_NEXT_OPTION)
             return ret;
     }
-    quiet = co.quiet;
+    cli_quiet = co.quiet;
     if (co.force_share)
         open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
     /* Progress is not shown in quiet mode. */
-    if (quiet)
+    if (cli_quiet)
         progress = false;
     if (optind != argc - 2)
         return cli_usage_error("compare", "Expecting two image file names");
