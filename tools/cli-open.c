@@ -247,3 +247,14 @@ int cli_open_image(const char *arg, bool image_opts, enum qcowkit_format format,
     cli_image_spec_free(&spec);
     return err;
 }
+
+int cli_create(const char *path, const struct qcowkit_create_opts *co)
+{
+    int err = qcowkit_create(path, co, QCOWKIT_IO_TRUNC);
+
+    if (err < 0) {
+        cli_lib_error(err, NULL);
+        return -1;
+    }
+    return 0;
+}

@@ -296,3 +296,19 @@ void cli_qcow_opts_free(struct cli_qcow_opts *q)
     free(q->key_secret);
     memset(q, 0, sizeof *q);
 }
+
+void cli_qcow_create_opts(const struct cli_qcow_opts *q,
+                          enum qcowkit_format format, uint64_t size,
+                          const uint8_t *key, size_t key_len,
+                          struct qcowkit_create_opts *co)
+{
+    qcowkit_create_opts_init(co);
+    co->format = format;
+    co->size = size;
+    co->backing_file = q->backing_file;
+    co->cluster_size = q->cluster_size;
+    co->key = key;
+    co->key_len = key_len;
+    if (key)
+        cli_warn_aes_create();
+}

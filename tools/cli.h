@@ -264,6 +264,13 @@ struct cli_qcow_opts {
 int cli_qcow_option(struct cli_qcow_opts *q, const char *key,
                     const char *value);
 void cli_qcow_opts_free(struct cli_qcow_opts *q);
+/* The options of a new image from q (warns when key makes it AES). */
+void cli_qcow_create_opts(const struct cli_qcow_opts *q,
+                          enum qcowkit_format format, uint64_t size,
+                          const uint8_t *key, size_t key_len,
+                          struct qcowkit_create_opts *co);
+/* qcowkit_create() truncating path; prints the error and returns -1. */
+int cli_create(const char *path, const struct qcowkit_create_opts *co);
 
 /* Replace *slot by a copy of value; prints the error and returns -1. */
 int cli_set_string(char **slot, const char *value);

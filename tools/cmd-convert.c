@@ -724,24 +724,10 @@ static int create_target(const struct convert_args *a,
                          size_t key_len)
 {
     struct qcowkit_create_opts co;
-    int err;
 
-    qcowkit_create_opts_init(&co);
-    co.format = o->out_format;
-    co.size = s->size;
-    co.backing_file = o->q.backing_file;
-    co.cluster_size = o->q.cluster_size;
-    co.key = key;
-    co.key_len = key_len;
-    if (key)
-        cli_warn_aes_create();
+    cli_qcow_create_opts(&o->q, o->out_format, s->size, key, key_len, &co);
     /* Locked before truncating: `convert A A` finds A in use. */
-    err = qcowkit_create(a->dst_path, &co, QCOWKIT_IO_TRUNC);
-    if (err < 0) {
-        cli_lib_error(err, NULL);
-        return -1;
-    }
-    return 0;
+    return cli_create(a->dst_path, &co);
 }
 
 /* The target: FILE (with the key it was created with), or with

@@ -303,25 +303,11 @@ static int make_image(const struct create_args *a, const uint8_t *key,
                       size_t key_len)
 {
     struct qcowkit_create_opts co;
-    int err;
 
-    qcowkit_create_opts_init(&co);
-    co.format = a->format;
-    co.size = a->size;
-    co.backing_file = a->q.backing_file;
-    co.cluster_size = a->q.cluster_size;
-    co.key = key;
-    co.key_len = key_len;
-    if (key)
-        cli_warn_aes_create();
+    cli_qcow_create_opts(&a->q, a->format, a->size, key, key_len, &co);
     if (dry_run(a->file, &co) < 0)
         return -1;
-    err = qcowkit_create(a->file, &co, QCOWKIT_IO_TRUNC);
-    if (err < 0) {
-        cli_lib_error(err, NULL);
-        return -1;
-    }
-    return 0;
+    return cli_create(a->file, &co);
 }
 
 int cmd_create(int argc, char **argv)
