@@ -13,6 +13,12 @@ enter_tmpdir
 # 2-4 s there.  The address space covers today's in-memory L1 tables.
 TIME_LIMIT=10
 MEM_LIMIT_KB=$((1536 * 1024))
+if [ "${QCOWKIT_SANITIZE:-none}" != none ]; then
+    # ASan reserves terabytes of address space for its shadow memory.
+    note "sanitizer build ($QCOWKIT_SANITIZE): no memory limit, 4x the time"
+    TIME_LIMIT=40
+    MEM_LIMIT_KB=unlimited
+fi
 
 # bounded WHAT CMD...: run CMD under the memory limit; fail if it fails
 # or takes longer than TIME_LIMIT seconds.
