@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <getopt.h>
 #include <stdio.h>
 
 #include "qcowkit.h"
@@ -48,6 +49,63 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 /* getopt_long helpers: message for an unknown option or missing value. */
 int cli_bad_option(const char *cmd, char **argv, int optopt_char);
+
+/*
+ * The options that many subcommands share.  A subcommand lists the ones it
+ * takes in its getopt string and long options (CLI_LONGOPT_*), handles its
+ * own, and passes every other option to cli_common_option().
+ */
+enum {
+    CLI_OPT_OBJECT = 0x1000, /* --object */
+    CLI_OPT_IMAGE_OPTS,      /* --image-opts */
+    CLI_OPT_OUTPUT,          /* --output */
+};
+#define CLI_LONGOPT_HELP                                                       \
+    {                                                                          \
+        "help", no_argument, NULL, 'h'                                         \
+    }
+#define CLI_LONGOPT_FORMAT                                                     \
+    {                                                                          \
+        "format", required_argument, NULL, 'f'                                 \
+    }
+#define CLI_LONGOPT_FORCE_SHARE                                                \
+    {                                                                          \
+        "force-share", no_argument, NULL, 'U'                                  \
+    }
+#define CLI_LONGOPT_OBJECT                                                     \
+    {                                                                          \
+        "object", required_argument, NULL, CLI_OPT_OBJECT                      \
+    }
+#define CLI_LONGOPT_IMAGE_OPTS                                                 \
+    {                                                                          \
+        "image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS                    \
+    }
+#define CLI_LONGOPT_OUTPUT                                                     \
+    {                                                                          \
+        "output", required_argument, NULL, CLI_OPT_OUTPUT                      \
+    }
+
+struct cli_common {
+    const char *cmd;       /* the subcommand, for --help and messages */
+    int fail;              /* exit code after a bad option (1 by default) */
+    const char *fmt;       /* -f FMT, or NULL */
+    const char *output;    /* --output, "human" by default */
+    const char *src_cache; /* -T MODE (checked), or NULL */
+    bool force_share;      /* -U */
+    bool image_opts;       /* --image-opts */
+    bool quiet;            /* -q */
+};
+
+/* Returned by cli_common_option() when parsing goes on. */
+#define CLI_NEXT_OPTION (-1)
+
+void cli_common_init(struct cli_common *o, const char *cmd);
+/*
+ * Take getopt_long's result c (optarg with it).  Returns CLI_NEXT_OPTION,
+ * or the exit code of the subcommand: 0 after --help, o->fail after an
+ * error or an unknown option (the message is printed).
+ */
+int cli_common_option(struct cli_common *o, char **argv, int c);
 
 /*
  * Parse a size as qemu-img does: plain bytes (decimal or 0x hex), or a
@@ -162,6 +220,10 @@ void cli_size_to_str(uint64_t val, char *buf, size_t len);
 /* qemu-io's cvtstr(): "4 KiB", "512 bytes", "1.500 KiB". */
 void cli_cvtstr(double value, char *buf, size_t len);
 
+/* -q of check and compare: cli_qprintf() prints nothing while it is set. */
+extern bool cli_quiet;
+void cli_qprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Write s as a JSON string (with quotes) to f. */
 void cli_json_string(FILE *f, const char *s);
 
@@ -202,6 +264,13 @@ struct cli_qcow_opts {
 int cli_qcow_option(struct cli_qcow_opts *q, const char *key,
                     const char *value);
 void cli_qcow_opts_free(struct cli_qcow_opts *q);
+/* The options of a new image from q (warns when key makes it AES). */
+void cli_qcow_create_opts(const struct cli_qcow_opts *q,
+                          enum qcowkit_format format, uint64_t size,
+                          const uint8_t *key, size_t key_len,
+                          struct qcowkit_create_opts *co);
+/* qcowkit_create() truncating path; prints the error and returns -1. */
+int cli_create(const char *path, const struct qcowkit_create_opts *co);
 
 /* Replace *slot by a copy of value; prints the error and returns -1. */
 int cli_set_string(char **slot, const char *value);
@@ -217,5 +286,7 @@ bool cli_is_zero(const void *buf, size_t len);
 
 /* Is mode one of qemu-img's cache modes (-t, -T)? */
 bool cli_cache_mode_valid(const char *mode);
+/* -t MODE: 0 if valid, else prints "Invalid cache option: MODE", -1. */
+int cli_check_cache(const char *mode);
 
 #endif /* QCOWKIT_CLI_H */

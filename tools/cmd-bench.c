@@ -190,183 +190,218 @@ static int parse_int_opt(const char *arg, long long min, long long max,
     return 0;
 }
 
-int cmd_bench(int argc, char **argv)
+enum { OPT_PATTERN = 256, OPT_FLUSH_INTERVAL, OPT_NO_DRAIN };
+
+struct bench_args {
+    struct cli_common co;
+    const char *cache, *aio, *path;
+    uint64_t depth, step;
+    bool native;
+};
+
+/* An integer option within [min, max], or the message and -1. */
+static int int_opt(const char *what, long long min, long long max,
+                   uint64_t *out)
 {
-    enum { OPT_PATTERN = 256, OPT_FLUSH_INTERVAL, OPT_NO_DRAIN };
+    long long v;
+
+    if (parse_int_opt(optarg, min, max, &v) < 0) {
+        cli_error("Invalid %s specified", what);
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* One option: CLI_NEXT_OPTION or the exit code. */
+static int bench_option(struct bench_args *a, struct bench *b, char **argv,
+                        int c)
+{
+    uint64_t v;
+    int err = 0;
+
+    switch (c) {
+    case 'c':
+        err = int_opt("request count", 0, INT_MAX, &b->count);
+        break;
+    case 'd':
+        err = int_opt("queue depth", 1, INT_MAX, &a->depth);
+        break;
+    case 'n':
+        a->native = true;
+        break;
+    case 'i':
+        if (strcmp(optarg, "threads") != 0 && strcmp(optarg, "native") != 0 &&
+            strcmp(optarg, "io_uring") != 0) {
+            cli_error("Invalid aio option: %s", optarg);
+            return 1;
+        }
+        a->aio = optarg;
+        break;
+    case 'o':
+        err = parse_size_opt(optarg, "offset", INT64_MAX, &b->start);
+        break;
+    case 'q':
+        break; /* qemu-img bench prints its lines even with -q */
+    case 's':
+        err = parse_size_opt(optarg, "buffer size", INT_MAX, &b->bufsize);
+        break;
+    case 'S':
+        err = parse_size_opt(optarg, "step_size", INT_MAX, &a->step);
+        break;
+    case 't':
+        a->cache = optarg;
+        if (!cli_cache_mode_valid(optarg)) {
+            cli_error("Invalid cache mode");
+            return 1;
+        }
+        break;
+    case 'w':
+        b->write = true;
+        break;
+    case OPT_PATTERN:
+        err = int_opt("pattern byte", 0, 0xff, &v);
+        if (err == 0)
+            b->pattern = (int)v;
+        break;
+    case OPT_FLUSH_INTERVAL:
+        err = int_opt("flush interval", 0, INT_MAX, &b->flush_interval);
+        break;
+    case OPT_NO_DRAIN:
+        b->drain = false;
+        break;
+    default:
+        return cli_common_option(&a->co, argv, c);
+    }
+    return err < 0 ? 1 : CLI_NEXT_OPTION;
+}
+
+/* Returns CLI_NEXT_OPTION when the bench is to run, else the exit code. */
+static int parse_bench_args(int argc, char **argv, struct bench_args *a,
+                            struct bench *b)
+{
     static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"force-share", no_argument, NULL, 'U'},
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_FORCE_SHARE,
         {"pattern", required_argument, NULL, OPT_PATTERN},
         {"flush-interval", required_argument, NULL, OPT_FLUSH_INTERVAL},
         {"no-drain", no_argument, NULL, OPT_NO_DRAIN},
         {NULL, 0, NULL, 0},
     };
-    const char *fmt = NULL, *cache = "writeback", *aio = NULL, *path;
+    int c, ret;
+
+    memset(a, 0, sizeof *a);
+    cli_common_init(&a->co, "bench");
+    a->cache = "writeback";
+    a->depth = 64;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hc:d:f:ni:o:qs:S:t:wU", longopts,
+                            NULL)) != -1)
+        if ((ret = bench_option(a, b, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
+    if (argc - optind != 1) {
+        cli_usage_error("bench", "Expecting one image file name");
+        return 1;
+    }
+    a->path = argv[optind];
+    return CLI_NEXT_OPTION;
+}
+
+/* Options that exclude each other; prints why and returns -1. */
+static int check_bench_args(const struct bench_args *a, const struct bench *b)
+{
+    if (b->flush_interval && !b->write) {
+        cli_error("--flush-interval is only available in write tests");
+        return -1;
+    }
+    if (b->flush_interval && b->flush_interval < a->depth) {
+        cli_error("Flush interval can't be smaller than depth");
+        return -1;
+    }
+    return 0;
+}
+
+/* The checks made when QEMU opens the image; prints why and returns -1. */
+static int check_bench_open(const struct bench_args *a, const struct bench *b)
+{
+    /* The library has no O_DIRECT; -t none and directsync are accepted
+     * as QEMU accepts them, and native AIO needs them as QEMU's does. */
+    if ((a->native || (a->aio && strcmp(a->aio, "native") == 0)) &&
+        strcmp(a->cache, "none") != 0 && strcmp(a->cache, "directsync") != 0) {
+        cli_error("Could not open '%s': aio=native was specified, but it "
+                  "requires cache.direct=on, which was not specified.",
+                  a->path);
+        return -1;
+    }
+    if (a->co.force_share && b->write) {
+        cli_error("Could not open '%s': force-share=on can only be used with "
+                  "read-only images",
+                  a->path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Print the plan, run it and the time it took. */
+static int bench_timed(struct bench *b, uint64_t depth)
+{
+    struct timespec t0, t1;
+
+    printf("Sending %" PRIu64 " %s requests, %" PRIu64 " bytes each, %" PRIu64
+           " in parallel (starting at offset %" PRIu64 ", step size %" PRIu64
+           ")\n",
+           b->count, b->write ? "write" : "read", b->bufsize, depth, b->start,
+           b->step);
+    if (b->flush_interval)
+        printf("Sending flush every %" PRIu64 " requests\n", b->flush_interval);
+    fflush(stdout);
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (bench_run(b, depth) < 0)
+        return -1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("Run completed in %3.3f seconds.\n",
+           (double)(t1.tv_sec - t0.tv_sec) +
+               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    struct bench_args a;
     enum qcowkit_format format;
     struct bench b;
-    struct timespec t0, t1;
-    long long v;
-    uint64_t depth = 64, step = 0;
     unsigned flags = QCOWKIT_OPEN_RDONLY;
-    bool force_share = false, native = false;
-    int c, ret = 1;
+    int ret;
 
     memset(&b, 0, sizeof b);
     b.count = 75000;
     b.bufsize = 4096;
     b.drain = true;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hc:d:f:ni:o:qs:S:t:wU", longopts,
-                            NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            if (parse_int_opt(optarg, 0, INT_MAX, &v) < 0) {
-                cli_error("Invalid request count specified");
-                return 1;
-            }
-            b.count = (uint64_t)v;
-            break;
-        case 'd':
-            if (parse_int_opt(optarg, 1, INT_MAX, &v) < 0) {
-                cli_error("Invalid queue depth specified");
-                return 1;
-            }
-            depth = (uint64_t)v;
-            break;
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'n':
-            native = true;
-            break;
-        case 'i':
-            if (strcmp(optarg, "threads") != 0 &&
-                strcmp(optarg, "native") != 0 &&
-                strcmp(optarg, "io_uring") != 0) {
-                cli_error("Invalid aio option: %s", optarg);
-                return 1;
-            }
-            aio = optarg;
-            break;
-        case 'o':
-            if (parse_size_opt(optarg, "offset", INT64_MAX, &b.start) < 0)
-                return 1;
-            break;
-        case 'q':
-            break; /* qemu-img bench prints its lines even with -q */
-        case 's':
-            if (parse_size_opt(optarg, "buffer size", INT_MAX, &b.bufsize) < 0)
-                return 1;
-            break;
-        case 'S':
-            if (parse_size_opt(optarg, "step_size", INT_MAX, &step) < 0)
-                return 1;
-            break;
-        case 't':
-            cache = optarg;
-            if (strcmp(cache, "none") != 0 && strcmp(cache, "writeback") != 0 &&
-                strcmp(cache, "writethrough") != 0 &&
-                strcmp(cache, "directsync") != 0 &&
-                strcmp(cache, "unsafe") != 0) {
-                cli_error("Invalid cache mode");
-                return 1;
-            }
-            break;
-        case 'w':
-            b.write = true;
-            break;
-        case 'U':
-            force_share = true;
-            break;
-        case OPT_PATTERN:
-            if (parse_int_opt(optarg, 0, 0xff, &v) < 0) {
-                cli_error("Invalid pattern byte specified");
-                return 1;
-            }
-            b.pattern = (int)v;
-            break;
-        case OPT_FLUSH_INTERVAL:
-            if (parse_int_opt(optarg, 0, INT_MAX, &v) < 0) {
-                cli_error("Invalid flush interval specified");
-                return 1;
-            }
-            b.flush_interval = (uint64_t)v;
-            break;
-        case OPT_NO_DRAIN:
-            b.drain = false;
-            break;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("bench"));
-            return 0;
-        default:
-            return cli_bad_option("bench", argv, c);
-        }
-    }
-    if (argc - optind != 1) {
-        cli_usage_error("bench", "Expecting one image file name");
+    ret = parse_bench_args(argc, argv, &a, &b);
+    if (ret != CLI_NEXT_OPTION)
+        return ret;
+    if (check_bench_args(&a, &b) < 0 ||
+        cli_parse_format(a.co.fmt, &format) < 0 || check_bench_open(&a, &b) < 0)
         return 1;
-    }
-    path = argv[optind];
-    if (b.flush_interval && !b.write) {
-        cli_error("--flush-interval is only available in write tests");
-        return 1;
-    }
-    if (b.flush_interval && b.flush_interval < depth) {
-        cli_error("Flush interval can't be smaller than depth");
-        return 1;
-    }
-    if (cli_parse_format(fmt, &format) < 0)
-        return 1;
-    /* The library has no O_DIRECT; -t none and directsync are accepted
-     * as QEMU accepts them, and native AIO needs them as QEMU's does. */
-    if ((native || (aio && strcmp(aio, "native") == 0)) &&
-        strcmp(cache, "none") != 0 && strcmp(cache, "directsync") != 0) {
-        cli_error("Could not open '%s': aio=native was specified, but it "
-                  "requires cache.direct=on, which was not specified.",
-                  path);
-        return 1;
-    }
-    if (force_share && b.write) {
-        cli_error("Could not open '%s': force-share=on can only be used with "
-                  "read-only images",
-                  path);
-        return 1;
-    }
-    b.flush_each =
-        strcmp(cache, "writethrough") == 0 || strcmp(cache, "directsync") == 0;
-    b.flush_noop = strcmp(cache, "unsafe") == 0;
+    b.flush_each = strcmp(a.cache, "writethrough") == 0 ||
+                   strcmp(a.cache, "directsync") == 0;
+    b.flush_noop = strcmp(a.cache, "unsafe") == 0;
     if (b.write)
         flags = QCOWKIT_OPEN_RDWR;
-    else if (force_share)
+    else if (a.co.force_share)
         flags |= QCOWKIT_OPEN_FORCE_SHARE;
-    if (cli_open(path, format, flags, QCOWKIT_FORMAT_AUTO, &b.img) < 0)
+    if (cli_open(a.path, format, flags, QCOWKIT_FORMAT_AUTO, &b.img) < 0)
         return 1;
     b.image_size = cli_image_size(b.img);
-    b.step = step ? step : b.bufsize;
+    b.step = a.step ? a.step : b.bufsize;
     pthread_rwlock_init(&b.drain_lock, NULL);
     pthread_mutex_init(&b.err_lock, NULL);
-
-    printf("Sending %" PRIu64 " %s requests, %" PRIu64 " bytes each, %" PRIu64
-           " in parallel (starting at offset %" PRIu64 ", step size %" PRIu64
-           ")\n",
-           b.count, b.write ? "write" : "read", b.bufsize, depth, b.start,
-           b.step);
-    if (b.flush_interval)
-        printf("Sending flush every %" PRIu64 " requests\n", b.flush_interval);
-    fflush(stdout);
-
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (bench_run(&b, depth) == 0) {
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        printf("Run completed in %3.3f seconds.\n",
-               (double)(t1.tv_sec - t0.tv_sec) +
-                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-        ret = 0;
-    }
+    ret = bench_timed(&b, a.depth) == 0 ? 0 : 1;
     /* Closing flushes (qemu-img closes with cache=writeback too). */
     if (qcowkit_close(b.img) < 0 && ret == 0) {
-        cli_lib_error(-EIO, path);
+        cli_lib_error(-EIO, a.path);
         ret = 1;
     }
     pthread_rwlock_destroy(&b.drain_lock);

@@ -21,33 +21,6 @@ struct check_result {
     uint64_t check_errors; /* the library has none; always 0 */
 };
 
-static bool quiet;
-
-/* qemu-img's cache modes (-T). */
-static bool valid_cache_mode(const char *mode)
-{
-    static const char *const modes[] = {"none", "writeback", "writethrough",
-                                        "directsync", "unsafe"};
-
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-        if (strcmp(mode, modes[i]) == 0)
-            return true;
-    return false;
-}
-
-static void qprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void qprintf(const char *fmt, ...)
-{
-    va_list ap;
-
-    if (quiet)
-        return;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-}
-
 static void report_problem(void *opaque, const char *message)
 {
     (void)opaque;
@@ -70,39 +43,40 @@ static void print_human(const struct check_result *res)
     const struct qcowkit_check_report *r = &res->r;
 
     if (!(r->corruptions || r->leaks || res->check_errors)) {
-        qprintf("No errors were found on the image.\n");
+        cli_qprintf("No errors were found on the image.\n");
     } else {
         if (r->corruptions)
-            qprintf("\n%" PRIu64 " errors were found on the image.\n"
-                    "Data may be corrupted, or further writes to the image "
-                    "may corrupt it.\n",
-                    r->corruptions);
+            cli_qprintf("\n%" PRIu64 " errors were found on the image.\n"
+                        "Data may be corrupted, or further writes to the image "
+                        "may corrupt it.\n",
+                        r->corruptions);
         if (r->leaks)
-            qprintf("\n%" PRIu64 " leaked clusters were found on the image.\n"
-                    "This means waste of disk space, but no harm to data.\n",
-                    r->leaks);
+            cli_qprintf(
+                "\n%" PRIu64 " leaked clusters were found on the image.\n"
+                "This means waste of disk space, but no harm to data.\n",
+                r->leaks);
         if (res->check_errors)
-            qprintf("\n%" PRIu64
-                    " internal errors have occurred during the check.\n",
-                    res->check_errors);
+            cli_qprintf("\n%" PRIu64
+                        " internal errors have occurred during the check.\n",
+                        res->check_errors);
     }
     if (r->total_clusters != 0 && r->allocated_clusters != 0)
-        qprintf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% "
-                "fragmented, %0.2f%% compressed clusters\n",
-                r->allocated_clusters, r->total_clusters,
-                (double)r->allocated_clusters * 100.0 /
-                    (double)r->total_clusters,
-                (double)r->fragmented_clusters * 100.0 /
-                    (double)r->allocated_clusters,
-                (double)r->compressed_clusters * 100.0 /
-                    (double)r->allocated_clusters);
+        cli_qprintf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% "
+                    "fragmented, %0.2f%% compressed clusters\n",
+                    r->allocated_clusters, r->total_clusters,
+                    (double)r->allocated_clusters * 100.0 /
+                        (double)r->total_clusters,
+                    (double)r->fragmented_clusters * 100.0 /
+                        (double)r->allocated_clusters,
+                    (double)r->compressed_clusters * 100.0 /
+                        (double)r->allocated_clusters);
     if (r->image_end_offset)
-        qprintf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
+        cli_qprintf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
 }
 
 static void json_field(bool *first, const char *key, uint64_t value)
 {
-    qprintf("%s\n    \"%s\": %" PRIu64, *first ? "" : ",", key, value);
+    cli_qprintf("%s\n    \"%s\": %" PRIu64, *first ? "" : ",", key, value);
     *first = false;
 }
 
@@ -116,7 +90,7 @@ static void print_json(const struct check_result *res, const char *filename,
     const struct qcowkit_check_report *r = &res->r;
     bool first = true;
 
-    if (quiet)
+    if (cli_quiet)
         return;
     printf("{");
     if (r->image_end_offset)
@@ -155,104 +129,58 @@ static void check_failed(int err)
         cli_error("Check failed: %s", strerror(err < 0 ? -err : err));
 }
 
-int cmd_check(int argc, char **argv)
-{
-    enum { OPT_OUTPUT = 256, OPT_IMAGE_OPTS, OPT_OBJECT };
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"format", required_argument, NULL, 'f'},
-        {"output", required_argument, NULL, OPT_OUTPUT},
-        {"repair", required_argument, NULL, 'r'},
-        {"force-share", no_argument, NULL, 'U'},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
-        {"object", required_argument, NULL, OPT_OBJECT},
-        {NULL, 0, NULL, 0},
-    };
-    const char *fmt = NULL, *output = "human", *path;
-    enum qcowkit_format format;
-    struct qcowkit_image *img = NULL;
-    struct qcowkit_info info;
-    struct check_result res;
-    unsigned repair = 0, open_flags;
-    bool json, force_share = false, refused = false, image_opts = false;
-    int c, err, ret = 1;
+struct check_args {
+    struct cli_common co;
+    const char *path;
+    unsigned repair; /* QCOWKIT_CHECK_REPAIR_* or 0 */
+    bool json;
+};
 
-    quiet = false;
+/* Returns CLI_NEXT_OPTION when the check is to run, else the exit code. */
+static int parse_check_args(int argc, char **argv, struct check_args *a)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,        CLI_LONGOPT_FORMAT,
+        CLI_LONGOPT_OUTPUT,      {"repair", required_argument, NULL, 'r'},
+        CLI_LONGOPT_FORCE_SHARE, CLI_LONGOPT_IMAGE_OPTS,
+        CLI_LONGOPT_OBJECT,      {NULL, 0, NULL, 0},
+    };
+    int c, ret;
+
+    cli_common_init(&a->co, "check");
+    a->repair = 0;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:hr:T:qU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case OPT_OUTPUT:
-            output = optarg;
-            break;
-        case 'r':
-            if (strcmp(optarg, "leaks") == 0)
-                repair = QCOWKIT_CHECK_REPAIR_LEAKS;
-            else if (strcmp(optarg, "all") == 0)
-                repair = QCOWKIT_CHECK_REPAIR_ALL;
-            else
-                return cli_usage_error("check",
-                                       "Unknown option value for -r "
-                                       "(expecting 'leaks' or 'all'): %s",
-                                       optarg);
-            break;
-        case 'T':
-            /* The cache mode does not change results, but is checked. */
-            if (!valid_cache_mode(optarg)) {
-                cli_error("Invalid source cache option: %s", optarg);
-                return 1;
-            }
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'U':
-            force_share = true;
-            break;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("check"));
-            return 0;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        default:
-            return cli_bad_option("check", argv, c);
-        }
+        if (c != 'r') {
+            if ((ret = cli_common_option(&a->co, argv, c)) != CLI_NEXT_OPTION)
+                return ret;
+        } else if (strcmp(optarg, "leaks") == 0)
+            a->repair = QCOWKIT_CHECK_REPAIR_LEAKS;
+        else if (strcmp(optarg, "all") == 0)
+            a->repair = QCOWKIT_CHECK_REPAIR_ALL;
+        else
+            return cli_usage_error("check",
+                                   "Unknown option value for -r "
+                                   "(expecting 'leaks' or 'all'): %s",
+                                   optarg);
     }
     if (optind != argc - 1)
         return cli_usage_error("check", "Expecting one image file name");
-    path = argv[optind];
-    if (cli_parse_output(output, &json) < 0)
+    a->path = argv[optind];
+    if (cli_parse_output(a->co.output, &a->json) < 0)
         return 1;
-    if (cli_parse_format(fmt, &format) < 0)
-        return 1;
+    return CLI_NEXT_OPTION;
+}
 
-    /* The check reads this file only: no backing chain.  -U with -r is
-     * refused by the library, as QEMU refuses force-share for writing. */
-    open_flags = QCOWKIT_OPEN_NO_BACKING |
-                 (repair ? QCOWKIT_OPEN_RDWR : QCOWKIT_OPEN_RDONLY) |
-                 (force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0);
-    /* The check reads no data: a key is looked up if given, not needed. */
-    if (cli_open_image(path, image_opts, format, open_flags,
-                       QCOWKIT_FORMAT_AUTO, 0, &img, NULL) < 0)
-        return 1;
-    err = cli_get_info(img, &info);
-    if (err < 0) {
-        cli_lib_error(err, NULL);
-        goto out;
-    }
-    if (info.format != QCOWKIT_FORMAT_QCOW) {
-        cli_error("This image format does not support checks");
-        ret = EXIT_NO_CHECKS;
-        goto out;
-    }
+/*
+ * Check, repair as asked, check again after a repair.  *refused is set
+ * when leaks were left alone because of corruptions.
+ */
+static int check_and_repair(struct qcowkit_image *img, unsigned repair,
+                            bool json, struct check_result *res, bool *refused)
+{
+    int err = 0;
 
     /*
      * Leaks found next to corrupt tables cannot be trusted: a table the
@@ -262,61 +190,105 @@ int cmd_check(int argc, char **argv)
      * corruptions (qemu-img would go ahead); -r all is the explicit,
      * riskier choice, as in qemu-img.
      */
-    err = 0;
+    *refused = false;
     if (repair == QCOWKIT_CHECK_REPAIR_LEAKS) {
-        err = run_check(img, 0, false, &res);
-        if (err == 0 && res.r.corruptions) {
-            refused = true;
+        err = run_check(img, 0, false, res);
+        if (err == 0 && res->r.corruptions) {
+            *refused = true;
             repair = 0;
         }
     }
     if (err == 0)
-        err = run_check(img, repair, true, &res);
-    if (err == -ENOTSUP) {
-        cli_error("This image format does not support checks");
-        ret = EXIT_NO_CHECKS;
-        goto out;
-    }
-    if (err == 0 && (res.r.corruptions_fixed || res.r.leaks_fixed)) {
-        uint64_t corruptions_fixed = res.r.corruptions_fixed;
-        uint64_t leaks_fixed = res.r.leaks_fixed;
+        err = run_check(img, repair, true, res);
+    if (err == 0 && (res->r.corruptions_fixed || res->r.leaks_fixed)) {
+        uint64_t corruptions_fixed = res->r.corruptions_fixed;
+        uint64_t leaks_fixed = res->r.leaks_fixed;
 
         if (!json)
-            qprintf("The following inconsistencies were found and "
-                    "repaired:\n\n"
-                    "    %" PRIu64 " leaked clusters\n"
-                    "    %" PRIu64 " corruptions\n\n"
-                    "Double checking the fixed image now...\n",
-                    leaks_fixed, corruptions_fixed);
-        err = run_check(img, 0, true, &res);
-        res.r.corruptions_fixed = corruptions_fixed;
-        res.r.leaks_fixed = leaks_fixed;
+            cli_qprintf("The following inconsistencies were found and "
+                        "repaired:\n\n"
+                        "    %" PRIu64 " leaked clusters\n"
+                        "    %" PRIu64 " corruptions\n\n"
+                        "Double checking the fixed image now...\n",
+                        leaks_fixed, corruptions_fixed);
+        err = run_check(img, 0, true, res);
+        res->r.corruptions_fixed = corruptions_fixed;
+        res->r.leaks_fixed = leaks_fixed;
+    }
+    return err;
+}
+
+/* Print the result and give qemu-img's exit code. */
+static int report_check(int err, const struct check_result *res, bool refused,
+                        const struct check_args *a,
+                        const struct qcowkit_info *info)
+{
+    if (err == -ENOTSUP) {
+        cli_error("This image format does not support checks");
+        return EXIT_NO_CHECKS;
     }
     if (err == 0) {
-        if (json)
-            print_json(&res, path, cli_format_name(info.format));
+        if (a->json)
+            print_json(res, a->path, cli_format_name(info->format));
         else
-            print_human(&res);
+            print_human(res);
     }
     fflush(stdout);
-    if (err < 0 || res.check_errors) {
+    if (err < 0 || res->check_errors) {
         if (err < 0)
             check_failed(err);
         else
             cli_error("Check failed");
-        goto out;
+        return 1;
     }
     if (refused)
         cli_error("Leaks were not repaired: with corrupt tables, clusters "
                   "that look leaked may still hold data (-r all clears the "
                   "corrupt entries first)");
-    if (res.r.corruptions)
-        ret = 2;
-    else if (res.r.leaks)
-        ret = 3;
-    else
-        ret = 0;
-out:
+    if (res->r.corruptions)
+        return 2;
+    return res->r.leaks ? 3 : 0;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    struct check_args a;
+    enum qcowkit_format format;
+    struct qcowkit_image *img = NULL;
+    struct qcowkit_info info;
+    struct check_result res;
+    unsigned open_flags;
+    bool refused = false;
+    int err, ret;
+
+    cli_quiet = false;
+    ret = parse_check_args(argc, argv, &a);
+    if (ret != CLI_NEXT_OPTION)
+        return ret;
+    cli_quiet = a.co.quiet;
+    if (cli_parse_format(a.co.fmt, &format) < 0)
+        return 1;
+
+    /* The check reads this file only: no backing chain.  -U with -r is
+     * refused by the library, as QEMU refuses force-share for writing. */
+    open_flags = QCOWKIT_OPEN_NO_BACKING |
+                 (a.repair ? QCOWKIT_OPEN_RDWR : QCOWKIT_OPEN_RDONLY) |
+                 (a.co.force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0);
+    /* The check reads no data: a key is looked up if given, not needed. */
+    if (cli_open_image(a.path, a.co.image_opts, format, open_flags,
+                       QCOWKIT_FORMAT_AUTO, 0, &img, NULL) < 0)
+        return 1;
+    ret = 1;
+    err = cli_get_info(img, &info);
+    if (err < 0) {
+        cli_lib_error(err, NULL);
+    } else if (info.format != QCOWKIT_FORMAT_QCOW) {
+        cli_error("This image format does not support checks");
+        ret = EXIT_NO_CHECKS;
+    } else {
+        err = check_and_repair(img, a.repair, a.json, &res, &refused);
+        ret = report_check(err, &res, refused, &a, &info);
+    }
     err = qcowkit_close(img);
     if (err < 0 && ret != 1) {
         cli_lib_error(err, "Could not close the image");

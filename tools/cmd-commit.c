@@ -145,140 +145,147 @@ static int copy_down(struct qcowkit_image *top, const char *top_name,
     return err < 0 ? -1 : 0;
 }
 
-int cmd_commit(int argc, char **argv)
+struct commit_args {
+    struct cli_common co;
+    const char *image, *cache, *base, *rate;
+    bool progress, drop;
+};
+
+/* Returns CLI_NEXT_OPTION when the commit is to run, else the exit code. */
+static int parse_commit_args(int argc, char **argv, struct commit_args *a)
 {
-    enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS };
     static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"object", required_argument, NULL, OPT_OBJECT},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_OBJECT,
+        CLI_LONGOPT_IMAGE_OPTS,
         {NULL, 0, NULL, 0},
     };
-    const char *fmt = NULL, *cache = "writeback", *base = NULL;
-    const char *rate = NULL;
-    enum qcowkit_format format, base_format = QCOWKIT_FORMAT_AUTO;
-    struct cli_image_spec spec, base_spec;
-    struct qcowkit_image *top = NULL, *bimg = NULL;
-    char *base_path = NULL;
-    bool quiet = false, progress = false, drop = false, image_opts = false;
-    uint64_t top_size, base_size;
-    int c, err, ret = 1;
+    uint64_t rate;
+    int c, ret;
 
-    memset(&spec, 0, sizeof spec);
-    memset(&base_spec, 0, sizeof base_spec);
+    memset(a, 0, sizeof *a);
+    cli_common_init(&a->co, "commit");
+    a->cache = "writeback";
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:ht:b:dpqr:", longopts, NULL)) !=
            -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 't':
-            cache = optarg;
-            break;
-        case 'b':
-            base = optarg;
-            drop = true; /* -b implies -d, as in qemu-img */
-            break;
-        case 'd':
-            drop = true;
-            break;
-        case 'p':
-            progress = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'r': {
-            uint64_t v;
-            if (cli_parse_size_arg(optarg, "rate limit", &v) < 0)
+        if (c == 't') {
+            a->cache = optarg;
+        } else if (c == 'b') {
+            a->base = optarg;
+            a->drop = true; /* -b implies -d, as in qemu-img */
+        } else if (c == 'd') {
+            a->drop = true;
+        } else if (c == 'p') {
+            a->progress = true;
+        } else if (c == 'r') {
+            if (cli_parse_size_arg(optarg, "rate limit", &rate) < 0)
                 return 1;
-            rate = optarg;
-            break;
-        }
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("commit"));
-            return 0;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        default:
-            return cli_bad_option("commit", argv, c);
+            a->rate = optarg;
+        } else if ((ret = cli_common_option(&a->co, argv, c)) !=
+                   CLI_NEXT_OPTION) {
+            return ret;
         }
     }
-    if (quiet)
-        progress = false;
+    if (a->co.quiet)
+        a->progress = false;
     if (optind != argc - 1)
         return cli_usage_error("commit", "Expecting one image file name");
-    if (!cli_cache_mode_valid(cache)) {
-        cli_error("Invalid cache option: %s", cache);
+    a->image = argv[optind];
+    if (cli_check_cache(a->cache) < 0)
         return 1;
-    }
-    if (cli_parse_format(fmt, &format) < 0)
-        return 1;
-    if (rate && !quiet)
-        fprintf(stderr,
-                "%s: note: -r %s is accepted and ignored: qcowkit commits "
-                "without a rate limit\n",
-                CLI_NAME, rate);
-    if (cli_image_spec_parse(argv[optind], image_opts, format, &spec) < 0)
-        return 1;
-    if (find_base(&spec, base, &base_path, &base_format) < 0)
-        goto out;
+    return CLI_NEXT_OPTION;
+}
 
-    /*
-     * The overlay without its chain (its read-only handle of the backing
-     * file would lock out the writer below), and the backing file with its
-     * own chain, read-write.  Only clusters allocated in the overlay are
-     * read, and those never need the backing file.
-     */
-    if (cli_open_spec(&spec, QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_BACKING,
-                      QCOWKIT_FORMAT_AUTO, 0, &top) < 0)
-        goto out;
+/*
+ * Open the overlay without its chain (its read-only handle of the backing
+ * file would lock out the writer below), and the backing file with its
+ * own chain, read-write.  Only clusters allocated in the overlay are
+ * read, and those never need the backing file.
+ */
+static int open_commit_pair(const struct cli_image_spec *spec, char *base_path,
+                            enum qcowkit_format base_format,
+                            struct qcowkit_image **top,
+                            struct qcowkit_image **base)
+{
+    struct cli_image_spec base_spec;
+
+    if (cli_open_spec(spec, QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_BACKING,
+                      QCOWKIT_FORMAT_AUTO, 0, top) < 0)
+        return -1;
+    memset(&base_spec, 0, sizeof base_spec);
     base_spec.arg = base_path;
     base_spec.filename = base_path;
     base_spec.format = base_format;
     base_spec.key_secret =
-        spec.backing_key_secret ? spec.backing_key_secret : spec.key_secret;
-    if (cli_open_spec(&base_spec, QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_AUTO, 0,
-                      &bimg) < 0)
-        goto out;
+        spec->backing_key_secret ? spec->backing_key_secret : spec->key_secret;
+    return cli_open_spec(&base_spec, QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_AUTO, 0,
+                         base);
+}
 
-    cli_progress_init(progress, 1.0f);
+/* Grow the base if needed, copy down, and empty the overlay unless -d. */
+static int commit_data(const struct commit_args *a, const char *top_name,
+                       struct qcowkit_image *top, const char *base_name,
+                       struct qcowkit_image *base)
+{
     /* As QEMU's commit job: a smaller backing file grows to the overlay's
      * size first (QEMU 7.2 cannot resize a qcow backing file). */
-    top_size = cli_image_size(top);
-    base_size = cli_image_size(bimg);
-    if (base_size < top_size) {
-        err = qcowkit_resize(bimg, top_size);
-        if (err < 0) {
-            cli_lib_error(err, NULL);
-            goto out_progress;
-        }
-    }
-    if (copy_down(top, spec.filename, bimg, base_path) < 0)
-        goto out_progress;
-    err = strcmp(cache, "unsafe") == 0 ? 0 : qcowkit_flush(bimg);
+    uint64_t top_size = cli_image_size(top);
+    int err = 0;
+
+    if (cli_image_size(base) < top_size)
+        err = qcowkit_resize(base, top_size);
     if (err < 0) {
-        cli_lib_error(err, base_path);
-        goto out_progress;
+        cli_lib_error(err, NULL);
+        return -1;
     }
-    if (!drop) {
+    if (copy_down(top, top_name, base, base_name) < 0)
+        return -1;
+    err = strcmp(a->cache, "unsafe") == 0 ? 0 : qcowkit_flush(base);
+    if (err < 0) {
+        cli_lib_error(err, base_name);
+        return -1;
+    }
+    if (!a->drop) {
         err = qcowkit_make_empty(top);
         if (err == 0)
             err = qcowkit_flush(top);
         if (err < 0) {
-            cli_lib_error(err, spec.filename);
-            goto out_progress;
+            cli_lib_error(err, top_name);
+            return -1;
         }
     }
-    ret = 0;
-out_progress:
+    return 0;
+}
+
+int cmd_commit(int argc, char **argv)
+{
+    struct commit_args a;
+    enum qcowkit_format format, base_format = QCOWKIT_FORMAT_AUTO;
+    struct cli_image_spec spec;
+    struct qcowkit_image *top = NULL, *bimg = NULL;
+    char *base_path = NULL;
+    int ret = parse_commit_args(argc, argv, &a);
+
+    if (ret != CLI_NEXT_OPTION)
+        return ret;
+    if (cli_parse_format(a.co.fmt, &format) < 0)
+        return 1;
+    if (a.rate && !a.co.quiet)
+        fprintf(stderr,
+                "%s: note: -r %s is accepted and ignored: qcowkit commits "
+                "without a rate limit\n",
+                CLI_NAME, a.rate);
+    if (cli_image_spec_parse(a.image, a.co.image_opts, format, &spec) < 0)
+        return 1;
+    ret = 1;
+    if (find_base(&spec, a.base, &base_path, &base_format) < 0 ||
+        open_commit_pair(&spec, base_path, base_format, &top, &bimg) < 0)
+        goto out;
+    cli_progress_init(a.progress, 1.0f);
+    if (commit_data(&a, spec.filename, top, base_path, bimg) == 0)
+        ret = 0;
     cli_progress_end();
 out:
     if (bimg && qcowkit_close(bimg) < 0 && ret == 0) {
@@ -291,7 +298,7 @@ out:
     }
     cli_image_spec_free(&spec);
     free(base_path);
-    if (ret == 0 && !quiet)
+    if (ret == 0 && !a.co.quiet)
         printf("Image committed.\n");
     return ret;
 }

@@ -46,17 +46,6 @@ static int convert_option(void *ctx, const char *key, const char *value)
     return -1;
 }
 
-static bool valid_cache_mode(const char *mode)
-{
-    static const char *const modes[] = {"none", "writeback", "writethrough",
-                                        "directsync", "unsafe"};
-
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-        if (strcmp(mode, modes[i]) == 0)
-            return true;
-    return false;
-}
-
 struct copy_state {
     struct qcowkit_image *src, *dst;
     uint64_t size;
@@ -272,6 +261,43 @@ static int copy_window_sparse(struct copy_worker *w, uint64_t offset,
 /* Block status is asked for at most this much at once. */
 #define STATUS_MAX (UINT64_C(1) << 30)
 
+/* Stop the copy after a failed status call (mu held). */
+static int status_fail(struct copy_state *s, int err, uint64_t off)
+{
+    const char *msg = qcowkit_errmsg();
+
+    cli_error("error while reading at byte %" PRIu64 ": %s", off,
+              msg && *msg ? msg : strerror(-err));
+    s->failed = true;
+    return -1;
+}
+
+/*
+ * The status of the run from off (mu held): status_zero when the source
+ * reads it as zeros and, with -B, the target's chain does too (then no
+ * cluster there can differ).
+ */
+static int refresh_status(struct copy_state *s, uint64_t off)
+{
+    struct qcowkit_chain_extent st;
+    uint64_t want = s->size - off < STATUS_MAX ? s->size - off : STATUS_MAX;
+    int err = cli_chain_status(s->src, off, want, &st);
+
+    if (err < 0)
+        return status_fail(s, err, off);
+    s->status_end = off + st.length;
+    s->status_zero = (st.flags & QCOWKIT_EXTENT_ZERO) != 0;
+    if (s->has_backing && s->status_zero && off < s->dst_size) {
+        want = s->dst_size - off < st.length ? s->dst_size - off : st.length;
+        err = cli_chain_status(s->dst, off, want, &st);
+        if (err < 0)
+            return status_fail(s, err, off);
+        s->status_end = off + st.length;
+        s->status_zero = (st.flags & QCOWKIT_EXTENT_ZERO) != 0;
+    }
+    return 0;
+}
+
 /*
  * Hand out the next job (mu held): ranges that read as zeros by their
  * block status are skipped whole, unless zeros must be written (-n, or
@@ -287,27 +313,15 @@ static int next_job(struct copy_state *s, struct copy_job *job)
 
         if (end > s->size)
             end = s->size;
-        if (!s->has_backing && off >= s->status_end) {
-            struct qcowkit_chain_extent st;
-            uint64_t want =
-                s->size - off < STATUS_MAX ? s->size - off : STATUS_MAX;
-            int err = cli_chain_status(s->src, off, want, &st);
-            if (err < 0) {
-                const char *msg = qcowkit_errmsg();
-                cli_error("error while reading at byte %" PRIu64 ": %s", off,
-                          msg && *msg ? msg : strerror(-err));
-                s->failed = true;
-                return -1;
-            }
-            s->status_end = off + st.length;
-            s->status_zero = (st.flags & QCOWKIT_EXTENT_ZERO) != 0;
-        }
-        if (!s->has_backing && s->status_zero) {
+        if (off >= s->status_end && refresh_status(s, off) < 0)
+            return -1;
+        if (s->status_zero) {
             uint64_t zend = s->status_end;
             if (zend < s->size)
                 zend -= zend % s->unit;
             if (zend > off) {
-                if (s->no_create || (s->sparse == 0 && !s->compress)) {
+                if (!s->has_backing &&
+                    (s->no_create || (s->sparse == 0 && !s->compress))) {
                     job->offset = off;
                     job->len = (zend < end ? zend : end) - off;
                     job->zero = true;
@@ -493,308 +507,338 @@ out:
     return ret;
 }
 
-int cmd_convert(int argc, char **argv)
-{
-    enum {
-        OPT_IMAGE_OPTS = 256,
-        OPT_TARGET_IS_ZERO,
-        OPT_SALVAGE,
-        OPT_TARGET_IMAGE_OPTS,
-        OPT_OBJECT
-    };
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"force-share", no_argument, NULL, 'U'},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
-        {"target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS},
-        {"object", required_argument, NULL, OPT_OBJECT},
-        {"target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO},
-        {"salvage", no_argument, NULL, OPT_SALVAGE},
-        {NULL, 0, NULL, 0},
-    };
-    const char *src_fmt = NULL, *out_fmt = "raw", *opt_B = NULL;
-    const char *opt_F = NULL, *cache = "unsafe", *src_path, *dst_path = NULL;
-    struct convert_opts o;
-    struct copy_state s;
-    enum qcowkit_format src_format, backing_format;
-    struct cli_image_spec dst_spec;
-    const uint8_t *key = NULL;
-    size_t key_len = 0;
-    unsigned src_flags = QCOWKIT_OPEN_RDONLY;
-    bool progress = false, quiet = false, image_opts = false;
-    bool target_image_opts = false, out_of_order = false;
-    int c, err, ret = 1;
+enum {
+    OPT_TARGET_IS_ZERO = 256,
+    OPT_SALVAGE,
+    OPT_TARGET_IMAGE_OPTS,
+};
+static const struct option convert_longopts[] = {
+    CLI_LONGOPT_HELP,
+    CLI_LONGOPT_FORCE_SHARE,
+    CLI_LONGOPT_IMAGE_OPTS,
+    {"target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS},
+    CLI_LONGOPT_OBJECT,
+    {"target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO},
+    {"salvage", no_argument, NULL, OPT_SALVAGE},
+    {NULL, 0, NULL, 0},
+};
+#define CONVERT_OPTSTRING ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:"
 
-    memset(&o, 0, sizeof o);
-    memset(&s, 0, sizeof s);
-    memset(&dst_spec, 0, sizeof dst_spec);
-    s.sparse = 4096;
+struct convert_args {
+    struct cli_common co;
+    const char *out_fmt, *opt_B, *opt_F, *cache, *src_path, *dst_path;
+    enum qcowkit_format backing_format; /* -F, or backing_fmt= */
+    bool progress, target_image_opts, out_of_order;
+};
+
+/* -S and -m, which take numbers. */
+static int convert_number(struct copy_state *s, int c)
+{
+    const char *why;
+    uint64_t v;
+    char *end;
+    long n;
+
+    if (c == 'S') {
+        if (cli_parse_size(optarg, MAX_SPARSE, &v, &why) < 0 || v % 512 != 0) {
+            cli_error("Invalid buffer size for sparse output specified. "
+                      "Valid sizes are multiples of 512 up to %u. Select "
+                      "0 to disable sparse detection (fully allocates "
+                      "output).",
+                      MAX_SPARSE);
+            return 1;
+        }
+        s->sparse = v;
+        return CLI_NEXT_OPTION;
+    }
+    n = strtol(optarg, &end, 10);
+    if (end == optarg || *end || n < 1 || n > MAX_WORKERS) {
+        cli_error("Invalid number of coroutines. Allowed number of "
+                  "coroutines is between 1 and %d",
+                  MAX_WORKERS);
+        return 1;
+    }
+    s->workers = (unsigned)n;
+    return CLI_NEXT_OPTION;
+}
+
+/* One option of the first pass: CLI_NEXT_OPTION or the exit code. */
+static int convert_opt(struct convert_args *a, struct copy_state *s,
+                       char **argv, int c)
+{
+    switch (c) {
+    case 'O':
+        a->out_fmt = optarg;
+        break;
+    case 'B':
+        a->opt_B = optarg;
+        break;
+    case 'F':
+        a->opt_F = optarg;
+        break;
+    case 'c':
+        s->compress = true;
+        break;
+    case 'S':
+    case 'm':
+        return convert_number(s, c);
+    case 'p':
+        a->progress = true;
+        break;
+    case 't':
+        a->cache = optarg;
+        return cli_check_cache(optarg) < 0 ? 1 : CLI_NEXT_OPTION;
+    case 'n':
+        s->no_create = true;
+        break;
+    case 'W':
+        a->out_of_order = true;
+        break;
+    case 'o': /* parsed in a second pass, once -O is known */
+    case 'C':
+    case 'r':
+    case OPT_TARGET_IS_ZERO:
+    case OPT_SALVAGE:
+        break; /* accepted; they do not change the result */
+    case 'l':
+        cli_error("Snapshots are not supported by qcow images");
+        return 1;
+    case OPT_TARGET_IMAGE_OPTS:
+        a->target_image_opts = true;
+        break;
+    default:
+        return cli_common_option(&a->co, argv, c);
+    }
+    return CLI_NEXT_OPTION;
+}
+
+static void print_create_help(enum qcowkit_format format)
+{
+    printf("Supported options:\n");
+    if (format == QCOWKIT_FORMAT_QCOW)
+        printf("  backing_file=<str>     - File name of a base image\n"
+               "  backing_fmt=<str>      - Image format of the base "
+               "image\n"
+               "  cluster_size=<size>    - qcow cluster size "
+               "(qcowkit extension)\n"
+               "  encrypt.format=<str>   - Encrypt the image, format "
+               "choices: 'aes'\n"
+               "  encrypt.key-secret=<str> - ID of the secret that "
+               "provides the AES encryption key\n"
+               "  encryption=<bool (on/off)> - Encrypt the image with "
+               "format 'aes'. (Deprecated in favor of "
+               "encrypt.format=aes)\n");
+}
+
+/*
+ * Both passes over the options, then the operands.  Returns
+ * CLI_NEXT_OPTION when the conversion is to run, else the exit code.
+ */
+static int parse_convert_args(int argc, char **argv, struct convert_args *a,
+                              struct convert_opts *o, struct copy_state *s)
+{
+    enum qcowkit_format src_format;
+    int c, ret;
+
+    cli_common_init(&a->co, "convert");
+    a->out_fmt = "raw";
+    a->cache = "unsafe";
+    s->sparse = 4096;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:",
-                            longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            src_fmt = optarg;
-            break;
-        case 'O':
-            out_fmt = optarg;
-            break;
-        case 'B':
-            opt_B = optarg;
-            break;
-        case 'F':
-            opt_F = optarg;
-            break;
-        case 'c':
-            s.compress = true;
-            break;
-        case 'o':
-            break; /* parsed below, once -O is known */
-        case 'S': {
-            const char *why;
-            uint64_t v;
-            if (cli_parse_size(optarg, MAX_SPARSE, &v, &why) < 0 ||
-                v % 512 != 0) {
-                cli_error("Invalid buffer size for sparse output specified. "
-                          "Valid sizes are multiples of 512 up to %u. Select "
-                          "0 to disable sparse detection (fully allocates "
-                          "output).",
-                          MAX_SPARSE);
-                return 1;
-            }
-            s.sparse = v;
-            break;
-        }
-        case 'p':
-            progress = true;
-            break;
-        case 't':
-            cache = optarg;
-            if (!valid_cache_mode(cache)) {
-                cli_error("Invalid cache option: %s", cache);
-                return 1;
-            }
-            break;
-        case 'T':
-            if (!valid_cache_mode(optarg)) {
-                cli_error("Invalid source cache option: %s", optarg);
-                return 1;
-            }
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'n':
-            s.no_create = true;
-            break;
-        case 'U':
-            src_flags |= QCOWKIT_OPEN_FORCE_SHARE;
-            break;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        case 'W':
-            out_of_order = true;
-            break;
-        case 'm': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (end == optarg || *end || v < 1 || v > MAX_WORKERS) {
-                cli_error("Invalid number of coroutines. Allowed number of "
-                          "coroutines is between 1 and %d",
-                          MAX_WORKERS);
-                return 1;
-            }
-            s.workers = (unsigned)v;
-            break;
-        }
-        case 'C':
-        case 'r':
-        case OPT_TARGET_IS_ZERO:
-        case OPT_SALVAGE:
-            break; /* accepted; they do not change the result */
-        case 'l':
-            cli_error("Snapshots are not supported by qcow images");
-            return 1;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("convert"));
-            return 0;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        case OPT_TARGET_IMAGE_OPTS:
-            target_image_opts = true;
-            break;
-        default:
-            return cli_bad_option("convert", argv, c);
-        }
-    }
-    if (quiet)
-        progress = false;
-    if (cli_parse_format(out_fmt, &o.out_format) < 0 ||
-        cli_parse_format(src_fmt, &src_format) < 0)
+    while ((c = getopt_long(argc, argv, CONVERT_OPTSTRING, convert_longopts,
+                            NULL)) != -1)
+        if ((ret = convert_opt(a, s, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
+    if (a->co.quiet)
+        a->progress = false;
+    if (cli_parse_format(a->out_fmt, &o->out_format) < 0 ||
+        cli_parse_format(a->co.fmt, &src_format) < 0)
         return 1;
     optind = 0;
-    while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:",
-                            longopts, NULL)) != -1) {
-        if (c == 'o' && cli_parse_opts(optarg, convert_option, &o) < 0)
-            goto out;
+    while ((c = getopt_long(argc, argv, CONVERT_OPTSTRING, convert_longopts,
+                            NULL)) != -1)
+        if (c == 'o' && cli_parse_opts(optarg, convert_option, o) < 0)
+            return 1;
+    if (o->help) {
+        print_create_help(o->out_format);
+        return 0;
     }
-    if (o.help) {
-        printf("Supported options:\n");
-        if (o.out_format == QCOWKIT_FORMAT_QCOW)
-            printf("  backing_file=<str>     - File name of a base image\n"
-                   "  backing_fmt=<str>      - Image format of the base "
-                   "image\n"
-                   "  cluster_size=<size>    - qcow cluster size "
-                   "(qcowkit extension)\n"
-                   "  encrypt.format=<str>   - Encrypt the image, format "
-                   "choices: 'aes'\n"
-                   "  encrypt.key-secret=<str> - ID of the secret that "
-                   "provides the AES encryption key\n"
-                   "  encryption=<bool (on/off)> - Encrypt the image with "
-                   "format 'aes'. (Deprecated in favor of "
-                   "encrypt.format=aes)\n");
-        ret = 0;
-        goto out;
-    }
-    if (argc - optind < 2) {
-        cli_usage_error("convert", "Must specify image file name");
-        goto out;
-    }
-    if (argc - optind > 2) {
-        cli_usage_error("convert", "Only one source image is supported");
-        goto out;
-    }
-    src_path = argv[optind];
-    dst_path = argv[optind + 1];
-    if (opt_B && cli_set_string(&o.q.backing_file, opt_B) < 0)
-        goto out;
-    if (opt_F && cli_set_string(&o.q.backing_fmt, opt_F) < 0)
-        goto out;
-    if (o.q.backing_file && o.out_format == QCOWKIT_FORMAT_RAW) {
+    if (argc - optind < 2)
+        return cli_usage_error("convert", "Must specify image file name");
+    if (argc - optind > 2)
+        return cli_usage_error("convert", "Only one source image is supported");
+    a->src_path = argv[optind];
+    a->dst_path = argv[optind + 1];
+    return CLI_NEXT_OPTION;
+}
+
+/* Options that exclude each other, and the new image's key. */
+static int check_convert_args(struct convert_args *a, struct convert_opts *o,
+                              struct copy_state *s, const uint8_t **key,
+                              size_t *key_len)
+{
+    if (a->opt_B && cli_set_string(&o->q.backing_file, a->opt_B) < 0)
+        return -1;
+    if (a->opt_F && cli_set_string(&o->q.backing_fmt, a->opt_F) < 0)
+        return -1;
+    if (o->q.backing_file && o->out_format == QCOWKIT_FORMAT_RAW) {
         cli_error("%s: Backing file not supported for file format 'raw'",
-                  dst_path);
-        goto out;
+                  a->dst_path);
+        return -1;
     }
-    if (o.q.backing_file && !o.q.backing_fmt) {
+    if (o->q.backing_file && !o->q.backing_fmt) {
         cli_error("Use of backing file requires explicit backing format");
-        goto out;
+        return -1;
     }
-    if (cli_parse_format(o.q.backing_fmt, &backing_format) < 0)
-        goto out;
-    if (s.compress && o.out_format != QCOWKIT_FORMAT_QCOW) {
+    if (cli_parse_format(o->q.backing_fmt, &a->backing_format) < 0)
+        return -1;
+    if (s->compress && o->out_format != QCOWKIT_FORMAT_QCOW) {
         cli_error("Compression not supported for this file format");
-        goto out;
+        return -1;
     }
-    if (target_image_opts && !s.no_create) {
+    if (a->target_image_opts && !s->no_create) {
         cli_error("--target-image-opts requires use of -n flag");
-        goto out;
+        return -1;
     }
-    if (!s.no_create &&
-        cli_create_key(dst_path, o.q.encryption, o.q.encrypt_format,
-                       o.q.key_secret, &key, &key_len) < 0)
-        goto out;
-    if (s.compress && key) {
+    if (!s->no_create &&
+        cli_create_key(a->dst_path, o->q.encryption, o->q.encrypt_format,
+                       o->q.key_secret, key, key_len) < 0)
+        return -1;
+    if (s->compress && *key) {
         cli_error("Compression and encryption not supported at the same "
                   "time");
-        goto out;
+        return -1;
     }
-    if (s.no_create && o.q.backing_file) {
+    if (s->no_create && o->q.backing_file) {
         /* qemu-img ignores -B with -n; the target keeps its own. */
-        free(o.q.backing_file);
-        o.q.backing_file = NULL;
+        free(o->q.backing_file);
+        o->q.backing_file = NULL;
     }
+    return 0;
+}
 
-    if (cli_open_image(src_path, image_opts, src_format, src_flags,
-                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &s.src,
-                       NULL) < 0)
-        goto out;
-    s.size = cli_image_size(s.src);
+static int create_target(const struct convert_args *a,
+                         const struct convert_opts *o,
+                         const struct copy_state *s, const uint8_t *key,
+                         size_t key_len)
+{
+    struct qcowkit_create_opts co;
 
-    if (!s.no_create) {
-        struct qcowkit_create_opts co;
-        qcowkit_create_opts_init(&co);
-        co.format = o.out_format;
-        co.size = s.size;
-        co.backing_file = o.q.backing_file;
-        co.cluster_size = o.q.cluster_size;
-        co.key = key;
-        co.key_len = key_len;
-        if (key)
-            cli_warn_aes_create();
-        /* Locked before truncating: `convert A A` finds A in use. */
-        err = qcowkit_create(dst_path, &co, QCOWKIT_IO_TRUNC);
-        if (err < 0) {
-            cli_lib_error(err, NULL);
-            goto out;
-        }
-    }
-    /* The target: FILE (with the key it was created with), or with
-     * --target-image-opts and -n an existing image and its key secret. */
-    if (cli_image_spec_parse(dst_path, target_image_opts,
-                             target_image_opts ? QCOWKIT_FORMAT_AUTO
-                                               : o.out_format,
-                             &dst_spec) < 0)
-        goto out;
-    if (!target_image_opts && key &&
-        !(dst_spec.key_secret = strdup(o.q.key_secret))) {
+    cli_qcow_create_opts(&o->q, o->out_format, s->size, key, key_len, &co);
+    /* Locked before truncating: `convert A A` finds A in use. */
+    return cli_create(a->dst_path, &co);
+}
+
+/* The target: FILE (with the key it was created with), or with
+ * --target-image-opts and -n an existing image and its key secret. */
+static int open_target(const struct convert_args *a,
+                       const struct convert_opts *o, bool with_key,
+                       struct cli_image_spec *dst_spec, struct copy_state *s)
+{
+    struct qcowkit_info info;
+    int err;
+
+    if (cli_image_spec_parse(a->dst_path, a->target_image_opts,
+                             a->target_image_opts ? QCOWKIT_FORMAT_AUTO
+                                                  : o->out_format,
+                             dst_spec) < 0)
+        return -1;
+    if (!a->target_image_opts && with_key &&
+        !(dst_spec->key_secret = strdup(o->q.key_secret))) {
         cli_error("out of memory");
-        goto out;
+        return -1;
     }
     /* cache=unsafe, the default as in qemu-img: no syncs at all. */
     if (cli_open_spec(
-            &dst_spec,
+            dst_spec,
             QCOWKIT_OPEN_RDWR |
-                (strcmp(cache, "unsafe") == 0 ? QCOWKIT_OPEN_NO_SYNC : 0),
-            backing_format, CLI_OPEN_NEED_KEY, &s.dst) < 0)
-        goto out;
-    {
-        struct qcowkit_info info;
-        err = cli_get_info(s.dst, &info);
-        if (err < 0) {
-            cli_lib_error(err, NULL);
-            goto out;
-        }
-        s.cluster_size = info.cluster_size;
-        s.dst_size = info.virtual_size;
-        s.has_backing = info.backing_file[0] != '\0';
-        if (info.virtual_size < s.size) {
-            cli_error("%s: target image of %" PRIu64
-                      " bytes is smaller than the source (%" PRIu64 " bytes)",
-                      dst_path, info.virtual_size, s.size);
-            goto out;
-        }
+                (strcmp(a->cache, "unsafe") == 0 ? QCOWKIT_OPEN_NO_SYNC : 0),
+            a->backing_format, CLI_OPEN_NEED_KEY, &s->dst) < 0)
+        return -1;
+    err = cli_get_info(s->dst, &info);
+    if (err < 0) {
+        cli_lib_error(err, NULL);
+        return -1;
     }
+    s->cluster_size = info.cluster_size;
+    s->dst_size = info.virtual_size;
+    s->has_backing = info.backing_file[0] != '\0';
+    if (info.virtual_size < s->size) {
+        cli_error("%s: target image of %" PRIu64
+                  " bytes is smaller than the source (%" PRIu64 " bytes)",
+                  a->dst_path, info.virtual_size, s->size);
+        return -1;
+    }
+    return 0;
+}
+
+/* Copy with the workers, then flush unless cache=unsafe. */
+static int run_copy(const struct convert_args *a, struct copy_state *s)
+{
+    int err;
 
     /*
      * Default -m: two workers per online CPU (qemu-img: 8 coroutines), so
      * that while one waits for its turn to write, another keeps the CPU
      * busy deflating or reading.
      */
-    if (s.workers == 0) {
+    if (s->workers == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        s.workers = cpus < 1                 ? 2
-                    : cpus > MAX_WORKERS / 2 ? MAX_WORKERS
-                                             : 2 * cpus;
+        s->workers = cpus < 1                 ? 2
+                     : cpus > MAX_WORKERS / 2 ? MAX_WORKERS
+                                              : 2 * cpus;
     }
-    s.ordered = !out_of_order && s.cluster_size != 0;
-    cli_progress_init(progress, 1.0f);
-    err = copy_image(&s);
-    if (err == 0 && strcmp(cache, "unsafe") != 0) {
-        err = qcowkit_flush(s.dst);
+    s->ordered = !a->out_of_order && s->cluster_size != 0;
+    cli_progress_init(a->progress, 1.0f);
+    err = copy_image(s);
+    if (err == 0 && strcmp(a->cache, "unsafe") != 0) {
+        err = qcowkit_flush(s->dst);
         if (err < 0)
             write_error(err, 0);
     }
     cli_progress_end();
-    if (err < 0)
+    return err;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    struct convert_args a;
+    struct convert_opts o;
+    struct copy_state s;
+    enum qcowkit_format src_format;
+    struct cli_image_spec dst_spec;
+    const uint8_t *key = NULL;
+    size_t key_len = 0;
+    int ret;
+
+    memset(&a, 0, sizeof a);
+    memset(&o, 0, sizeof o);
+    memset(&s, 0, sizeof s);
+    memset(&dst_spec, 0, sizeof dst_spec);
+    ret = parse_convert_args(argc, argv, &a, &o, &s);
+    if (ret != CLI_NEXT_OPTION)
+        goto out;
+    ret = 1;
+    cli_parse_format(a.co.fmt, &src_format); /* checked when parsed */
+    if (check_convert_args(&a, &o, &s, &key, &key_len) < 0)
+        goto out;
+    if (cli_open_image(a.src_path, a.co.image_opts, src_format,
+                       QCOWKIT_OPEN_RDONLY |
+                           (a.co.force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &s.src,
+                       NULL) < 0)
+        goto out;
+    s.size = cli_image_size(s.src);
+    if (!s.no_create && create_target(&a, &o, &s, key, key_len) < 0)
+        goto out;
+    if (open_target(&a, &o, key != NULL, &dst_spec, &s) < 0 ||
+        run_copy(&a, &s) < 0)
         goto out;
     ret = 0;
 out:
     if (s.dst && qcowkit_close(s.dst) < 0 && ret == 0) {
-        cli_lib_error(-EIO, dst_path);
+        cli_lib_error(-EIO, a.dst_path);
         ret = 1;
     }
     qcowkit_close(s.src);

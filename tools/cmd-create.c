@@ -192,100 +192,137 @@ static int check_backing(struct create_args *a, bool unsafe)
     return 0;
 }
 
-int cmd_create(int argc, char **argv)
+/* The operands: FILE [SIZE]; returns 0 or -1 after printing why. */
+static int create_operands(int argc, char **argv, struct create_args *a)
 {
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"object", required_argument, NULL, 'O'},
-        {NULL, 0, NULL, 0},
-    };
-    struct create_args a;
-    struct qcowkit_create_opts co;
-    const char *fmt = "raw", *opt_b = NULL, *opt_F = NULL;
-    const uint8_t *key = NULL;
-    size_t key_len = 0;
-    bool quiet = false, unsafe = false;
-    int c, err, ret = 1;
+    const char *why;
 
-    memset(&a, 0, sizeof a);
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) !=
-           -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'b':
-            opt_b = optarg;
-            break;
-        case 'F':
-            opt_F = optarg;
-            break;
-        case 'o':
-            /* Parsed once the format is known; several -o accumulate. */
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'u':
-            unsafe = true;
-            break;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("create"));
-            return 0;
-        case 'O':
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        default:
-            return cli_bad_option("create", argv, c);
-        }
-    }
-    if (cli_parse_format(fmt, &a.format) < 0)
-        return 1;
-    /* Second pass for -o, now that the format is known. */
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) !=
-           -1) {
-        if (c == 'o' && cli_parse_opts(optarg, create_option, &a) < 0)
-            goto out;
-    }
-    if (a.help) {
-        print_create_options(a.format);
-        ret = 0;
-        goto out;
-    }
     if (optind >= argc) {
         cli_usage_error("create", "Expecting image file name");
-        goto out;
+        return -1;
     }
-    a.file = argv[optind++];
+    a->file = argv[optind++];
     if (optind < argc) {
-        const char *why;
-        if (cli_parse_size(argv[optind], INT64_MAX, &a.size, &why) < 0) {
+        if (cli_parse_size(argv[optind], INT64_MAX, &a->size, &why) < 0) {
             cli_error("Invalid image size specified: '%s': %s", argv[optind],
                       why);
-            goto out;
+            return -1;
         }
-        a.have_size = true;
+        a->have_size = true;
         optind++;
     }
     if (optind < argc) {
         cli_usage_error("create", "Unexpected argument: %s", argv[optind]);
-        goto out;
+        return -1;
     }
-    if (opt_b && cli_set_string(&a.q.backing_file, opt_b) < 0)
-        goto out;
-    if (opt_F && cli_set_string(&a.q.backing_fmt, opt_F) < 0)
-        goto out;
-    if (a.format == QCOWKIT_FORMAT_RAW && a.q.backing_file) {
+    return 0;
+}
+
+/*
+ * Both passes over the options (-o once the format is known; several -o
+ * accumulate), then the operands and the backing file.  Returns
+ * CLI_NEXT_OPTION when the image is to be made, else the exit code.
+ */
+static int parse_create_args(int argc, char **argv, struct create_args *a,
+                             struct cli_common *co)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_OBJECT,
+        {NULL, 0, NULL, 0},
+    };
+    const char *opt_b = NULL, *opt_F = NULL;
+    bool unsafe = false;
+    int c, ret;
+
+    cli_common_init(co, "create");
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) !=
+           -1) {
+        if (c == 'b')
+            opt_b = optarg;
+        else if (c == 'F')
+            opt_F = optarg;
+        else if (c == 'u')
+            unsafe = true;
+        else if (c != 'o' &&
+                 (ret = cli_common_option(co, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
+    }
+    if (cli_parse_format(co->fmt ? co->fmt : "raw", &a->format) < 0)
+        return 1;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) !=
+           -1) {
+        if (c == 'o' && cli_parse_opts(optarg, create_option, a) < 0)
+            return 1;
+    }
+    if (a->help) {
+        print_create_options(a->format);
+        return 0;
+    }
+    if (create_operands(argc, argv, a) < 0)
+        return 1;
+    if (opt_b && cli_set_string(&a->q.backing_file, opt_b) < 0)
+        return 1;
+    if (opt_F && cli_set_string(&a->q.backing_fmt, opt_F) < 0)
+        return 1;
+    if (a->format == QCOWKIT_FORMAT_RAW && a->q.backing_file) {
         cli_error("%s: Backing file not supported for file format 'raw'",
-                  a.file);
-        goto out;
+                  a->file);
+        return 1;
     }
-    if (a.q.backing_file && check_backing(&a, unsafe) < 0)
+    if (a->q.backing_file && check_backing(a, unsafe) < 0)
+        return 1;
+    return CLI_NEXT_OPTION;
+}
+
+/* qemu-img's "Formatting 'FILE', fmt=..." line. */
+static void print_formatting(const struct create_args *a)
+{
+    printf("Formatting '%s', fmt=%s size=%llu", a->file,
+           cli_format_name(a->format), (unsigned long long)a->size);
+    if (a->q.backing_file)
+        printf(" backing_file=%s", a->q.backing_file);
+    if (a->q.backing_fmt)
+        printf(" backing_fmt=%s", a->q.backing_fmt);
+    if (a->q.encryption)
+        printf(" encryption=%s", a->q.encryption);
+    if (a->q.encrypt_format)
+        printf(" encrypt.format=%s", a->q.encrypt_format);
+    if (a->q.key_secret)
+        printf(" encrypt.key-secret=%s", a->q.key_secret);
+    if (a->q.cluster_size)
+        printf(" cluster_size=%u", (unsigned)a->q.cluster_size);
+    printf("\n");
+    fflush(stdout);
+}
+
+static int make_image(const struct create_args *a, const uint8_t *key,
+                      size_t key_len)
+{
+    struct qcowkit_create_opts co;
+
+    cli_qcow_create_opts(&a->q, a->format, a->size, key, key_len, &co);
+    if (dry_run(a->file, &co) < 0)
+        return -1;
+    return cli_create(a->file, &co);
+}
+
+int cmd_create(int argc, char **argv)
+{
+    struct create_args a;
+    struct cli_common co;
+    const uint8_t *key = NULL;
+    size_t key_len = 0;
+    int ret;
+
+    memset(&a, 0, sizeof a);
+    ret = parse_create_args(argc, argv, &a, &co);
+    if (ret != CLI_NEXT_OPTION)
         goto out;
+    ret = 1;
     if (!a.have_size) {
         cli_error("%s: Image creation needs a size parameter", a.file);
         goto out;
@@ -293,41 +330,10 @@ int cmd_create(int argc, char **argv)
     if (cli_create_key(a.file, a.q.encryption, a.q.encrypt_format,
                        a.q.key_secret, &key, &key_len) < 0)
         goto out;
-    if (!quiet) {
-        printf("Formatting '%s', fmt=%s size=%llu", a.file,
-               cli_format_name(a.format), (unsigned long long)a.size);
-        if (a.q.backing_file)
-            printf(" backing_file=%s", a.q.backing_file);
-        if (a.q.backing_fmt)
-            printf(" backing_fmt=%s", a.q.backing_fmt);
-        if (a.q.encryption)
-            printf(" encryption=%s", a.q.encryption);
-        if (a.q.encrypt_format)
-            printf(" encrypt.format=%s", a.q.encrypt_format);
-        if (a.q.key_secret)
-            printf(" encrypt.key-secret=%s", a.q.key_secret);
-        if (a.q.cluster_size)
-            printf(" cluster_size=%u", (unsigned)a.q.cluster_size);
-        printf("\n");
-        fflush(stdout);
-    }
-    qcowkit_create_opts_init(&co);
-    co.format = a.format;
-    co.size = a.size;
-    co.backing_file = a.q.backing_file;
-    co.cluster_size = a.q.cluster_size;
-    co.key = key;
-    co.key_len = key_len;
-    if (key)
-        cli_warn_aes_create();
-    if (dry_run(a.file, &co) < 0)
-        goto out;
-    err = qcowkit_create(a.file, &co, QCOWKIT_IO_TRUNC);
-    if (err < 0) {
-        cli_lib_error(err, NULL);
-        goto out;
-    }
-    ret = 0;
+    if (!co.quiet)
+        print_formatting(&a);
+    if (make_image(&a, key, key_len) == 0)
+        ret = 0;
 out:
     cli_qcow_opts_free(&a.q);
     return ret;

@@ -84,130 +84,64 @@ static int dd_operand(struct dd_args *a, const char *arg)
     return 0;
 }
 
-int cmd_dd(int argc, char **argv)
+/* Create the output image of size bytes and open it. */
+static int create_output(const struct dd_args *a, enum qcowkit_format format,
+                         uint64_t size, struct qcowkit_image **out)
 {
-    enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS };
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"object", required_argument, NULL, OPT_OBJECT},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
-        {"force-share", no_argument, NULL, 'U'},
-        {NULL, 0, NULL, 0},
-    };
-    struct dd_args a = {.bsz = 512};
-    const char *fmt = NULL, *out_fmt = "raw";
-    enum qcowkit_format format, out_format;
-    struct qcowkit_image *in = NULL, *out = NULL;
     struct qcowkit_create_opts co;
-    unsigned in_flags = QCOWKIT_OPEN_RDONLY;
-    bool image_opts = false, skip_beyond;
-    uint64_t size, in_pos, out_pos;
-    uint8_t *buf = NULL;
-    int c, err, ret = 1;
-
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hf:O:U", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'O':
-            out_fmt = optarg;
-            break;
-        case 'U':
-            in_flags |= QCOWKIT_OPEN_FORCE_SHARE;
-            break;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("dd"));
-            return 0;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        default:
-            return cli_bad_option("dd", argv, c);
-        }
-    }
-    for (int i = optind; i < argc; i++)
-        if (dd_operand(&a, argv[i]) < 0)
-            return 1;
-    if (!(a.flags & C_IF) || !(a.flags & C_OF)) {
-        cli_error("Must specify both input and output files");
-        return 1;
-    }
-    if (cli_parse_format(fmt, &format) < 0)
-        return 1;
-    if (cli_open_image(a.in, image_opts, format, in_flags, QCOWKIT_FORMAT_AUTO,
-                       CLI_OPEN_NEED_KEY, &in, NULL) < 0)
-        return 1;
-    if (strcmp(out_fmt, "qcow") == 0)
-        out_format = QCOWKIT_FORMAT_QCOW;
-    else if (strcmp(out_fmt, "raw") == 0)
-        out_format = QCOWKIT_FORMAT_RAW;
-    else {
-        cli_error("Unknown file format");
-        goto out;
-    }
-
-    size = cli_image_size(in);
-    if ((a.flags & C_COUNT) && a.count <= INT64_MAX / a.bsz &&
-        a.count * a.bsz < size)
-        size = a.count * a.bsz;
-    skip_beyond = (a.flags & C_SKIP) &&
-                  (a.skip > INT64_MAX / a.bsz || size < a.bsz * a.skip);
+    int err;
 
     qcowkit_create_opts_init(&co);
-    co.format = out_format;
-    co.size = skip_beyond ? 0 : size - a.bsz * a.skip;
-    if (out_format == QCOWKIT_FORMAT_QCOW && co.size == 0) {
+    co.format = format;
+    co.size = size;
+    if (format == QCOWKIT_FORMAT_QCOW && co.size == 0) {
         cli_error("%s: error while creating output image: Image size is too "
                   "small, cannot be zero length",
-                  a.out);
-        goto out;
+                  a->out);
+        return -1;
     }
-    if (strcmp(a.in, a.out) == 0) {
+    if (strcmp(a->in, a->out) == 0) {
         cli_error("%s: error while creating output image: the output is "
                   "the input",
-                  a.out);
-        goto out;
+                  a->out);
+        return -1;
     }
-    err = qcowkit_create(a.out, &co, QCOWKIT_IO_TRUNC);
+    err = qcowkit_create(a->out, &co, QCOWKIT_IO_TRUNC);
     if (err == -EBUSY) { /* in use: the library's message, as open gives */
         cli_lib_error(err, NULL);
-        goto out;
+        return -1;
     }
     if (err < 0) {
-        cli_error("%s: error while creating output image: %s", a.out,
+        cli_error("%s: error while creating output image: %s", a->out,
                   qcowkit_errmsg());
-        goto out;
+        return -1;
     }
-    if (cli_open(a.out, out_format, QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_AUTO,
-                 &out) < 0)
-        goto out;
-    if (skip_beyond) {
-        /* As dd(1): a warning, and an empty output image. */
-        cli_error("%s: cannot skip to specified offset", a.in);
-        in_pos = size;
-    } else {
-        in_pos = a.skip * a.bsz;
-    }
-    buf = malloc(a.bsz);
+    return cli_open(a->out, format, QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_AUTO,
+                    out) < 0
+               ? -1
+               : 0;
+}
+
+/* Copy [in_pos, size) of in to the start of out, one block at a time. */
+static int copy_blocks(struct qcowkit_image *in, struct qcowkit_image *out,
+                       uint64_t bsz, uint64_t in_pos, uint64_t size)
+{
+    uint8_t *buf = malloc(bsz);
+    uint64_t out_pos;
+    int err;
+
     if (!buf) {
         cli_error("out of memory");
-        goto out;
+        return -1;
     }
     for (out_pos = 0; in_pos < size;) {
-        uint64_t bytes = in_pos + a.bsz > size ? size - in_pos : a.bsz;
+        uint64_t bytes = in_pos + bsz > size ? size - in_pos : bsz;
 
         err = qcowkit_pread(in, buf, bytes, in_pos);
         if (err < 0) {
             cli_error("error while reading from input image file: %s",
                       qcowkit_errmsg());
-            goto out;
+            goto fail;
         }
         in_pos += bytes;
         /* The new output reads as zeros already: leave zero blocks out. */
@@ -216,24 +150,104 @@ int cmd_dd(int argc, char **argv)
             if (err < 0) {
                 cli_error("error while writing to output image file: %s",
                           qcowkit_errmsg());
-                goto out;
+                goto fail;
             }
         }
         out_pos += bytes;
     }
-    err = qcowkit_flush(out);
-    if (err < 0) {
+    free(buf);
+    if (qcowkit_flush(out) < 0) {
         cli_error("error while writing to output image file: %s",
                   qcowkit_errmsg());
-        goto out;
+        return -1;
     }
-    ret = 0;
-out:
+    return 0;
+fail:
     free(buf);
+    return -1;
+}
+
+/* Copy as the operands say, from the open input. */
+static int run_dd(const struct dd_args *a, struct qcowkit_image *in,
+                  const char *out_fmt)
+{
+    enum qcowkit_format out_format;
+    struct qcowkit_image *out = NULL;
+    uint64_t size, in_pos;
+    bool skip_beyond;
+    int ret = 1;
+
+    if (strcmp(out_fmt, "qcow") == 0)
+        out_format = QCOWKIT_FORMAT_QCOW;
+    else if (strcmp(out_fmt, "raw") == 0)
+        out_format = QCOWKIT_FORMAT_RAW;
+    else {
+        cli_error("Unknown file format");
+        return 1;
+    }
+    size = cli_image_size(in);
+    if ((a->flags & C_COUNT) && a->count <= INT64_MAX / a->bsz &&
+        a->count * a->bsz < size)
+        size = a->count * a->bsz;
+    skip_beyond = (a->flags & C_SKIP) &&
+                  (a->skip > INT64_MAX / a->bsz || size < a->bsz * a->skip);
+    if (create_output(a, out_format, skip_beyond ? 0 : size - a->bsz * a->skip,
+                      &out) < 0)
+        goto out;
+    if (skip_beyond) {
+        /* As dd(1): a warning, and an empty output image. */
+        cli_error("%s: cannot skip to specified offset", a->in);
+        in_pos = size;
+    } else {
+        in_pos = a->skip * a->bsz;
+    }
+    if (copy_blocks(in, out, a->bsz, in_pos, size) == 0)
+        ret = 0;
+out:
     if (out && qcowkit_close(out) < 0 && ret == 0) {
-        cli_lib_error(-EIO, a.out);
+        cli_lib_error(-EIO, a->out);
         ret = 1;
     }
+    return ret;
+}
+
+int cmd_dd(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,        CLI_LONGOPT_OBJECT, CLI_LONGOPT_IMAGE_OPTS,
+        CLI_LONGOPT_FORCE_SHARE, {NULL, 0, NULL, 0},
+    };
+    struct dd_args a = {.bsz = 512};
+    struct cli_common co;
+    const char *out_fmt = "raw";
+    enum qcowkit_format format;
+    struct qcowkit_image *in = NULL;
+    int c, ret;
+
+    cli_common_init(&co, "dd");
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hf:O:U", longopts, NULL)) != -1) {
+        if (c == 'O')
+            out_fmt = optarg;
+        else if ((ret = cli_common_option(&co, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
+    }
+    for (int i = optind; i < argc; i++)
+        if (dd_operand(&a, argv[i]) < 0)
+            return 1;
+    if (!(a.flags & C_IF) || !(a.flags & C_OF)) {
+        cli_error("Must specify both input and output files");
+        return 1;
+    }
+    if (cli_parse_format(co.fmt, &format) < 0)
+        return 1;
+    if (cli_open_image(a.in, co.image_opts, format,
+                       QCOWKIT_OPEN_RDONLY |
+                           (co.force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &in, NULL) < 0)
+        return 1;
+    ret = run_dd(&a, in, out_fmt);
     qcowkit_close(in);
     return ret;
 }

@@ -135,107 +135,26 @@ static void print_json(const struct image_desc *d, const char *indent)
     printf("%s}", indent);
 }
 
-int cmd_info(int argc, char **argv)
+/* Has the chain come back to a file seen before (descs[0..n-1])? */
+static bool chain_loops(const struct image_desc *descs, size_t n,
+                        const char *next)
 {
-    enum { OPT_OUTPUT = 256, OPT_CHAIN, OPT_IMAGE_OPTS, OPT_OBJECT };
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"format", required_argument, NULL, 'f'},
-        {"output", required_argument, NULL, OPT_OUTPUT},
-        {"backing-chain", no_argument, NULL, OPT_CHAIN},
-        {"force-share", no_argument, NULL, 'U'},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
-        {"object", required_argument, NULL, OPT_OBJECT},
-        {NULL, 0, NULL, 0},
-    };
-    const char *fmt = NULL, *output = "human";
-    enum qcowkit_format format;
-    struct cli_image_spec spec;
-    unsigned open_flags = QCOWKIT_OPEN_RDONLY;
-    bool chain = false, json, image_opts = false;
-    struct image_desc *descs = NULL;
-    size_t n = 0, i;
-    char *path;
-    int c, ret = 1;
+    struct stat st_new, st_old;
 
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case OPT_OUTPUT:
-            output = optarg;
-            break;
-        case OPT_CHAIN:
-            chain = true;
-            break;
-        case 'U':
-            open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
-            break;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("info"));
-            return 0;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        default:
-            return cli_bad_option("info", argv, c);
-        }
-    }
-    if (optind != argc - 1)
-        return cli_usage_error("info", "Expecting one image file name");
-    if (cli_parse_output(output, &json) < 0)
-        return 1;
-    if (cli_parse_format(fmt, &format) < 0)
-        return 1;
-    if (cli_image_spec_parse(argv[optind], image_opts, format, &spec) < 0)
-        return 1;
+    if (stat(next, &st_new) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (stat(descs[i].path, &st_old) == 0 &&
+            st_old.st_dev == st_new.st_dev && st_old.st_ino == st_new.st_ino)
+            return true;
+    return false;
+}
 
-    path = strdup(spec.filename);
-    while (path) {
-        struct image_desc *grown;
-        struct stat st_new;
+static void print_descs(const struct image_desc *descs, size_t n, bool json,
+                        bool chain)
+{
+    size_t i;
 
-        grown = realloc(descs, (n + 1) * sizeof *descs);
-        if (!grown) {
-            cli_error("out of memory");
-            goto out;
-        }
-        descs = grown;
-        if (describe(path, format, n == 0 ? &spec : NULL, open_flags,
-                     &descs[n]) < 0)
-            goto out;
-        n++;
-        free(path);
-        path = NULL;
-        if (!chain || !descs[n - 1].full_backing)
-            break;
-        /* A loop in the chain: the same file seen before. */
-        if (stat(descs[n - 1].full_backing, &st_new) == 0) {
-            for (i = 0; i < n; i++) {
-                struct stat st_old;
-                if (stat(descs[i].path, &st_old) == 0 &&
-                    st_old.st_dev == st_new.st_dev &&
-                    st_old.st_ino == st_new.st_ino) {
-                    cli_error("Backing file '%s' creates an infinite loop.",
-                              descs[n - 1].full_backing);
-                    goto out;
-                }
-            }
-        }
-        path = strdup(descs[n - 1].full_backing);
-        format = QCOWKIT_FORMAT_AUTO;
-    }
-    if (n == 0) {
-        cli_error("out of memory");
-        goto out;
-    }
     if (json && chain) {
         printf("[\n");
         for (i = 0; i < n; i++) {
@@ -253,6 +172,84 @@ int cmd_info(int argc, char **argv)
             print_human(&descs[i]);
         }
     }
+}
+
+int cmd_info(int argc, char **argv)
+{
+    enum { OPT_CHAIN = 256 };
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_FORMAT,
+        CLI_LONGOPT_OUTPUT,
+        {"backing-chain", no_argument, NULL, OPT_CHAIN},
+        CLI_LONGOPT_FORCE_SHARE,
+        CLI_LONGOPT_IMAGE_OPTS,
+        CLI_LONGOPT_OBJECT,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_common co;
+    enum qcowkit_format format;
+    struct cli_image_spec spec;
+    unsigned open_flags = QCOWKIT_OPEN_RDONLY;
+    bool chain = false, json;
+    struct image_desc *descs = NULL;
+    size_t n = 0, i;
+    char *path;
+    int c, ret = 1;
+
+    cli_common_init(&co, "info");
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+        if (c == OPT_CHAIN)
+            chain = true;
+        else if ((ret = cli_common_option(&co, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
+    }
+    ret = 1;
+    if (co.force_share)
+        open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
+    if (optind != argc - 1)
+        return cli_usage_error("info", "Expecting one image file name");
+    if (cli_parse_output(co.output, &json) < 0)
+        return 1;
+    if (cli_parse_format(co.fmt, &format) < 0)
+        return 1;
+    if (cli_image_spec_parse(argv[optind], co.image_opts, format, &spec) < 0)
+        return 1;
+
+    path = strdup(spec.filename);
+    while (path) {
+        struct image_desc *grown;
+
+        grown = realloc(descs, (n + 1) * sizeof *descs);
+        if (!grown) {
+            cli_error("out of memory");
+            goto out;
+        }
+        descs = grown;
+        if (describe(path, format, n == 0 ? &spec : NULL, open_flags,
+                     &descs[n]) < 0)
+            goto out;
+        n++;
+        free(path);
+        path = NULL;
+        if (!chain || !descs[n - 1].full_backing)
+            break;
+        /* A loop in the chain: the same file seen before. */
+        if (chain_loops(descs, n, descs[n - 1].full_backing)) {
+            cli_error("Backing file '%s' creates an infinite loop.",
+                      descs[n - 1].full_backing);
+            goto out;
+        }
+        path = strdup(descs[n - 1].full_backing);
+        format = QCOWKIT_FORMAT_AUTO;
+    }
+    if (n == 0) {
+        cli_error("out of memory");
+        goto out;
+    }
+    print_descs(descs, n, json, chain);
     ret = 0;
 out:
     cli_image_spec_free(&spec);

@@ -146,92 +146,124 @@ static int check_request(struct io_ctx *ctx, int64_t offset, int64_t count)
 
 /* ----------------------------------------------------------------- read */
 
-static int read_f(struct io_ctx *ctx, int argc, char **argv)
+/* OFFSET COUNT at argv[optind]: 0, or -EINVAL after qemu-io's message.
+ * limited: COUNT may not exceed one request (hint says when it may). */
+static int parse_range(char **argv, bool limited, const char *hint,
+                       int64_t *offset, int64_t *count)
 {
-    const struct io_cmd *me = find_cmd("read");
-    bool Cflag = false, qflag = false, vflag = false, Pflag = false;
-    bool lflag = false, sflag = false, bflag = false;
-    int64_t offset, count, pattern_offset = 0, pattern_count = 0;
-    double t1, t2;
-    uint8_t *buf;
-    int c, pattern = 0, ret;
+    const char *count_arg = argv[optind + 1];
 
+    *offset = cvtnum(argv[optind]);
+    if (*offset < 0) {
+        print_cvtnum_err(*offset, argv[optind]);
+        return -EINVAL;
+    }
+    *count = cvtnum(count_arg);
+    if (*count < 0) {
+        print_cvtnum_err(*count, count_arg);
+        return -EINVAL;
+    }
+    if (limited && (uint64_t)*count > REQUEST_MAX_BYTES) {
+        printf("length cannot exceed %" PRIu64 "%s, given %s\n",
+               REQUEST_MAX_BYTES, hint, count_arg);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+struct read_args {
+    bool Cflag, qflag, vflag, Pflag, lflag, sflag, bflag;
+    int pattern;
+    int64_t pattern_offset, pattern_count;
+};
+
+/* read's flags; 0 or -EINVAL after the message. */
+static int parse_read_flags(int argc, char **argv, const struct io_cmd *me,
+                            struct read_args *r)
+{
+    int c;
+
+    memset(r, 0, sizeof *r);
     optind = 0;
     opterr = 1;
     while ((c = getopt(argc, argv, "bCl:pP:qs:v")) != -1) {
-        switch (c) {
-        case 'b':
-            bflag = true;
-            break;
-        case 'C':
-            Cflag = true;
-            break;
-        case 'l':
-            lflag = true;
-            pattern_count = cvtnum(optarg);
-            if (pattern_count < 0) {
-                print_cvtnum_err(pattern_count, optarg);
+        int64_t *num = NULL;
+
+        if (c == 'b')
+            r->bflag = true;
+        else if (c == 'C')
+            r->Cflag = true;
+        else if (c == 'l')
+            r->lflag = true, num = &r->pattern_count;
+        else if (c == 'p')
+            continue; /* ignored, as in qemu-io */
+        else if (c == 'P') {
+            r->Pflag = true;
+            r->pattern = parse_pattern(optarg);
+            if (r->pattern < 0)
                 return -EINVAL;
-            }
-            break;
-        case 'p':
-            break; /* ignored, as in qemu-io */
-        case 'P':
-            Pflag = true;
-            pattern = parse_pattern(optarg);
-            if (pattern < 0)
-                return -EINVAL;
-            break;
-        case 'q':
-            qflag = true;
-            break;
-        case 's':
-            sflag = true;
-            pattern_offset = cvtnum(optarg);
-            if (pattern_offset < 0) {
-                print_cvtnum_err(pattern_offset, optarg);
-                return -EINVAL;
-            }
-            break;
-        case 'v':
-            vflag = true;
-            break;
-        default:
+        } else if (c == 'q')
+            r->qflag = true;
+        else if (c == 's')
+            r->sflag = true, num = &r->pattern_offset;
+        else if (c == 'v')
+            r->vflag = true;
+        else {
             fflush(stderr);
             usage(me);
             return -EINVAL;
         }
+        if (num && (*num = cvtnum(optarg)) < 0) {
+            print_cvtnum_err(*num, optarg);
+            return -EINVAL;
+        }
     }
+    return 0;
+}
+
+/* -P: the pattern over [pattern_offset, +pattern_count) of buf. */
+static int verify_pattern(const struct read_args *r, const uint8_t *buf,
+                          int64_t offset)
+{
+    for (int64_t i = 0; i < r->pattern_count; i++) {
+        if (buf[r->pattern_offset + i] != r->pattern) {
+            printf("Pattern verification failed at offset %" PRId64 ", %" PRId64
+                   " bytes\n",
+                   offset + r->pattern_offset, r->pattern_count);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int read_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    const struct io_cmd *me = find_cmd("read");
+    struct read_args r;
+    int64_t offset, count;
+    double t1, t2;
+    uint8_t *buf;
+    int ret = parse_read_flags(argc, argv, me, &r);
+
+    if (ret < 0)
+        return ret;
     if (optind != argc - 2) {
         usage(me);
         return -EINVAL;
     }
-    offset = cvtnum(argv[optind]);
-    if (offset < 0) {
-        print_cvtnum_err(offset, argv[optind]);
+    if (parse_range(argv, true, "", &offset, &count) < 0)
         return -EINVAL;
-    }
-    optind++;
-    count = cvtnum(argv[optind]);
-    if (count < 0) {
-        print_cvtnum_err(count, argv[optind]);
-        return -EINVAL;
-    } else if ((uint64_t)count > REQUEST_MAX_BYTES) {
-        printf("length cannot exceed %" PRIu64 ", given %s\n",
-               REQUEST_MAX_BYTES, argv[optind]);
-        return -EINVAL;
-    }
-    if (!Pflag && (lflag || sflag)) {
+    if (!r.Pflag && (r.lflag || r.sflag)) {
         usage(me);
         return -EINVAL;
     }
-    if (!lflag)
-        pattern_count = count - pattern_offset;
-    if (pattern_count < 0 || pattern_count + pattern_offset > count) {
+    if (!r.lflag)
+        r.pattern_count = count - r.pattern_offset;
+    if (r.pattern_count < 0 || r.pattern_count + r.pattern_offset > count) {
         printf("pattern verification range exceeds end of read data\n");
         return -EINVAL;
     }
-    if (bflag) {
+    if (r.bflag) {
         /* qcow images have no VM state. */
         printf("read failed: %s\n", strerror(ENOTSUP));
         return -ENOTSUP;
@@ -252,22 +284,13 @@ static int read_f(struct io_ctx *ctx, int argc, char **argv)
         printf("read failed: %s\n", strerror(-ret));
         goto out;
     }
-    if (Pflag && pattern_count > 0) {
-        for (int64_t i = 0; i < pattern_count; i++) {
-            if (buf[pattern_offset + i] != pattern) {
-                printf("Pattern verification failed at offset %" PRId64
-                       ", %" PRId64 " bytes\n",
-                       offset + pattern_offset, pattern_count);
-                ret = -EINVAL;
-                break;
-            }
-        }
-    }
-    if (qflag)
+    if (r.Pflag && r.pattern_count > 0)
+        ret = verify_pattern(&r, buf, offset);
+    if (r.qflag)
         goto out;
-    if (vflag)
+    if (r.vflag)
         dump_buffer(buf, offset, count);
-    print_report("read", t2 - t1, offset, count, count, 1, Cflag);
+    print_report("read", t2 - t1, offset, count, count, 1, r.Cflag);
 out:
     free(buf);
     return ret;
@@ -339,100 +362,82 @@ static int write_zero_buffer(struct io_ctx *ctx, int64_t offset, int64_t count)
     return ret;
 }
 
-static int write_f(struct io_ctx *ctx, int argc, char **argv)
-{
-    const struct io_cmd *me = find_cmd("write");
-    bool Cflag = false, qflag = false, Pflag = false, zflag = false;
-    bool bflag = false, cflag = false, fflag = false, uflag = false;
-    bool nflag = false;
-    const char *source = NULL;
-    int64_t offset, count;
-    double t1, t2;
-    uint8_t *buf = NULL;
-    int c, pattern = 0xcd, ret;
+struct write_args {
+    bool Cflag, qflag, Pflag, zflag, bflag, cflag, fflag, uflag, nflag;
+    const char *source;
+    int pattern;
+};
 
+/* write's flags; 0 or -EINVAL after the message. */
+static int parse_write_flags(int argc, char **argv, const struct io_cmd *me,
+                             struct write_args *w)
+{
+    int c;
+
+    memset(w, 0, sizeof *w);
+    w->pattern = 0xcd;
     optind = 0;
     opterr = 1;
     while ((c = getopt(argc, argv, "bcCfnpP:qs:uz")) != -1) {
-        switch (c) {
-        case 'b':
-            bflag = true;
-            break;
-        case 'c':
-            cflag = true;
-            break;
-        case 'C':
-            Cflag = true;
-            break;
-        case 'f':
-            fflag = true;
-            break;
-        case 'n':
-            nflag = true;
-            break;
-        case 'p':
-            break; /* ignored, as in qemu-io */
-        case 'P':
-            Pflag = true;
-            pattern = parse_pattern(optarg);
-            if (pattern < 0)
+        if (c == 'b')
+            w->bflag = true;
+        else if (c == 'c')
+            w->cflag = true;
+        else if (c == 'C')
+            w->Cflag = true;
+        else if (c == 'f')
+            w->fflag = true;
+        else if (c == 'n')
+            w->nflag = true;
+        else if (c == 'p')
+            continue; /* ignored, as in qemu-io */
+        else if (c == 'P') {
+            w->Pflag = true;
+            w->pattern = parse_pattern(optarg);
+            if (w->pattern < 0)
                 return -EINVAL;
-            break;
-        case 'q':
-            qflag = true;
-            break;
-        case 's':
-            source = optarg;
-            break;
-        case 'u':
-            uflag = true;
-            break;
-        case 'z':
-            zflag = true;
-            break;
-        default:
+        } else if (c == 'q')
+            w->qflag = true;
+        else if (c == 's')
+            w->source = optarg;
+        else if (c == 'u')
+            w->uflag = true;
+        else if (c == 'z')
+            w->zflag = true;
+        else {
             fflush(stderr);
             usage(me);
             return -EINVAL;
         }
     }
-    if (optind != argc - 2) {
-        usage(me);
+    return 0;
+}
+
+/* Flags that exclude each other, as qemu-io checks them. */
+static int check_write_flags(const struct write_args *w)
+{
+    const char *why = NULL;
+
+    if (w->bflag && w->zflag)
+        why = "-b and -z cannot be specified at the same time";
+    else if (w->fflag && (w->bflag || w->cflag))
+        why = "-f and -b or -c cannot be specified at the same time";
+    else if (w->uflag && !w->zflag)
+        why = "-u requires -z to be specified";
+    else if ((int)w->zflag + (int)w->Pflag + (int)(w->source != NULL) > 1)
+        why = "Only one of -z, -P, and -s can be specified at the same time";
+    if (why) {
+        printf("%s\n", why);
         return -EINVAL;
     }
-    if (bflag && zflag) {
-        printf("-b and -z cannot be specified at the same time\n");
-        return -EINVAL;
-    }
-    if (fflag && (bflag || cflag)) {
-        printf("-f and -b or -c cannot be specified at the same time\n");
-        return -EINVAL;
-    }
-    if (uflag && !zflag) {
-        printf("-u requires -z to be specified\n");
-        return -EINVAL;
-    }
-    if ((int)zflag + (int)Pflag + (int)(source != NULL) > 1) {
-        printf("Only one of -z, -P, and -s can be specified at the same "
-               "time\n");
-        return -EINVAL;
-    }
-    offset = cvtnum(argv[optind]);
-    if (offset < 0) {
-        print_cvtnum_err(offset, argv[optind]);
-        return -EINVAL;
-    }
-    optind++;
-    count = cvtnum(argv[optind]);
-    if (count < 0) {
-        print_cvtnum_err(count, argv[optind]);
-        return -EINVAL;
-    } else if ((uint64_t)count > REQUEST_MAX_BYTES && !(zflag && nflag)) {
-        printf("length cannot exceed %" PRIu64 " without -n, given %s\n",
-               REQUEST_MAX_BYTES, argv[optind]);
-        return -EINVAL;
-    }
-    if (bflag || cflag) {
+    return 0;
+}
+
+/* What may refuse the write before any data is made. */
+static int check_write_request(struct io_ctx *ctx, const struct write_args *w,
+                               int64_t offset, int64_t count)
+{
+    if (w->bflag || w->cflag) {
         if (offset % SECTOR) {
             printf("%" PRId64 " is not a sector-aligned value for 'offset'\n",
                    offset);
@@ -444,11 +449,11 @@ static int write_f(struct io_ctx *ctx, int argc, char **argv)
             return -EINVAL;
         }
     }
-    if (bflag) {
+    if (w->bflag) {
         printf("write failed: %s\n", strerror(ENOTSUP));
         return -ENOTSUP;
     }
-    if (cflag && ctx->encrypted) {
+    if (w->cflag && ctx->encrypted) {
         /* The format stores compressed clusters in plaintext. */
         fflush(stdout);
         fprintf(stderr,
@@ -462,50 +467,82 @@ static int write_f(struct io_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "%s: Block node is read-only\n", CLI_NAME);
         return -EACCES;
     }
-    if (!zflag) {
-        if (source) {
-            buf = load_source(source, count);
-            if (!buf)
-                return -EINVAL;
-        } else {
-            buf = malloc(count ? (size_t)count : 1);
-            if (!buf) {
-                printf("write failed: %s\n", strerror(ENOMEM));
-                return -ENOMEM;
-            }
-            memset(buf, pattern, (size_t)count);
-        }
+    return 0;
+}
+
+/* The data to write: the -s file's bytes or the pattern. */
+static int write_data(const struct write_args *w, int64_t count, uint8_t **buf)
+{
+    if (w->source) {
+        *buf = load_source(w->source, count);
+        return *buf ? 0 : -EINVAL;
     }
+    *buf = malloc(count ? (size_t)count : 1);
+    if (!*buf) {
+        printf("write failed: %s\n", strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    memset(*buf, w->pattern, (size_t)count);
+    return 0;
+}
+
+static int do_write(struct io_ctx *ctx, const struct write_args *w,
+                    const uint8_t *buf, int64_t offset, int64_t count)
+{
+    int ret = check_request(ctx, offset, count);
+
+    if (ret < 0 || count == 0)
+        return ret;
+    if (w->zflag && w->uflag)
+        ret = qcowkit_pwrite_zeroes(ctx->img, (size_t)count, (uint64_t)offset);
+    else if (w->zflag)
+        ret = write_zero_buffer(ctx, offset, count);
+    else if (w->cflag)
+        ret = qcowkit_pwrite_compressed(ctx->img, buf, (size_t)count,
+                                        (uint64_t)offset);
+    else
+        ret = qcowkit_pwrite(ctx->img, buf, (size_t)count, (uint64_t)offset);
+    if (ret == 0 && w->fflag)
+        ret = qcowkit_flush(ctx->img);
+    return ret;
+}
+
+static int write_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    const struct io_cmd *me = find_cmd("write");
+    struct write_args w;
+    int64_t offset, count;
+    double t1, t2;
+    uint8_t *buf = NULL;
+    int ret = parse_write_flags(argc, argv, me, &w);
+
+    if (ret < 0)
+        return ret;
+    if (optind != argc - 2) {
+        usage(me);
+        return -EINVAL;
+    }
+    if (check_write_flags(&w) < 0 ||
+        parse_range(argv, !(w.zflag && w.nflag), " without -n", &offset,
+                    &count) < 0)
+        return -EINVAL;
+    ret = check_write_request(ctx, &w, offset, count);
+    if (ret == 0 && !w.zflag)
+        ret = write_data(&w, count, &buf);
+    if (ret < 0)
+        return ret;
 
     t1 = now();
-    ret = check_request(ctx, offset, count);
-    if (ret == 0 && count) {
-        if (zflag && uflag)
-            ret = qcowkit_pwrite_zeroes(ctx->img, (size_t)count,
-                                        (uint64_t)offset);
-        else if (zflag)
-            ret = write_zero_buffer(ctx, offset, count);
-        else if (cflag)
-            ret = qcowkit_pwrite_compressed(ctx->img, buf, (size_t)count,
-                                            (uint64_t)offset);
-        else
-            ret =
-                qcowkit_pwrite(ctx->img, buf, (size_t)count, (uint64_t)offset);
-        if (ret == 0 && fflag)
-            ret = qcowkit_flush(ctx->img);
-    }
+    ret = do_write(ctx, &w, buf, offset, count);
     t2 = now();
     if (ret < 0) {
         printf("write failed: %s\n", strerror(-ret));
         /* Say why a probed raw image refused it (qemu-io warned at open). */
         if (ret == -EPERM)
             cli_lib_error(ret, NULL);
-        goto out;
+    } else if (!w.qflag) {
+        print_report("wrote", t2 - t1, offset, count, count, 1, w.Cflag);
     }
-    if (qflag)
-        goto out;
-    print_report("wrote", t2 - t1, offset, count, count, 1, Cflag);
-out:
     free(buf);
     return ret;
 }
@@ -885,97 +922,79 @@ static int open_snapshot(const char *arg, bool image_opts,
     return err;
 }
 
-int cmd_io(int argc, char **argv)
+struct io_args {
+    struct cli_common co;
+    const char **cmds; /* -c, in order */
+    int ncmds;
+    bool read_only, snapshot;
+};
+
+/* Returns CLI_NEXT_OPTION when the commands are to run, else the exit
+ * code (a->cmds is freed then). */
+static int parse_io_args(int argc, char **argv, struct io_args *a)
 {
-    enum { OPT_IMAGE_OPTS = 256, OPT_OBJECT };
     static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"object", required_argument, NULL, OPT_OBJECT},
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_OBJECT,
         {"cmd", required_argument, NULL, 'c'},
-        {"format", required_argument, NULL, 'f'},
+        CLI_LONGOPT_FORMAT,
         {"read-only", no_argument, NULL, 'r'},
         {"cache", required_argument, NULL, 't'},
-        {"force-share", no_argument, NULL, 'U'},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        CLI_LONGOPT_FORCE_SHARE,
+        CLI_LONGOPT_IMAGE_OPTS,
         {"snapshot", no_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
-    struct io_ctx ctx;
-    const char **cmds = NULL;
-    const char *fmt = NULL;
-    enum qcowkit_format format;
-    struct qcowkit_info info;
-    bool image_opts = false, force_share = false, snapshot = false;
-    int ncmds = 0, c, ret, last_error = 0;
+    const char **grown;
+    int c, ret = CLI_NEXT_OPTION;
 
-    memset(&ctx, 0, sizeof ctx);
+    memset(a, 0, sizeof *a);
+    cli_common_init(&a->co, "io");
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":c:f:hnrsSt:TUd:km:i:", longopts,
+    while (ret == CLI_NEXT_OPTION &&
+           (c = getopt_long(argc, argv, ":c:f:hnrsSt:TUd:km:i:", longopts,
                             NULL)) != -1) {
-        switch (c) {
-        case 'c': {
-            const char **grown =
-                realloc(cmds, (size_t)(ncmds + 1) * sizeof *cmds);
+        if (c == 'c') {
+            grown = realloc(a->cmds, (size_t)(a->ncmds + 1) * sizeof *a->cmds);
             if (!grown) {
                 cli_error("out of memory");
-                free(cmds);
-                return 1;
+                ret = 1;
+                break;
             }
-            cmds = grown;
-            cmds[ncmds++] = optarg;
-            break;
-        }
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'r':
-            ctx.read_only = true;
-            break;
-        case 'U':
-            force_share = true;
-            break;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0) {
-                free(cmds);
-                return 1;
-            }
-            break;
-        case 's':
-            snapshot = true;
-            break;
-        case 'n':
-        case 'S':
-        case 't':
-        case 'T':
-        case 'd':
-        case 'k':
-        case 'm':
-        case 'i':
-            break; /* accepted for qemu-io compatibility */
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("io"));
-            free(cmds);
-            return 0;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        default:
-            free(cmds);
-            return cli_bad_option("io", argv, c);
+            a->cmds = grown;
+            a->cmds[a->ncmds++] = optarg;
+        } else if (c == 'r') {
+            a->read_only = true;
+        } else if (c == 's') {
+            a->snapshot = true;
+        } else if (c > 0 && c < 256 && strchr("nStTdkmi", c)) {
+            continue; /* accepted for qemu-io compatibility */
+        } else {
+            ret = cli_common_option(&a->co, argv, c);
         }
     }
-    if (optind != argc - 1) {
-        free(cmds);
-        if (optind >= argc)
-            return cli_usage_error("io", "Expecting one image file name");
-        return cli_usage_error("io", "Unexpected argument: %s", argv[argc - 1]);
-    }
-    if (cli_parse_format(fmt, &format) < 0) {
-        free(cmds);
-        return 1;
-    }
-    if (force_share && !ctx.read_only) {
+    if (ret == CLI_NEXT_OPTION && optind != argc - 1)
+        ret = optind >= argc ? cli_usage_error("io", "Expecting one image "
+                                                     "file name")
+                             : cli_usage_error("io", "Unexpected argument: %s",
+                                               argv[argc - 1]);
+    if (ret != CLI_NEXT_OPTION)
+        free(a->cmds);
+    return ret;
+}
+
+/* Open the image as the options say; prints the error and returns -1. */
+static int open_io_image(struct io_ctx *ctx, const struct io_args *a,
+                         const char *arg)
+{
+    enum qcowkit_format format;
+    struct qcowkit_info info;
+    bool image_opts = a->co.image_opts;
+
+    if (cli_parse_format(a->co.fmt, &format) < 0)
+        return -1;
+    if (a->co.force_share && !ctx->read_only) {
         /* qemu-io's words, before anything is opened. */
         if (image_opts)
             cli_error("can't open: force-share=on can only be used with "
@@ -983,51 +1002,65 @@ int cmd_io(int argc, char **argv)
         else
             cli_error("can't open device %s: force-share=on can only be "
                       "used with read-only images",
-                      argv[optind]);
-        free(cmds);
-        return 1;
+                      arg);
+        return -1;
     }
     /* As qemu-io, an encrypted image opens only with its key.  A
      * read-only snapshot needs no overlay: nothing can be written. */
-    if (snapshot && !ctx.read_only) {
-        if (open_snapshot(argv[optind], image_opts, format, &ctx.img,
-                          &ctx.encrypted) < 0) {
-            free(cmds);
-            return 1;
-        }
-    } else if (cli_open_image(
-                   argv[optind], image_opts, format,
-                   (ctx.read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR) |
-                       (force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
-                   QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &ctx.img,
-                   NULL) < 0) {
-        free(cmds);
+    if (a->snapshot && !ctx->read_only)
+        return open_snapshot(arg, image_opts, format, &ctx->img,
+                             &ctx->encrypted);
+    if (cli_open_image(
+            arg, image_opts, format,
+            (ctx->read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR) |
+                (a->co.force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
+            QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &ctx->img, NULL) < 0)
+        return -1;
+    ctx->encrypted = cli_get_info(ctx->img, &info) == 0 && info.crypt_method;
+    return 0;
+}
+
+/* The -c commands, or else standard input; the last error or 0. */
+static int run_commands(struct io_ctx *ctx, const struct io_args *a)
+{
+    char line[4096];
+    int ret, last_error = 0;
+
+    for (int i = 0; i < a->ncmds && !ctx->quit; i++) {
+        ret = run_command(ctx, a->cmds[i]);
+        if (ret < 0)
+            last_error = ret;
+    }
+    /* qemu-io prompts even when stdin is not a terminal. */
+    while (a->ncmds == 0 && !ctx->quit) {
+        printf("%s> ", CLI_NAME);
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin))
+            break;
+        ret = run_command(ctx, line);
+        if (ret < 0)
+            last_error = ret;
+    }
+    return last_error;
+}
+
+int cmd_io(int argc, char **argv)
+{
+    struct io_args a;
+    struct io_ctx ctx;
+    int ret, last_error;
+
+    memset(&ctx, 0, sizeof ctx);
+    ret = parse_io_args(argc, argv, &a);
+    if (ret != CLI_NEXT_OPTION)
+        return ret;
+    ctx.read_only = a.read_only;
+    if (open_io_image(&ctx, &a, argv[optind]) < 0) {
+        free(a.cmds);
         return 1;
-    } else {
-        ctx.encrypted = cli_get_info(ctx.img, &info) == 0 && info.crypt_method;
     }
-    if (ncmds > 0) {
-        for (int i = 0; i < ncmds && !ctx.quit; i++) {
-            ret = run_command(&ctx, cmds[i]);
-            if (ret < 0)
-                last_error = ret;
-        }
-    } else {
-        char line[4096];
-        /* qemu-io prompts even when stdin is not a terminal. */
-        for (;;) {
-            printf("%s> ", CLI_NAME);
-            fflush(stdout);
-            if (!fgets(line, sizeof line, stdin))
-                break;
-            ret = run_command(&ctx, line);
-            if (ret < 0)
-                last_error = ret;
-            if (ctx.quit)
-                break;
-        }
-    }
-    free(cmds);
+    last_error = run_commands(&ctx, &a);
+    free(a.cmds);
     fflush(stdout);
     ret = qcowkit_close(ctx.img);
     if (ret < 0) {

@@ -87,85 +87,13 @@ static int entry_at(struct qcowkit_image *img, uint64_t offset, uint64_t count,
     return 0;
 }
 
-int cmd_map(int argc, char **argv)
+/* Print the map of [start, length) of img. */
+static int dump_map(struct qcowkit_image *img, uint64_t start, uint64_t length,
+                    bool json)
 {
-    enum {
-        OPT_OUTPUT = 256,
-        OPT_START,
-        OPT_MAX_LEN,
-        OPT_IMAGE_OPTS,
-        OPT_OBJECT
-    };
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"format", required_argument, NULL, 'f'},
-        {"output", required_argument, NULL, OPT_OUTPUT},
-        {"start-offset", required_argument, NULL, OPT_START},
-        {"max-length", required_argument, NULL, OPT_MAX_LEN},
-        {"force-share", no_argument, NULL, 'U'},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
-        {"object", required_argument, NULL, OPT_OBJECT},
-        {NULL, 0, NULL, 0},
-    };
-    const char *fmt = NULL, *output = "human";
-    enum qcowkit_format format;
-    struct qcowkit_image *img = NULL;
     struct map_entry curr, next;
-    uint64_t start = 0, max_len = INT64_MAX, length;
-    unsigned open_flags = QCOWKIT_OPEN_RDONLY;
-    bool json, image_opts = false;
-    int c, err, ret = 1;
+    int err;
 
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case OPT_OUTPUT:
-            output = optarg;
-            break;
-        case OPT_START:
-            if (cli_parse_size_arg(optarg, "start offset", &start) < 0)
-                return 1;
-            break;
-        case OPT_MAX_LEN:
-            if (cli_parse_size_arg(optarg, "max length", &max_len) < 0)
-                return 1;
-            break;
-        case 'U':
-            open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
-            break;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("map"));
-            return 0;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        default:
-            return cli_bad_option("map", argv, c);
-        }
-    }
-    if (optind != argc - 1)
-        return cli_usage_error("map", "Expecting one image file name");
-    if (cli_parse_output(output, &json) < 0)
-        return 1;
-    if (cli_parse_format(fmt, &format) < 0)
-        return 1;
-    /* As qemu-img, an encrypted image opens only with its key (although
-     * block status alone would not need it). */
-    if (cli_open_image(argv[optind], image_opts, format, open_flags,
-                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &img, NULL) < 0)
-        return 1;
-
-    length = cli_image_size(img);
-    if (max_len < length - (start < length ? start : length))
-        length = start + max_len;
     if (json)
         putchar('[');
     else
@@ -183,23 +111,76 @@ int cmd_map(int argc, char **argv)
         err = entry_at(img, offset, n, &next);
         if (err < 0) {
             cli_lib_error(err, "Could not read file metadata");
-            goto out;
+            return -1;
         }
         if (mergeable(&curr, &next)) {
             curr.length += next.length;
             continue;
         }
         if (curr.length > 0 && dump_entry(json, &curr, &next) < 0)
-            goto out;
+            return -1;
         curr = next;
     }
     if (dump_entry(json, &curr, NULL) < 0)
-        goto out;
+        return -1;
     if (json)
         puts("]");
-    ret = 0;
-out:
+    return 0;
+}
+
+int cmd_map(int argc, char **argv)
+{
+    enum { OPT_START = 256, OPT_MAX_LEN };
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_FORMAT,
+        CLI_LONGOPT_OUTPUT,
+        {"start-offset", required_argument, NULL, OPT_START},
+        {"max-length", required_argument, NULL, OPT_MAX_LEN},
+        CLI_LONGOPT_FORCE_SHARE,
+        CLI_LONGOPT_IMAGE_OPTS,
+        CLI_LONGOPT_OBJECT,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_common co;
+    enum qcowkit_format format;
+    struct qcowkit_image *img = NULL;
+    uint64_t start = 0, max_len = INT64_MAX, length;
+    bool json;
+    int c, ret;
+
+    cli_common_init(&co, "map");
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+        if (c == OPT_START) {
+            if (cli_parse_size_arg(optarg, "start offset", &start) < 0)
+                return 1;
+        } else if (c == OPT_MAX_LEN) {
+            if (cli_parse_size_arg(optarg, "max length", &max_len) < 0)
+                return 1;
+        } else if ((ret = cli_common_option(&co, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("map", "Expecting one image file name");
+    if (cli_parse_output(co.output, &json) < 0)
+        return 1;
+    if (cli_parse_format(co.fmt, &format) < 0)
+        return 1;
+    /* As qemu-img, an encrypted image opens only with its key (although
+     * block status alone would not need it). */
+    if (cli_open_image(argv[optind], co.image_opts, format,
+                       QCOWKIT_OPEN_RDONLY |
+                           (co.force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &img, NULL) < 0)
+        return 1;
+
+    length = cli_image_size(img);
+    if (max_len < length - (start < length ? start : length))
+        length = start + max_len;
+    ret = dump_map(img, start, length, json) < 0 ? 1 : 0;
     fflush(stdout);
-    err = qcowkit_close(img);
+    qcowkit_close(img);
     return ret;
 }

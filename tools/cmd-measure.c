@@ -173,140 +173,167 @@ static void print_result(bool json, uint64_t required, uint64_t full)
                required, full);
 }
 
-int cmd_measure(int argc, char **argv)
-{
-    enum { OPT_IMAGE_OPTS = 256, OPT_OBJECT, OPT_OUTPUT, OPT_SIZE };
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
-        {"object", required_argument, NULL, OPT_OBJECT},
-        {"output", required_argument, NULL, OPT_OUTPUT},
-        {"size", required_argument, NULL, OPT_SIZE},
-        {"force-share", no_argument, NULL, 'U'},
-        {NULL, 0, NULL, 0},
-    };
-    struct measure_opts o;
-    const char *fmt = NULL, *out_fmt = "raw", *filename = NULL;
-    enum qcowkit_format format;
-    struct qcowkit_image *src = NULL;
-    unsigned open_flags = QCOWKIT_OPEN_RDONLY;
-    bool json = false, image_opts = false, snapshot = false;
-    bool have_img_size = false;
-    uint64_t img_size = 0, size, required, full;
-    int c, ret = 1;
+enum { OPT_SIZE = 256 };
+static const struct option measure_longopts[] = {
+    CLI_LONGOPT_HELP,
+    CLI_LONGOPT_IMAGE_OPTS,
+    CLI_LONGOPT_OBJECT,
+    CLI_LONGOPT_OUTPUT,
+    {"size", required_argument, NULL, OPT_SIZE},
+    CLI_LONGOPT_FORCE_SHARE,
+    {NULL, 0, NULL, 0},
+};
+#define MEASURE_OPTSTRING ":hf:O:o:l:U"
 
-    memset(&o, 0, sizeof o);
+struct measure_args {
+    struct cli_common co;
+    const char *out_fmt, *filename;
+    bool json, snapshot, have_img_size;
+    uint64_t img_size;
+};
+
+/* Returns CLI_NEXT_OPTION when the measure is to run, else the exit code. */
+static int parse_measure_args(int argc, char **argv, struct measure_args *a)
+{
+    const char *why;
+    int c, ret;
+
+    memset(a, 0, sizeof *a);
+    cli_common_init(&a->co, "measure");
+    a->out_fmt = "raw";
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hf:O:o:l:U", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'O':
-            out_fmt = optarg;
-            break;
-        case 'o':
-            break; /* parsed once the output format is known */
-        case 'l':
-            snapshot = true;
-            break;
-        case 'U':
-            open_flags |= QCOWKIT_OPEN_FORCE_SHARE;
-            break;
-        case 'h':
-            printf("usage: %s %s\n", CLI_NAME, cli_usage("measure"));
-            return 0;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
+    while ((c = getopt_long(argc, argv, MEASURE_OPTSTRING, measure_longopts,
+                            NULL)) != -1) {
+        if (c == 'O')
+            a->out_fmt = optarg;
+        else if (c == 'o')
+            continue; /* parsed once the output format is known */
+        else if (c == 'l')
+            a->snapshot = true;
+        else if (c == CLI_OPT_OUTPUT) {
+            if (cli_parse_output(optarg, &a->json) < 0)
                 return 1;
-            break;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        case OPT_OUTPUT:
-            if (cli_parse_output(optarg, &json) < 0)
-                return 1;
-            break;
-        case OPT_SIZE: {
-            const char *why;
-            if (cli_parse_size(optarg, INT64_MAX, &img_size, &why) < 0) {
+        } else if (c == OPT_SIZE) {
+            if (cli_parse_size(optarg, INT64_MAX, &a->img_size, &why) < 0) {
                 cli_error("Invalid image size specified: '%s': %s", optarg,
                           why);
                 return 1;
             }
-            have_img_size = true;
-            break;
-        }
-        default:
-            return cli_bad_option("measure", argv, c);
-        }
+            a->have_img_size = true;
+        } else if ((ret = cli_common_option(&a->co, argv, c)) !=
+                   CLI_NEXT_OPTION)
+            return ret;
     }
     if (argc - optind > 1) {
         cli_error("At most one filename argument is allowed.");
         return 1;
     }
     if (argc - optind == 1)
-        filename = argv[optind];
-    if (!filename && (image_opts || fmt || snapshot)) {
+        a->filename = argv[optind];
+    return CLI_NEXT_OPTION;
+}
+
+/* The arguments that exclude each other; prints why and returns -1. */
+static int check_measure_args(const struct measure_args *a)
+{
+    if (!a->filename && (a->co.image_opts || a->co.fmt || a->snapshot)) {
         cli_error("--image-opts, -f, and -l require a filename argument.");
-        return 1;
+        return -1;
     }
-    if (filename && have_img_size) {
+    if (a->filename && a->have_img_size) {
         cli_error("--size N cannot be used together with a filename.");
-        return 1;
+        return -1;
     }
-    if (!filename && !have_img_size) {
+    if (!a->filename && !a->have_img_size) {
         cli_error("Either --size N or one filename must be specified.");
-        return 1;
+        return -1;
     }
-    if (snapshot) {
+    if (a->snapshot) {
         cli_error("Snapshots are not supported by qcow images");
-        return 1;
+        return -1;
     }
-    if (cli_parse_format(fmt, &format) < 0)
-        return 1;
-    if (filename &&
-        cli_open_image(filename, image_opts, format, open_flags,
-                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NO_KEY, &src, NULL) < 0)
-        return 1;
-    if (cli_parse_format(out_fmt, &o.out_format) < 0)
-        goto out;
+    return 0;
+}
+
+/* The -o options, in a second pass once the output format is known. */
+static int parse_measure_opts(int argc, char **argv, const char *out_fmt,
+                              struct measure_opts *o)
+{
+    int c;
+
     optind = 0;
-    while ((c = getopt_long(argc, argv, ":hf:O:o:l:U", longopts, NULL)) != -1) {
-        if (c == 'o' && cli_parse_opts(optarg, measure_option, &o) < 0) {
+    while ((c = getopt_long(argc, argv, MEASURE_OPTSTRING, measure_longopts,
+                            NULL)) != -1) {
+        if (c == 'o' && cli_parse_opts(optarg, measure_option, o) < 0) {
             cli_error("Invalid options for file format '%s'", out_fmt);
-            goto out;
+            return -1;
         }
     }
-    size = src ? cli_image_size(src) : img_size;
+    return 0;
+}
+
+/* Required and fully allocated sizes of a qcow image for src (or size). */
+static int measure_qcow(const struct measure_opts *o, struct qcowkit_image *src,
+                        const char *filename, uint64_t size, uint64_t *required,
+                        uint64_t *full)
+{
+    struct qcow_geometry g;
+    uint64_t clusters = 0, tables = 0, all_clusters;
+
+    if (o->backing_len > QCOW_MAX_NAME) {
+        cli_error("Backing file name of %zu bytes exceeds %u", o->backing_len,
+                  QCOW_MAX_NAME);
+        return -1;
+    }
+    qcow_geometry(o, size, &g);
+    if (src && count_allocated(src, filename, &g, &clusters, &tables) < 0)
+        return -1;
+    *required = g.meta;
+    if (clusters)
+        *required = align_up(g.meta, g.cluster) + tables * g.table_bytes +
+                    clusters * g.cluster;
+    all_clusters = (g.size + g.cluster - 1) / g.cluster;
+    *full = g.meta;
+    if (all_clusters)
+        *full = align_up(g.meta, g.cluster) + g.l1_entries * g.table_bytes +
+                all_clusters * g.cluster;
+    return 0;
+}
+
+int cmd_measure(int argc, char **argv)
+{
+    struct measure_args a;
+    struct measure_opts o;
+    enum qcowkit_format format;
+    struct qcowkit_image *src = NULL;
+    uint64_t size, required, full;
+    int ret = parse_measure_args(argc, argv, &a);
+
+    if (ret != CLI_NEXT_OPTION)
+        return ret;
+    if (check_measure_args(&a) < 0 || cli_parse_format(a.co.fmt, &format) < 0)
+        return 1;
+    if (a.filename &&
+        cli_open_image(a.filename, a.co.image_opts, format,
+                       QCOWKIT_OPEN_RDONLY |
+                           (a.co.force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NO_KEY, &src, NULL) < 0)
+        return 1;
+    ret = 1;
+    memset(&o, 0, sizeof o);
+    if (cli_parse_format(a.out_fmt, &o.out_format) < 0 ||
+        parse_measure_opts(argc, argv, a.out_fmt, &o) < 0)
+        goto out;
+    size = src ? cli_image_size(src) : a.img_size;
     if (o.out_format == QCOWKIT_FORMAT_RAW) {
         /* raw: the source's length, or --size rounded up to a sector. */
         required = src ? size : align_up(size, 512);
         full = required;
-    } else {
-        struct qcow_geometry g;
-        uint64_t clusters = 0, tables = 0, all_clusters;
-
-        if (o.backing_len > QCOW_MAX_NAME) {
-            cli_error("Backing file name of %zu bytes exceeds %u",
-                      o.backing_len, QCOW_MAX_NAME);
-            goto out;
-        }
-        qcow_geometry(&o, size, &g);
-        if (src && count_allocated(src, filename, &g, &clusters, &tables) < 0)
-            goto out;
-        required = g.meta;
-        if (clusters)
-            required = align_up(g.meta, g.cluster) + tables * g.table_bytes +
-                       clusters * g.cluster;
-        all_clusters = (g.size + g.cluster - 1) / g.cluster;
-        full = g.meta;
-        if (all_clusters)
-            full = align_up(g.meta, g.cluster) + g.l1_entries * g.table_bytes +
-                   all_clusters * g.cluster;
+    } else if (measure_qcow(&o, src, a.filename, size, &required, &full) < 0) {
+        goto out;
     }
-    print_result(json, required, full);
+    print_result(a.json, required, full);
     ret = 0;
 out:
     qcowkit_close(src);

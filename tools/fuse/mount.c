@@ -225,229 +225,282 @@ static void usage(void)
            CLI_NAME, cli_usage("mount"));
 }
 
-int cmd_mount(int argc, char **argv)
+/* Everything the mount holds, released by mount_end(). */
+struct mount_state {
+    struct cli_common co;
+    const char *file, *mountpoint, *pid_arg;
+    enum qcowkit_format format;
+    bool foreground;
+    struct fuse_args args;
+    struct fuse_disk d;
+    struct fuse *fuse;
+    char *image_path, *mnt_abs, *pid_path, *mount_opts, *fsname;
+    bool mounted, pid_written;
+    int notify_fd;
+};
+
+enum { OPT_PID_FILE = 256 };
+
+/* One option: CLI_NEXT_OPTION, the exit code, or -ENOMEM. */
+static int mount_option(struct mount_state *m, char **argv, int c)
 {
-    enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_PID_FILE };
+    switch (c) {
+    case 'r':
+        m->d.read_only = true;
+        return CLI_NEXT_OPTION;
+    case 'o':
+        if (fuse_opt_add_arg(&m->args, "-o") != 0 ||
+            fuse_opt_add_arg(&m->args, optarg) != 0)
+            return -ENOMEM;
+        return CLI_NEXT_OPTION;
+    case 'F':
+        m->foreground = true;
+        return CLI_NEXT_OPTION;
+    case OPT_PID_FILE:
+        m->pid_arg = optarg;
+        return CLI_NEXT_OPTION;
+    case 'h':
+        usage();
+        return 0;
+    default:
+        return cli_common_option(&m->co, argv, c);
+    }
+}
+
+/* Returns CLI_NEXT_OPTION to mount, -ENOMEM, or the exit code. */
+static int parse_mount_args(int argc, char **argv, struct mount_state *m)
+{
     static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"format", required_argument, NULL, 'f'},
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_FORMAT,
         {"read-only", no_argument, NULL, 'r'},
-        {"force-share", no_argument, NULL, 'U'},
-        {"object", required_argument, NULL, OPT_OBJECT},
-        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        CLI_LONGOPT_FORCE_SHARE,
+        CLI_LONGOPT_OBJECT,
+        CLI_LONGOPT_IMAGE_OPTS,
         {"options", required_argument, NULL, 'o'},
         {"foreground", no_argument, NULL, 'F'},
         {"pid-file", required_argument, NULL, OPT_PID_FILE},
         {NULL, 0, NULL, 0},
     };
-    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    struct fuse_disk d;
-    struct qcowkit_info info;
-    struct stat st;
-    struct fuse *fuse = NULL;
-    const char *fmt = NULL, *file, *mountpoint, *pid_arg = NULL;
-    char *image_path = NULL, *mnt_abs = NULL, *pid_path = NULL;
-    char *mount_opts = NULL, *fsname = NULL;
-    enum qcowkit_format format;
-    bool image_opts = false, force_share = false, foreground = false;
-    bool mounted = false, pid_written = false;
-    unsigned flags;
-    int c, err, notify_fd = -1, ret = 1;
+    int c, ret;
 
-    memset(&d, 0, sizeof d);
-    d.stat_fd = -1;
+    cli_common_init(&m->co, "mount");
     optind = 0;
     opterr = 0;
-    if (fuse_opt_add_arg(&args, CLI_NAME) != 0)
-        goto oom;
-    while ((c = getopt_long(argc, argv, ":f:rUo:Fh", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'r':
-            d.read_only = true;
-            break;
-        case 'U':
-            force_share = true;
-            break;
-        case 'o':
-            if (fuse_opt_add_arg(&args, "-o") != 0 ||
-                fuse_opt_add_arg(&args, optarg) != 0)
-                goto oom;
-            break;
-        case 'F':
-            foreground = true;
-            break;
-        case OPT_PID_FILE:
-            pid_arg = optarg;
-            break;
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                goto out;
-            break;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        case 'h':
-            usage();
-            ret = 0;
-            goto out;
-        default:
-            ret = cli_bad_option("mount", argv, c);
-            goto out;
-        }
-    }
-    if (argc - optind != 2) {
-        ret = cli_usage_error("mount", "Expecting an image file name and a "
-                                       "mountpoint");
-        goto out;
-    }
-    file = argv[optind];
-    mountpoint = argv[optind + 1];
-    if (cli_parse_format(fmt, &format) < 0)
-        goto out;
+    if (fuse_opt_add_arg(&m->args, CLI_NAME) != 0)
+        return -ENOMEM;
+    while ((c = getopt_long(argc, argv, ":f:rUo:Fh", longopts, NULL)) != -1)
+        if ((ret = mount_option(m, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
+    if (argc - optind != 2)
+        return cli_usage_error("mount", "Expecting an image file name and a "
+                                        "mountpoint");
+    m->file = argv[optind];
+    m->mountpoint = argv[optind + 1];
+    return cli_parse_format(m->co.fmt, &m->format) < 0 ? 1 : CLI_NEXT_OPTION;
+}
 
-    if (stat(mountpoint, &st) != 0) {
-        cli_error("%s: %s", mountpoint, strerror(errno));
-        goto out;
+/* A regular file or a folder; its absolute name (libfuse unmounts by
+ * name, and we leave the folder we start in). */
+static int check_mountpoint(struct mount_state *m)
+{
+    struct stat st;
+
+    if (stat(m->mountpoint, &st) != 0) {
+        cli_error("%s: %s", m->mountpoint, strerror(errno));
+        return -1;
     }
     if (S_ISDIR(st.st_mode))
-        d.dir_mode = true;
+        m->d.dir_mode = true;
     else if (!S_ISREG(st.st_mode)) {
         cli_error("%s: the mountpoint must be a regular file or a folder",
-                  mountpoint);
-        goto out;
+                  m->mountpoint);
+        return -1;
     }
-    /* libfuse unmounts by name, and we leave the folder we start in. */
-    mnt_abs = realpath(mountpoint, NULL);
-    if (!mnt_abs) {
-        cli_error("%s: %s", mountpoint, strerror(errno));
-        goto out;
+    m->mnt_abs = realpath(m->mountpoint, NULL);
+    if (!m->mnt_abs) {
+        cli_error("%s: %s", m->mountpoint, strerror(errno));
+        return -1;
     }
-    if (pid_arg && !(pid_path = absolute(pid_arg)))
-        goto oom;
+    return 0;
+}
 
-    flags = (d.read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR) |
-            (force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0);
-    if (cli_open_image(file, image_opts, format, flags, QCOWKIT_FORMAT_AUTO,
-                       CLI_OPEN_NEED_KEY, &d.img, &image_path) < 0)
-        goto out;
-    err = cli_get_info(d.img, &info);
+/* Open the image into m->d. */
+static int open_disk(struct mount_state *m)
+{
+    struct fuse_disk *d = &m->d;
+    struct qcowkit_info info;
+    unsigned flags;
+    int err;
+
+    flags = (d->read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR) |
+            (m->co.force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0);
+    if (cli_open_image(m->file, m->co.image_opts, m->format, flags,
+                       QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &d->img,
+                       &m->image_path) < 0)
+        return -1;
+    err = cli_get_info(d->img, &info);
     if (err < 0) {
-        cli_lib_error(err, image_path);
-        goto out;
+        cli_lib_error(err, m->image_path);
+        return -1;
     }
-    d.size = info.virtual_size;
-    d.keep_cache = !force_share;
-    d.verbose = foreground;
-    d.uid = getuid();
-    d.gid = getgid();
+    d->size = info.virtual_size;
+    d->keep_cache = !m->co.force_share;
+    d->verbose = m->foreground;
+    d->uid = getuid();
+    d->gid = getgid();
     /* Opened before mounting: the mount may cover the image file itself,
      * as qemu's FUSE export allows. */
-    d.stat_fd = open(image_path, O_PATH | O_CLOEXEC);
-    if (d.stat_fd < 0) {
-        cli_error("%s: %s", image_path, strerror(errno));
-        goto out;
+    d->stat_fd = open(m->image_path, O_PATH | O_CLOEXEC);
+    if (d->stat_fd < 0) {
+        cli_error("%s: %s", m->image_path, strerror(errno));
+        return -1;
     }
+    return 0;
+}
 
-    /* Our mount options first, so that the user's -o can override. */
-    {
-        char *abs_image = absolute(image_path);
-        if (!abs_image)
-            goto oom;
-        fsname = malloc(strlen(abs_image) + sizeof "fsname=");
-        if (fsname)
-            sprintf(fsname, "fsname=%s", abs_image);
-        free(abs_image);
-        if (!fsname)
-            goto oom;
-    }
-    if (fuse_opt_add_opt_escaped(&mount_opts, fsname) != 0 ||
-        fuse_opt_add_opt(&mount_opts, "subtype=qcowkit") != 0 ||
-        (d.read_only && fuse_opt_add_opt(&mount_opts, "ro") != 0) ||
-        fuse_opt_insert_arg(&args, 1, "-o") != 0 ||
-        fuse_opt_insert_arg(&args, 2, mount_opts) != 0)
-        goto oom;
+/* Our mount options first, so that the user's -o can override. */
+static int add_mount_options(struct mount_state *m)
+{
+    char *abs_image = absolute(m->image_path);
 
+    if (!abs_image)
+        return -ENOMEM;
+    m->fsname = malloc(strlen(abs_image) + sizeof "fsname=");
+    if (m->fsname)
+        sprintf(m->fsname, "fsname=%s", abs_image);
+    free(abs_image);
+    if (!m->fsname ||
+        fuse_opt_add_opt_escaped(&m->mount_opts, m->fsname) != 0 ||
+        fuse_opt_add_opt(&m->mount_opts, "subtype=qcowkit") != 0 ||
+        (m->d.read_only && fuse_opt_add_opt(&m->mount_opts, "ro") != 0) ||
+        fuse_opt_insert_arg(&m->args, 1, "-o") != 0 ||
+        fuse_opt_insert_arg(&m->args, 2, m->mount_opts) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Mount, and set the signals that end the loop. */
+static int mount_disk(struct mount_state *m)
+{
     fuse_set_log_func(fuse_log_fn);
-    fuse = fuse_new(&args, &fuse_disk_ops, sizeof fuse_disk_ops, &d);
-    if (!fuse) {
+    m->fuse = fuse_new(&m->args, &fuse_disk_ops, sizeof fuse_disk_ops, &m->d);
+    if (!m->fuse) {
         fuse_failed("invalid FUSE options", "fuse_new failed");
-        goto out;
+        return -1;
     }
-    if (fuse_mount(fuse, mnt_abs) != 0) {
+    if (fuse_mount(m->fuse, m->mnt_abs) != 0) {
         char what[PATH_MAX + 32];
-        snprintf(what, sizeof what, "%s: cannot mount", mountpoint);
+        snprintf(what, sizeof what, "%s: cannot mount", m->mountpoint);
         fuse_failed(what, "mount failed");
-        goto out;
+        return -1;
     }
-    mounted = true;
+    m->mounted = true;
     /* SIGTERM, SIGINT and SIGHUP end the loop: we then unmount. */
-    if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
+    if (fuse_set_signal_handlers(fuse_get_session(m->fuse)) != 0) {
         fuse_failed("cannot set signal handlers", "sigaction failed");
-        goto out;
+        return -1;
     }
-    if (!foreground) {
-        notify_fd = daemonize();
-        if (notify_fd < 0) {
-            cli_error("cannot go to the background: %s", strerror(-notify_fd));
-            goto out;
+    return 0;
+}
+
+/* Go to the background, write the pid file, serve; the exit code. */
+static int serve(struct mount_state *m)
+{
+    int err;
+
+    if (!m->foreground) {
+        m->notify_fd = daemonize();
+        if (m->notify_fd < 0) {
+            cli_error("cannot go to the background: %s",
+                      strerror(-m->notify_fd));
+            return 1;
         }
     }
-    if (pid_path) {
-        err = write_pid_file(pid_path);
+    if (m->pid_path) {
+        err = write_pid_file(m->pid_path);
         if (err < 0) {
-            cli_error("%s: cannot write the pid file: %s", pid_arg,
+            cli_error("%s: cannot write the pid file: %s", m->pid_arg,
                       strerror(-err));
-            goto out;
+            return 1;
         }
-        pid_written = true;
+        m->pid_written = true;
     }
-    if (notify_fd >= 0) {
-        daemon_ready(notify_fd);
-        notify_fd = -1;
+    if (m->notify_fd >= 0) {
+        daemon_ready(m->notify_fd);
+        m->notify_fd = -1;
     }
     fuse_msg_set_direct(true);
-    err = fuse_loop_mt(fuse, 0);
+    err = fuse_loop_mt(m->fuse, 0);
     fuse_msg_set_direct(false);
     /* Negative: the loop failed.  0 after an unmount, the signal number
      * after a signal: both end the mount as asked. */
-    ret = err < 0 ? 1 : 0;
     if (err < 0)
-        cli_error("%s: FUSE loop failed: %s", mountpoint, strerror(-err));
-    goto out;
+        cli_error("%s: FUSE loop failed: %s", m->mountpoint, strerror(-err));
+    return err < 0 ? 1 : 0;
+}
 
-oom:
-    cli_error("out of memory");
-    ret = 1;
-out:
-    if (fuse) {
-        fuse_remove_signal_handlers(fuse_get_session(fuse));
-        if (mounted)
-            fuse_unmount(fuse);
-        fuse_destroy(fuse);
+/* Unmount, close the image (which flushes it) and let everything go. */
+static int mount_end(struct mount_state *m, int ret)
+{
+    int err;
+
+    if (m->fuse) {
+        fuse_remove_signal_handlers(fuse_get_session(m->fuse));
+        if (m->mounted)
+            fuse_unmount(m->fuse);
+        fuse_destroy(m->fuse);
     }
-    if (d.img) {
+    if (m->d.img) {
         /* Flushes: every write acknowledged to the kernel is durable. */
-        err = qcowkit_close(d.img);
+        err = qcowkit_close(m->d.img);
         if (err < 0) {
-            cli_lib_error(err, image_path);
+            cli_lib_error(err, m->image_path);
             ret = 1;
         }
     }
-    if (d.stat_fd >= 0)
-        close(d.stat_fd);
-    if (pid_written)
-        unlink(pid_path);
+    if (m->d.stat_fd >= 0)
+        close(m->d.stat_fd);
+    if (m->pid_written)
+        unlink(m->pid_path);
     /* A child that failed before it was ready: its parent exits 1. */
-    if (notify_fd >= 0)
-        close(notify_fd);
-    fuse_opt_free_args(&args);
-    free(mount_opts);
-    free(fsname);
-    free(image_path);
-    free(mnt_abs);
-    free(pid_path);
+    if (m->notify_fd >= 0)
+        close(m->notify_fd);
+    fuse_opt_free_args(&m->args);
+    free(m->mount_opts);
+    free(m->fsname);
+    free(m->image_path);
+    free(m->mnt_abs);
+    free(m->pid_path);
     return ret;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+    struct mount_state m;
+    int ret;
+
+    memset(&m, 0, sizeof m);
+    m.args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+    m.d.stat_fd = -1;
+    m.notify_fd = -1;
+    ret = parse_mount_args(argc, argv, &m);
+    if (ret == CLI_NEXT_OPTION) {
+        ret = 1;
+        if (check_mountpoint(&m) < 0)
+            return mount_end(&m, 1);
+        if (m.pid_arg && !(m.pid_path = absolute(m.pid_arg)))
+            ret = -ENOMEM;
+        else if (open_disk(&m) < 0)
+            return mount_end(&m, 1);
+        else if ((ret = add_mount_options(&m)) == 0 && mount_disk(&m) == 0)
+            ret = serve(&m);
+        else if (ret == 0)
+            ret = 1;
+    }
+    if (ret == -ENOMEM) {
+        cli_error("out of memory");
+        ret = 1;
+    }
+    return mount_end(&m, ret);
 }
