@@ -57,6 +57,12 @@ truncate -s $((4096 + (1 << 30))) hostile.qcow
 bounded $((64 * 1024)) 1 "$Q" info hostile.qcow
 bounded $((64 * 1024)) 1 "$Q" io -c 'read -P 0 0 64k' hostile.qcow
 bounded $((64 * 1024)) 1 "$Q" map --max-length=1G hostile.qcow
+# Whole-image walks: time follows the tables, not the 2^56 bytes declared.
+bounded $((64 * 1024)) 2 "$Q" map hostile.qcow
+bounded $((64 * 1024)) 2 "$Q" map --output=json hostile.qcow
+bounded $((64 * 1024)) 2 "$Q" compare hostile.qcow hostile.qcow
+bounded $((64 * 1024)) 2 "$Q" measure -O qcow hostile.qcow
+bounded $((64 * 1024)) 2 "$Q" check hostile.qcow
 
 # An honest 16 TiB image with data at 8 TiB.
 "$Q" create -q -f qcow big.qcow 16T
