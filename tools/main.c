@@ -54,7 +54,8 @@ static const struct command commands[] = {
      "[-S STEP_SIZE] [-t CACHE] [-w] [-U] FILE"},
     {"nbd", cmd_nbd,
      "nbd [-f FMT] [-r] [-x EXPORT_NAME] [-k SOCKET | -p PORT [-b ADDR]] "
-     "[-e SHARED] [-t] [--pid-file=FILE] [-D DESCRIPTION] [-U] [-v] "
+     "[-e SHARED] [-t] [--handshake-limit=N] [--max-memory=SIZE] "
+     "[--pid-file=FILE] [-D DESCRIPTION] [-U] [-v] "
      "[--object OBJ] [--image-opts] FILE"},
     {"mount", cmd_mount,
      "mount [-f FMT] [-r] [-U] [--object OBJ] [--image-opts] "
