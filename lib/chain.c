@@ -60,20 +60,6 @@ static int walk(struct qcowkit_image *top, struct qcowkit_chain_extent *x)
     }
 }
 
-static int check_range(struct qcowkit_image *img, uint64_t offset,
-                       uint64_t count)
-{
-    if (offset < img->virtual_size && count <= img->virtual_size - offset &&
-        count > 0)
-        return 0;
-    return qk_error(-EINVAL,
-                    "%s: chain block status of %llu bytes at offset %llu "
-                    "is outside the image (%llu bytes)",
-                    img->name, (unsigned long long)count,
-                    (unsigned long long)offset,
-                    (unsigned long long)img->virtual_size);
-}
-
 /*
  * Each layer's access lock is held in turn, never two at once; a resize
  * of img between the range check and the walk makes the walk fail as
@@ -91,7 +77,7 @@ int qcowkit_block_status_chain(struct qcowkit_image *img, uint64_t offset,
     if (err < 0)
         return err;
     qk_access_shared(img);
-    err = check_range(img, offset, count);
+    err = qk_status_range(img, "chain block status", offset, count);
     qk_access_leave(img);
     if (err < 0)
         return err;

@@ -21,6 +21,22 @@ static bool sector_aligned(uint64_t offset, uint64_t len)
     return ((offset | len) & (QCOW_SECTOR - 1)) == 0;
 }
 
+/*
+ * The next piece of [guest, guest+n) after done bytes: the whole sectors
+ * [*start, *end) around it, at most BOUNCE_BYTES; returns its length.
+ */
+static uint64_t bounce_window(uint64_t guest, uint64_t n, uint64_t done,
+                              uint64_t *start, uint64_t *end)
+{
+    uint64_t at = guest + done;
+
+    *start = at & ~(uint64_t)(QCOW_SECTOR - 1);
+    *end = qk_align_up(guest + n, QCOW_SECTOR);
+    if (*end - *start > BOUNCE_BYTES)
+        *end = *start + BOUNCE_BYTES;
+    return *end - at < n - done ? *end - at : n - done;
+}
+
 /* Read and decrypt the whole sectors [start, end) of guest data. */
 static int read_sectors(struct qcowkit_image *img, uint8_t *out, uint64_t host,
                         uint64_t start, uint64_t end)
@@ -43,13 +59,8 @@ int qk_read_data(struct qcowkit_image *img, uint8_t *buf, uint64_t n,
     if (!bounce)
         return qk_error(-ENOMEM, "%s: out of memory", img->name);
     for (uint64_t done = 0; err == 0 && done < n;) {
-        uint64_t at = guest + done;
-        uint64_t start = at & ~(uint64_t)(QCOW_SECTOR - 1);
-        uint64_t end = qk_align_up(guest + n, QCOW_SECTOR);
-        uint64_t take;
-        if (end - start > BOUNCE_BYTES)
-            end = start + BOUNCE_BYTES;
-        take = end - at < n - done ? end - at : n - done;
+        uint64_t at = guest + done, start, end;
+        uint64_t take = bounce_window(guest, n, done, &start, &end);
         err = read_sectors(img, bounce, host + (start - guest), start, end);
         if (err == 0)
             memcpy(buf + done, bounce + (at - start), take);
@@ -70,13 +81,8 @@ static int write_encrypted(struct qcowkit_image *img, uint8_t *bounce,
     int err = 0;
 
     for (uint64_t done = 0; err == 0 && done < n;) {
-        uint64_t at = guest + done;
-        uint64_t start = at & ~(uint64_t)(QCOW_SECTOR - 1);
-        uint64_t end = qk_align_up(guest + n, QCOW_SECTOR);
-        uint64_t take;
-        if (end - start > BOUNCE_BYTES)
-            end = start + BOUNCE_BYTES;
-        take = end - at < n - done ? end - at : n - done;
+        uint64_t at = guest + done, start, end;
+        uint64_t take = bounce_window(guest, n, done, &start, &end);
         if (start < at || at + take < end)
             err = read_sectors(img, bounce, host + (start - guest), start, end);
         if (err == 0) {

@@ -522,6 +522,10 @@ int qk_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
               uint64_t offset);
 int qk_pwrite_zeroes(struct qcowkit_image *img, size_t count, uint64_t offset);
 
+/* status.c: 0 if [offset, offset+count) is a non-empty range inside img,
+ * else -EINVAL with a message naming what was asked. */
+int qk_status_range(struct qcowkit_image *img, const char *what,
+                    uint64_t offset, uint64_t count);
 /* status.c: qcowkit_block_status with the access lock held. */
 int qk_block_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
                     struct qcowkit_extent *extent);

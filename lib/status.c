@@ -143,6 +143,20 @@ static void raw_status(struct qcowkit_image *img, uint64_t offset,
         e->length = length;
 }
 
+int qk_status_range(struct qcowkit_image *img, const char *what,
+                    uint64_t offset, uint64_t count)
+{
+    if (offset < img->virtual_size && count <= img->virtual_size - offset &&
+        count > 0)
+        return 0;
+    return qk_error(-EINVAL,
+                    "%s: %s of %llu bytes at offset %llu is outside the "
+                    "image (%llu bytes)",
+                    img->name, what, (unsigned long long)count,
+                    (unsigned long long)offset,
+                    (unsigned long long)img->virtual_size);
+}
+
 int qk_block_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
                     struct qcowkit_extent *extent)
 {
@@ -151,14 +165,9 @@ int qk_block_status(struct qcowkit_image *img, uint64_t offset, uint64_t count,
     qk_assert_access(img);
     memset(extent, 0, sizeof *extent);
     extent->offset = offset;
-    if (offset > img->virtual_size || count > img->virtual_size - offset ||
-        count == 0)
-        return qk_error(-EINVAL,
-                        "%s: block status of %llu bytes at offset %llu is "
-                        "outside the image (%llu bytes)",
-                        img->name, (unsigned long long)count,
-                        (unsigned long long)offset,
-                        (unsigned long long)img->virtual_size);
+    err = qk_status_range(img, "block status", offset, count);
+    if (err < 0)
+        return err;
     if (img->format == QCOWKIT_FORMAT_RAW) {
         raw_status(img, offset, count, extent);
         return 0;
