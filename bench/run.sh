@@ -6,21 +6,24 @@
 #   --small     16 MiB of data and fewer bench requests (CI smoke runs)
 #   --runs N    runs per command, alternating the tools (default 3, or
 #               $BENCH_RUNS); the table shows medians
-#   --rows R    only these rows (letters a-g, default all)
+#   --rows R    only these rows (letters a-g and n, default all)
 #   --dir DIR   where to put the data (default $TMPDIR or /var/tmp)
 #   --keep      keep the work folder
 #
 # QCOWKIT (default: build/qcowkit beside this folder) and QEMU_IMG (default:
-# qemu-img) name the programs.  Exits 77 when qemu-img is missing.
+# qemu-img) name the programs, QEMU_NBD (default: qemu-nbd) row n's
+# reference.  Exits 77 when qemu-img is missing.  Row n is left out, with
+# a note, when qemu-nbd or nbdcopy is missing.
 # See bench/README.md for what each row measures.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 QCOWKIT=${QCOWKIT:-$here/../build/qcowkit}
 QEMU_IMG=${QEMU_IMG:-qemu-img}
+QEMU_NBD=${QEMU_NBD:-qemu-nbd}
 runs=${BENCH_RUNS:-3}
 small=0
-rows=abcdefg
+rows=abcdefgn
 dir=${TMPDIR:-/var/tmp}
 keep=0
 
@@ -72,8 +75,22 @@ else
 fi
 d_size=4G # 50000 * 80 KiB = 3.8 GiB: every write allocates
 
+case $rows in *n*)
+    if ! command -v "$QEMU_NBD" >/dev/null 2>&1 ||
+        ! command -v nbdcopy >/dev/null 2>&1; then
+        echo "run.sh: row n left out: needs $QEMU_NBD and nbdcopy"
+        rows=${rows//n/}
+    fi
+    ;;
+esac
+
 work=$(mktemp -d "$dir/qcowkit-bench.XXXXXX")
+server_pid=
 cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
     if [ "$keep" = 1 ]; then
         echo "work folder kept: $work"
     else
@@ -140,7 +157,7 @@ echo
 
 echo "== preparing $mib MiB of data (1/4 zeros, 1/4 random, 1/2 text)"
 perl "$here/gen-data.pl" "$mib" >src.raw
-if has_row b; then
+if has_row b || has_row n; then
     "$QEMU_IMG" convert -f raw -O qcow src.raw src.qcow
 fi
 
@@ -203,6 +220,29 @@ qm_check() {
         return 0
     fi
     return "$rc"
+}
+
+# nbd_read KEY SERVER...: start SERVER (which serves src.qcow on n.sock),
+# time nbdcopy reading the whole export over one connection, stop it.
+nbd_read() {
+    local key=$1 i
+    shift
+    rm -f n.sock
+    "$@" 2>server.err &
+    server_pid=$!
+    for i in $(seq 100); do
+        [ -S n.sock ] && break
+        sleep 0.1
+    done
+    if [ ! -S n.sock ]; then
+        echo "run.sh: $1 did not listen:" >&2
+        cat server.err >&2
+        exit 1
+    fi
+    timed "$key" nbdcopy -C 1 "nbd+unix:///?socket=$work/n.sock" null:
+    kill "$server_pid"
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
 }
 
 # ------------------------------------------------------------------- rows
@@ -278,6 +318,11 @@ for i in $(seq "$runs"); do
             timed g.qemu qm_check g.qcow
         fi
     fi
+    if has_row n; then
+        # (n) one NBD client (nbdcopy) reads src.qcow through each server.
+        nbd_read n.qemu "$QEMU_NBD" -r -t -f qcow -k "$work/n.sock" src.qcow
+        nbd_read n.qk "$QCOWKIT" nbd -r -t -k "$work/n.sock" src.qcow
+    fi
 done
 
 # ----------------------------------------------------------------- checks
@@ -347,6 +392,10 @@ if has_row g; then
     line g "check, one cluster 8 TiB into the file" qemu-img g.qemu
     line g "" qcowkit g.qk
 fi
+if has_row n; then
+    line n "nbdcopy -C 1 nbd -> null: ${mib} MiB" qemu-nbd n.qemu
+    line n "" "qcowkit nbd" n.qk
+fi
 
 echo
 echo "== ratios (of medians)"
@@ -377,5 +426,9 @@ if has_row g; then
     else
         echo "g: qemu-img / qcowkit = $(ratio "$(m g.qemu)" "$(m g.qk)")"
     fi
+fi
+if has_row n; then
+    echo "n: qcowkit nbd / qemu-nbd = $(ratio "$(m n.qk)" "$(m n.qemu)")" \
+        "(wall time of nbdcopy reading the export)"
 fi
 echo "load avg:  $(cut -d' ' -f1-3 /proc/loadavg) (at end)"

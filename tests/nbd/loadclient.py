@@ -10,6 +10,12 @@ byte level (no libnbd), for the resource tests of qcowkit nbd.
   stall SOCK N MAX           N clients that send nothing; prints the
                              seconds until the server had dropped all
   late SOCK DELAY            connect, wait DELAY s, then handshake and read
+  midwrite SOCK MIB MAX      one client sends a write of MIB MiB, half its
+                             data, and stops; once it has, a second client
+                             writes MIB MiB and reads it back; prints the
+                             seconds until the server hung up on the first
+                             (fails after MAX s) and until the second's
+                             write was answered
   flood SOCK CONNS WRITES MIB  each connection sends WRITES writes of MIB
                              MiB (its own region, its own pattern) without
                              reading a reply, then reads every reply and
@@ -200,6 +206,38 @@ def mode_late(path, delay):
     c.disc()
 
 
+def mode_midwrite(path, mib, most):
+    size, most = int(mib) * MiB, float(most)
+    stalled = Conn(path, timeout=most).go()
+    t0 = time.time()
+    stalled.request(CMD_WRITE, 0, size, b"\x11" * (size // 2))
+    result = {}
+
+    def second():
+        c = Conn(path, timeout=most).go()
+        block = b"\x22" * size
+        c.request(CMD_WRITE, size, size, block)
+        cookie, err, _ = c.reply()
+        result["answered"] = time.time() - t0
+        assert err == 0, "write failed: error %d" % err
+        c.request(CMD_READ, size, size)
+        cookie, err, data = c.reply()
+        assert err == 0 and data == block, "data read back differs"
+        c.disc()
+        result["ok"] = True
+
+    time.sleep(0.5)  # the server has read the stalled write's header
+    t = threading.Thread(target=second)
+    t.start()
+    if not wait_hangup(stalled.s, most):
+        sys.exit("midwrite: still connected after %.1f s" % most)
+    dropped = time.time() - t0
+    t.join()
+    if not result.get("ok"):
+        sys.exit("midwrite: the second client failed")
+    print("%.1f %.1f" % (dropped, result["answered"]))
+
+
 def run_threads(target, n):
     errors = []
 
@@ -301,7 +339,8 @@ def mode_mixed(path, conns, rounds):
 
 def main():
     modes = {"idle": mode_idle, "trickle": mode_trickle, "stall": mode_stall,
-             "late": mode_late, "flood": mode_flood, "mixed": mode_mixed}
+             "late": mode_late, "midwrite": mode_midwrite,
+             "flood": mode_flood, "mixed": mode_mixed}
     modes[sys.argv[1]](*sys.argv[2:])
 
 

@@ -60,11 +60,22 @@ static void retire(struct srv_conn *c, uint64_t cost, unsigned reqs)
         server_wake(srv);
 }
 
-static void out_free(struct nbd_out *o)
+/* Free o, its buffer back to the cache: before retiring its cost. */
+static void out_free(struct srv_conn *c, struct nbd_out *o)
 {
     free(o->head);
-    free(o->body);
+    bufcache_put(c->srv, o->body, o->body_len);
     free(o);
+}
+
+/* o has left the queue: free it, then give back its budget. */
+static void out_free_retire(struct srv_conn *c, struct nbd_out *o)
+{
+    uint64_t cost = o->cost;
+    unsigned reqs = o->reqs;
+
+    out_free(c, o);
+    retire(c, cost, reqs);
 }
 
 /* A send failed or timed out: drop every queued reply (c->lock held). */
@@ -77,8 +88,7 @@ static void mark_dead(struct srv_conn *c)
         struct nbd_out *o = c->out_head;
 
         c->out_head = o->next;
-        retire(c, o->cost, o->reqs);
-        out_free(o);
+        out_free_retire(c, o);
     }
     c->out_tail = NULL;
     if (c->paused) {
@@ -144,8 +154,7 @@ static void flush_out(struct srv_conn *c)
         c->out_head = o->next;
         if (!c->out_head)
             c->out_tail = NULL;
-        retire(c, o->cost, o->reqs);
-        out_free(o);
+        out_free_retire(c, o);
     }
 }
 
@@ -185,14 +194,14 @@ static int queue_reply(struct srv_conn *c, const struct iovec *iov, int n,
 
     pthread_mutex_lock(&c->lock);
     if (!o) {
-        free(take);
+        bufcache_put(c->srv, take, take ? iov[n - 1].iov_len : 0);
         snprintf(c->nc.why, sizeof c->nc.why, "out of memory for a reply");
         mark_dead(c);
     }
     if (c->dead) {
         pthread_mutex_unlock(&c->lock);
         if (o)
-            out_free(o);
+            out_free(c, o);
         return -1;
     }
     if (c->out_tail) {
@@ -221,12 +230,28 @@ static int conn_send_take(void *opaque, const struct iovec *iov, int iovcnt,
     return queue_reply(opaque, iov, iovcnt, buf);
 }
 
+static void *conn_buf_get(void *opaque, size_t len)
+{
+    struct srv_conn *c = opaque;
+
+    return bufcache_get(c->srv, len);
+}
+
+static void conn_buf_put(void *opaque, void *buf, size_t len)
+{
+    struct srv_conn *c = opaque;
+
+    bufcache_put(c->srv, buf, len);
+}
+
 void conn_start_serving(struct srv_conn *c)
 {
     struct nbd_transport t = {NULL, conn_send, c};
 
     c->nc.t = t;
     c->nc.send_take = conn_send_take;
+    c->nc.buf_get = conn_buf_get;
+    c->nc.buf_put = conn_buf_put;
     c->phase = PHASE_SERVING;
     pthread_mutex_lock(&c->lock);
     rearm(c);
@@ -257,9 +282,10 @@ void conn_job_done(struct srv_conn *c, uint64_t cost)
     pthread_mutex_unlock(&c->lock);
 }
 
-int conn_reserve(struct srv_conn *c, uint64_t cost)
+int conn_reserve(struct srv_conn *c, uint64_t cost, size_t buf_len)
 {
     struct server *srv = c->srv;
+    struct cached_buf *dropped = NULL;
     int rc = 1;
 
     pthread_mutex_lock(&c->lock);
@@ -267,8 +293,12 @@ int conn_reserve(struct srv_conn *c, uint64_t cost)
     if (c->inflight_reqs >= NBD_INFLIGHT_REQS ||
         (c->inflight_reqs && c->inflight_bytes + cost > NBD_INFLIGHT_BYTES))
         rc = 0;
-    else if (srv->mem_used && srv->mem_used + cost > srv->opts->max_memory)
-        rc = -1;
+    else {
+        dropped = bufcache_make_room(srv, cost, buf_len);
+        if (srv->mem_used &&
+            srv->mem_used + srv->bufs.bytes + cost > srv->opts->max_memory)
+            rc = -1;
+    }
     if (rc == 1) {
         srv->mem_used += cost;
         c->inflight_reqs++;
@@ -283,6 +313,7 @@ int conn_reserve(struct srv_conn *c, uint64_t cost)
     c->paused = rc < 1;
     rearm(c);
     pthread_mutex_unlock(&c->lock);
+    bufcache_release(dropped);
     return rc;
 }
 
@@ -320,9 +351,10 @@ void conn_unreserve(struct srv_conn *c, uint64_t cost)
 void conn_end_input(struct srv_conn *c)
 {
     if (c->have_req) {
+        bufcache_put(c->srv, c->req.data, c->req.payload);
+        c->req.data = NULL;
         if (c->reserved)
             conn_unreserve(c, c->req_cost);
-        nbd_request_free(&c->req);
         c->have_req = false;
     }
     pthread_mutex_lock(&c->lock);

@@ -94,6 +94,15 @@ struct pool {
     pthread_t threads[NBD_POOL_WORKERS];
 };
 
+/* Freed read and write buffers kept for reuse (bufcache.c). */
+#define NBD_BUF_CLASSES 9 /* 128 KiB, 256 KiB, ... NBD_MAX_REQUEST */
+struct cached_buf;
+struct bufcache {
+    struct cached_buf *free[NBD_BUF_CLASSES];
+    uint64_t bytes;      /* kept: counted in the budget beside mem_used */
+    unsigned idle_scans; /* 1 s scans in a row with nothing in flight */
+};
+
 struct server {
     const struct nbd_export *exp;
     const struct nbd_server_opts *opts;
@@ -107,8 +116,9 @@ struct server {
     struct srv_conn *attn; /* connections the event thread must look at */
 
     pthread_mutex_t mem_lock;
-    uint64_t mem_used; /* reserved over all connections */
-    unsigned n_paused; /* connections waiting for budget */
+    uint64_t mem_used;    /* reserved over all connections */
+    unsigned n_paused;    /* connections waiting for budget */
+    struct bufcache bufs; /* under mem_lock */
 };
 
 time_t mono_secs(void);
@@ -125,10 +135,11 @@ void conn_job_done(struct srv_conn *c, uint64_t cost);
 void conn_check_timeout(struct srv_conn *c, time_t now);
 bool conn_closable(struct srv_conn *c);
 /*
- * Reserve cost for c's next request: 1 done; else c is paused (not read
- * until retried), 0 over its own share, -1 over the total.
+ * Reserve cost for c's next request, whose data buffer (if any) will be
+ * buf_len bytes, dropping kept buffers if need be: 1 done; else c is paused
+ * (not read until retried), 0 over its own share, -1 over the total.
  */
-int conn_reserve(struct srv_conn *c, uint64_t cost);
+int conn_reserve(struct srv_conn *c, uint64_t cost, size_t buf_len);
 void conn_unreserve(struct srv_conn *c, uint64_t cost);
 
 /* input.c: read c's requests while it has them and budget; returns
@@ -141,6 +152,24 @@ void conn_check_stall(struct srv_conn *c, time_t now);
 int pool_start(struct pool *p);
 void pool_push(struct pool *p, struct nbd_job *j);
 void pool_stop(struct pool *p);
+
+/* bufcache.c (each takes mem_lock, unless said otherwise) */
+/* What a buffer of len bytes takes: its size class, charged in full. */
+size_t bufcache_size(size_t len);
+void *bufcache_get(struct server *srv, size_t len);
+/* Give back buf (or NULL) of len bytes, before its budget is retired. */
+void bufcache_put(struct server *srv, void *buf, size_t len);
+/*
+ * mem_lock held: unlink kept buffers until cost fits in the budget
+ * (those of want_len's class last); none if it cannot fit anyway.
+ * Free what it returns with bufcache_release, after unlocking.
+ */
+struct cached_buf *bufcache_make_room(struct server *srv, uint64_t cost,
+                                      size_t want_len);
+void bufcache_release(struct cached_buf *list);
+/* Once a second: drop all after a few seconds with nothing in flight. */
+void bufcache_trim_idle(struct server *srv);
+void bufcache_destroy(struct server *srv);
 
 /* listen.c: a listening socket (-1 after an error message). */
 int listen_unix(const char *path);

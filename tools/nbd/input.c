@@ -16,7 +16,8 @@
 /* What a request holds while in flight: its data, job and reply. */
 static uint64_t request_cost(const struct nbd_request *r)
 {
-    uint64_t cost = r->cost + NBD_REQUEST_OVERHEAD;
+    /* A data buffer is charged its whole size class (bufcache.c). */
+    uint64_t cost = bufcache_size(r->cost) + NBD_REQUEST_OVERHEAD;
 
     if (r->type == NBD_CMD_BLOCK_STATUS)
         cost += 24 + 8 * (uint64_t)NBD_MAX_EXTENTS;
@@ -149,14 +150,14 @@ int conn_read(struct srv_conn *c)
             turn += NBD_REQUEST_LEN;
         }
         if (!c->reserved) {
-            int rc = conn_reserve(c, c->req_cost);
+            int rc = conn_reserve(c, c->req_cost, c->req.cost);
 
             if (rc < 1)
                 return rc == 0 ? 1 : 2;
             c->reserved = true;
             c->last_input = mono_secs();
             if (c->req.payload && !c->req.error) {
-                c->req.data = malloc(c->req.payload);
+                c->req.data = bufcache_get(c->srv, c->req.payload);
                 if (!c->req.data) {
                     c->req.error = NBD_ENOMEM;
                     c->req.why = "out of memory";

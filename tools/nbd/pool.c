@@ -38,7 +38,7 @@ static void *worker_main(void *arg)
         dead = c->dead;
         pthread_mutex_unlock(&c->lock);
         if (dead)
-            nbd_request_free(&j->req);
+            bufcache_put(c->srv, j->req.data, j->req.payload);
         else
             nbd_handle_request(&c->nc, &j->req); /* a failed send: dead */
         conn_job_done(c, j->cost);

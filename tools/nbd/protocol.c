@@ -85,6 +85,21 @@ void nbd_conn_destroy(struct nbd_conn *c)
     pthread_mutex_destroy(&c->send_lock);
 }
 
+/* A data buffer of len bytes (len > 0), from c's buffers or malloc. */
+static void *buf_get(struct nbd_conn *c, size_t len)
+{
+    return c->buf_get ? c->buf_get(c->t.opaque, len) : malloc(len);
+}
+
+/* Give back buf (or NULL), of len bytes as asked of buf_get. */
+static void buf_put(struct nbd_conn *c, void *buf, size_t len)
+{
+    if (c->buf_put)
+        c->buf_put(c->t.opaque, buf, len);
+    else
+        free(buf);
+}
+
 static int drop(struct nbd_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -123,12 +138,12 @@ static int send_iov_take(struct nbd_conn *c, struct iovec *iov, int n,
 
     if (!c->send_take) {
         rc = send_iov(c, iov, n);
-        free(buf);
+        buf_put(c, buf, iov[n - 1].iov_len);
         return rc;
     }
     pthread_mutex_lock(&c->send_lock);
     if (c->send_failed) {
-        free(buf);
+        buf_put(c, buf, iov[n - 1].iov_len);
         rc = -1;
     } else {
         rc = c->send_take(c->t.opaque, iov, n, buf);
@@ -653,7 +668,7 @@ int nbd_recv_payload(struct nbd_conn *c, struct nbd_request *r)
     if (r->payload == 0)
         return 0;
     if (!r->error) {
-        r->data = malloc(r->payload);
+        r->data = buf_get(c, r->payload);
         if (r->data) {
             if (recv_buf(c, r->data, r->payload) < 0)
                 return drop(c, "the client left in a write's data");
@@ -728,7 +743,7 @@ static int send_lib_error(struct nbd_conn *c, const struct nbd_request *r,
     return send_error(c, r, nbd_errno(err), msg);
 }
 
-/* A read's reply; data (from malloc) is freed or taken. */
+/* A read's reply; data (from buf_get) is given back or taken. */
 static int send_read(struct nbd_conn *c, const struct nbd_request *r,
                      void *data)
 {
@@ -736,7 +751,7 @@ static int send_read(struct nbd_conn *c, const struct nbd_request *r,
     struct iovec iov[2] = {{h, sizeof h}, {data, r->len}};
 
     if (r->len == 0) {
-        free(data);
+        buf_put(c, data, 1);
         if (!c->structured)
             return send_simple(c, r, 0, NULL, 0);
         chunk_header(h, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
@@ -833,7 +848,7 @@ int nbd_handle_request(struct nbd_conn *c, struct nbd_request *r)
     }
     switch (r->type) {
     case NBD_CMD_READ:
-        buf = malloc(r->len ? r->len : 1);
+        buf = buf_get(c, r->len ? r->len : 1);
         if (!buf) {
             rc = send_error(c, r, NBD_ENOMEM, "out of memory");
             break;
@@ -841,7 +856,7 @@ int nbd_handle_request(struct nbd_conn *c, struct nbd_request *r)
         if (r->len)
             err = qcowkit_pread(img, buf, r->len, r->offset);
         if (err < 0) {
-            free(buf);
+            buf_put(c, buf, r->len ? r->len : 1);
             rc = send_lib_error(c, r, err);
         } else {
             rc = send_read(c, r, buf);
@@ -874,6 +889,7 @@ int nbd_handle_request(struct nbd_conn *c, struct nbd_request *r)
         break;
     }
 out:
-    nbd_request_free(r);
+    buf_put(c, r->data, r->payload);
+    r->data = NULL;
     return rc;
 }

@@ -165,6 +165,12 @@ struct nbd_conn {
      */
     int (*send_take)(void *opaque, const struct iovec *iov, int iovcnt,
                      void *buf);
+    /*
+     * Optional (NULL: malloc and free): where the data buffers of reads
+     * and writes come from and go back to, given their length.
+     */
+    void *(*buf_get)(void *opaque, size_t len);
+    void (*buf_put)(void *opaque, void *buf, size_t len);
     bool fixed;      /* the client set NBD_FLAG_C_FIXED_NEWSTYLE */
     bool no_zeroes;  /* ... and NBD_FLAG_C_NO_ZEROES */
     bool structured; /* NBD_OPT_STRUCTURED_REPLY acknowledged */

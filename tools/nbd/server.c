@@ -123,9 +123,9 @@ static void conn_free(struct srv_conn *c)
         cli_error("nbd: client dropped: %s", c->nc.why);
     unlink_conn(srv, c);
     if (c->have_req) {
+        bufcache_put(srv, c->req.data, c->req.payload);
         if (c->reserved)
             conn_unreserve(c, c->req_cost);
-        nbd_request_free(&c->req);
     }
     if (c->events)
         epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -277,6 +277,7 @@ static void check_timeouts(struct server *srv)
             conn_check_stall(c, now);
             note_if_closable(c);
         }
+    bufcache_trim_idle(srv);
 }
 
 /* ----------------------------------------------------------- event loop */
@@ -371,7 +372,8 @@ static void raise_fd_limit(void)
  * several threads.  glibc would serve them from its heaps after the first
  * frees (its mmap threshold rises) and keep what they leave, so resident
  * memory would exceed --max-memory.  A fixed threshold maps each large
- * buffer and gives it back when freed: live buffers are what is resident.
+ * buffer and gives it back when freed: live and kept buffers (bufcache.c,
+ * counted in the budget) are what is resident.
  */
 static void large_buffers_unmapped(void)
 {
@@ -430,6 +432,7 @@ fail:
 static void server_destroy(struct server *srv)
 {
     pool_stop(&srv->pool);
+    bufcache_destroy(srv);
     pthread_mutex_destroy(&srv->lock);
     pthread_mutex_destroy(&srv->mem_lock);
     close(srv->epfd);
