@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh - qcowkit against qemu-img (and cp), side by side.
 #
-# usage: bench/run.sh [--small] [--runs N] [--rows abcdefg] [--dir DIR] [--keep]
+# usage: bench/run.sh [--small] [--runs N] [--rows abcdefgn] [--dir DIR] [--keep]
 #
 #   --small     16 MiB of data and fewer bench requests (CI smoke runs)
 #   --runs N    runs per command, alternating the tools (default 3, or
