@@ -84,130 +84,157 @@ static int parse_seconds(const char *arg, unsigned *out)
     return 0;
 }
 
-int cmd_nbd(int argc, char **argv)
-{
+/* What the command line asks for. */
+struct nbd_cli {
     struct nbd_server_opts so;
-    struct nbd_export *exp = NULL;
-    enum qcowkit_format format = QCOWKIT_FORMAT_AUTO;
-    const char *fmt_name = NULL, *name = "", *desc = NULL;
-    bool read_only = false, force_share = false, image_opts = false;
-    struct qcowkit_image *img = NULL;
-    unsigned flags;
-    int c, rc = 1, err;
+    const char *fmt_name, *name, *desc;
+    bool read_only, force_share, image_opts;
+};
 
-    memset(&so, 0, sizeof so);
-    so.shared = 1;
-    so.handshake_limit = NBD_HANDSHAKE_SECS;
-    so.max_memory = NBD_MAX_MEMORY;
+static int parse_shared(const char *arg, unsigned *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < 0 || v > 65536) {
+        cli_error("Invalid shared device number '%s'", arg);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_memory(const char *arg, uint64_t *out)
+{
+    const char *why;
+
+    if (cli_parse_size(arg, UINT64_C(1) << 40, out, &why) < 0 ||
+        *out < NBD_MIN_MEMORY) {
+        cli_error("Invalid memory size '%s' (1M to 1T)", arg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Options that take a value; CLI_NEXT_OPTION, or the exit code. */
+static int value_option(struct nbd_cli *o, int c, const char *arg)
+{
+    switch (c) {
+    case 'f':
+        o->fmt_name = arg;
+        break;
+    case 'x':
+        o->name = arg;
+        break;
+    case 'k':
+        o->so.socket_path = arg;
+        break;
+    case 'p':
+        o->so.port = arg;
+        break;
+    case 'b':
+        o->so.bind_addr = arg;
+        break;
+    case 'e':
+        return parse_shared(arg, &o->so.shared) < 0 ? 1 : CLI_NEXT_OPTION;
+    case OPT_PID_FILE:
+        o->so.pid_file = arg;
+        break;
+    case 'D':
+        o->desc = arg;
+        break;
+    case OPT_HANDSHAKE_LIMIT:
+        return parse_seconds(arg, &o->so.handshake_limit) < 0 ? 1
+                                                              : CLI_NEXT_OPTION;
+    case OPT_MAX_MEMORY:
+        return parse_memory(arg, &o->so.max_memory) < 0 ? 1 : CLI_NEXT_OPTION;
+    case OPT_OBJECT:
+        return cli_object_add(arg) < 0 ? 1 : CLI_NEXT_OPTION;
+    default:
+        return -2; /* not an option with a value */
+    }
+    return CLI_NEXT_OPTION;
+}
+
+/* One option from getopt_long: CLI_NEXT_OPTION, or the exit code. */
+static int nbd_option(struct nbd_cli *o, char **argv, int c)
+{
+    int ret = value_option(o, c, optarg);
+
+    if (ret != -2)
+        return ret;
+    switch (c) {
+    case 'r':
+        o->read_only = true;
+        break;
+    case 't':
+        o->so.persistent = true;
+        break;
+    case 'U':
+        o->force_share = true;
+        break;
+    case 'v':
+        o->so.verbose = true;
+        break;
+    case OPT_IMAGE_OPTS:
+        o->image_opts = true;
+        break;
+    case 'h':
+        help();
+        return 0;
+    default:
+        return cli_bad_option(argv[0], argv, c);
+    }
+    return CLI_NEXT_OPTION;
+}
+
+/* Parse and check the command line; CLI_NEXT_OPTION, or the exit code. */
+static int parse_nbd_args(int argc, char **argv, struct nbd_cli *o)
+{
+    int c, ret;
+
+    memset(o, 0, sizeof *o);
+    o->name = "";
+    o->so.shared = 1;
+    o->so.handshake_limit = NBD_HANDSHAKE_SECS;
+    o->so.max_memory = NBD_MAX_MEMORY;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:rx:k:p:b:e:tD:Uvh", long_options,
-                            NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt_name = optarg;
-            break;
-        case 'r':
-            read_only = true;
-            break;
-        case 'x':
-            name = optarg;
-            break;
-        case 'k':
-            so.socket_path = optarg;
-            break;
-        case 'p':
-            so.port = optarg;
-            break;
-        case 'b':
-            so.bind_addr = optarg;
-            break;
-        case 'e': {
-            char *end;
-            long v;
-
-            errno = 0;
-            v = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 0 || v > 65536) {
-                cli_error("Invalid shared device number '%s'", optarg);
-                return 1;
-            }
-            so.shared = (unsigned)v;
-            break;
-        }
-        case 't':
-            so.persistent = true;
-            break;
-        case OPT_PID_FILE:
-            so.pid_file = optarg;
-            break;
-        case 'D':
-            desc = optarg;
-            break;
-        case 'U':
-            force_share = true;
-            break;
-        case 'v':
-            so.verbose = true;
-            break;
-        case OPT_HANDSHAKE_LIMIT:
-            if (parse_seconds(optarg, &so.handshake_limit) < 0)
-                return 1;
-            break;
-        case OPT_MAX_MEMORY: {
-            const char *why;
-
-            if (cli_parse_size(optarg, UINT64_C(1) << 40, &so.max_memory,
-                               &why) < 0 ||
-                so.max_memory < NBD_MIN_MEMORY) {
-                cli_error("Invalid memory size '%s' (1M to 1T)", optarg);
-                return 1;
-            }
-            break;
-        }
-        case OPT_OBJECT:
-            if (cli_object_add(optarg) < 0)
-                return 1;
-            break;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
-            break;
-        case 'h':
-            help();
-            return 0;
-        default:
-            return cli_bad_option(argv[0], argv, c);
-        }
-    }
+                            NULL)) != -1)
+        if ((ret = nbd_option(o, argv, c)) != CLI_NEXT_OPTION)
+            return ret;
     if (optind != argc - 1)
         return cli_usage_error(argv[0], optind >= argc
                                             ? "Expecting one image file name"
                                             : "Too many arguments");
-    if (so.socket_path && (so.port || so.bind_addr))
+    if (o->so.socket_path && (o->so.port || o->so.bind_addr))
         return cli_usage_error(argv[0], "-k cannot be used with -p or -b");
-    if (strlen(name) > NBD_MAX_STRING)
+    if (strlen(o->name) > NBD_MAX_STRING)
         return cli_usage_error(argv[0], "export name too long");
-    if (desc && strlen(desc) > NBD_MAX_STRING)
+    if (o->desc && strlen(o->desc) > NBD_MAX_STRING)
         return cli_usage_error(argv[0], "description too long");
-    if (cli_parse_format(fmt_name, &format) < 0)
-        return 1;
+    return CLI_NEXT_OPTION;
+}
 
-    flags = read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR;
-    if (force_share)
-        flags |= QCOWKIT_OPEN_FORCE_SHARE;
-    err = cli_open_image(argv[optind], image_opts, format, flags,
-                         QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &img, NULL);
-    if (err < 0)
-        return 1;
-    exp = malloc(sizeof *exp);
+/* Export the open image img (named file) as o asks; the exit code. */
+static int export_image(struct nbd_cli *o, struct qcowkit_image *img,
+                        const char *file)
+{
+    struct nbd_export *exp = malloc(sizeof *exp);
+    int err, rc = 1;
+
     if (!exp) {
         cli_error("nbd: out of memory");
-        goto out;
+        return 1;
     }
-    err = nbd_export_init(exp, img, name, desc, read_only);
+    err = nbd_export_init(exp, img, o->name, o->desc, o->read_only);
     if (err < 0) {
-        cli_lib_error(err, argv[optind]);
-        goto out;
+        cli_lib_error(err, file);
+        free(exp);
+        return 1;
     }
     /*
      * Several connections share the one handle (and its cache), so a
@@ -215,17 +242,42 @@ int cmd_nbd(int argc, char **argv)
      * limit: a multi-connection client (nbdcopy opens 4) would otherwise
      * wait forever for connections queued behind its own.
      */
-    exp->multi_conn = so.shared == 0;
+    exp->multi_conn = o->so.shared == 0;
     /* Any one request must fit in the memory of all. */
-    if (exp->max_request > so.max_memory)
-        exp->max_request = (uint32_t)so.max_memory;
-    if (nbd_serve(exp, &so) == 0)
+    if (exp->max_request > o->so.max_memory)
+        exp->max_request = (uint32_t)o->so.max_memory;
+    if (nbd_serve(exp, &o->so) == 0)
         rc = 0;
-out:
     free(exp);
+    return rc;
+}
+
+int cmd_nbd(int argc, char **argv)
+{
+    struct nbd_cli o;
+    enum qcowkit_format format = QCOWKIT_FORMAT_AUTO;
+    struct qcowkit_image *img = NULL;
+    const char *file;
+    unsigned flags;
+    int rc, err;
+
+    rc = parse_nbd_args(argc, argv, &o);
+    if (rc != CLI_NEXT_OPTION)
+        return rc;
+    if (cli_parse_format(o.fmt_name, &format) < 0)
+        return 1;
+    file = argv[optind];
+    flags = o.read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR;
+    if (o.force_share)
+        flags |= QCOWKIT_OPEN_FORCE_SHARE;
+    err = cli_open_image(file, o.image_opts, format, flags, QCOWKIT_FORMAT_AUTO,
+                         CLI_OPEN_NEED_KEY, &img, NULL);
+    if (err < 0)
+        return 1;
+    rc = export_image(&o, img, file);
     err = qcowkit_close(img);
     if (err < 0) {
-        cli_lib_error(err, argv[optind]);
+        cli_lib_error(err, file);
         rc = 1;
     }
     return rc;
