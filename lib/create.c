@@ -83,20 +83,37 @@ static int create_raw(struct qcowkit_io *io, const char *name, uint64_t size)
     return 0;
 }
 
+/* The rest of the table: zeros by growing the backend to total bytes. */
+static int grow_to(struct qcowkit_io *io, const char *name, uint8_t *buf,
+                   uint64_t total)
+{
+    int err = qk_io_truncate(io, total);
+
+    free(buf);
+    if (err < 0)
+        return qk_error(err, "%s: cannot set the size to %llu bytes: %s", name,
+                        (unsigned long long)total, strerror(-err));
+    return 0;
+}
+
 static int create_qcow(struct qcowkit_io *io, const char *name,
                        const struct qcowkit_create_opts *o)
 {
     struct qk_header h;
-    uint64_t l1_entries, l1_bytes, total, chunk;
+    uint64_t l1_entries, l1_bytes, total, chunk, end;
     uint8_t *image;
     int err = build_header(o, name, &h, &l1_entries);
 
     if (err < 0)
         return err;
-    /* QEMU writes the L1 table as whole zeroed sectors; so do we, a
-     * bounded piece at a time, whatever the table's size. */
+    /* QEMU writes the L1 table as whole zeroed sectors.  We write them a
+     * bounded piece at a time up to the backend's end; past it, growing
+     * the backend gives the zeros without writing (or storing) them. */
     l1_bytes = qk_align_up(l1_entries * 8, QCOW_SECTOR);
     total = h.l1_table_offset + l1_bytes;
+    err = qk_io_size(io, &end);
+    if (err < 0)
+        return err;
     chunk = total < CREATE_CHUNK ? total : CREATE_CHUNK;
     image = calloc(1, chunk);
     if (!image)
@@ -106,6 +123,8 @@ static int create_qcow(struct qcowkit_io *io, const char *name,
         memcpy(image + h.backing_file_offset, o->backing_file,
                h.backing_file_size);
     for (uint64_t done = 0; err == 0 && done < total; done += chunk) {
+        if (done > 0 && done >= end)
+            return grow_to(io, name, image, total);
         if (chunk > total - done)
             chunk = total - done;
         err = qk_write(io, image, chunk, done);

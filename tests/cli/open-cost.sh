@@ -63,6 +63,14 @@ bounded $((64 * 1024)) 2 "$Q" map --output=json hostile.qcow
 bounded $((64 * 1024)) 2 "$Q" compare hostile.qcow hostile.qcow
 bounded $((64 * 1024)) 2 "$Q" measure -O qcow hostile.qcow
 bounded $((64 * 1024)) 2 "$Q" check hostile.qcow
+# Creating an image as large: its 1 GiB L1 table of zeros is not written.
+bounded $((64 * 1024)) 2 "$Q" create -q -f qcow -o cluster_size=65536 \
+    huge.qcow 64P
+[ "$(stat -c %s huge.qcow)" -eq $((48 + (1 << 30))) ] ||
+    fail "huge.qcow is $(stat -c %s huge.qcow) bytes"
+[ "$(stat -c %b huge.qcow)" -lt 1024 ] ||
+    fail "huge.qcow stores $(stat -c %b huge.qcow) blocks of zeros"
+bounded $((64 * 1024)) 2 "$Q" check huge.qcow
 
 # An honest 16 TiB image with data at 8 TiB.
 "$Q" create -q -f qcow big.qcow 16T

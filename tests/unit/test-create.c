@@ -355,6 +355,34 @@ static void test_self_backing(void)
     free(dir);
 }
 
+/*
+ * Over a backend that already holds bytes (qcowkit_create_io does not
+ * empty it), the L1 table is written as zeros up to the old end and
+ * grown past it: every byte is still what qemu-img makes.
+ */
+static void test_create_over_garbage(void)
+{
+    const uint64_t size = UINT64_C(64) << 30; /* a 256 KiB L1 table */
+    const size_t old_len = 200 * 1024;
+    uint8_t *garbage = test_xmalloc(old_len), *got, *want;
+    struct qcowkit_create_opts co;
+    struct qcowkit_io *io;
+    size_t len, elen;
+
+    memset(garbage, 0xab, old_len);
+    io = test_mem_io(garbage, old_len);
+    test_create_opts(&co, size, 0, NULL);
+    CHECK_OK(qcowkit_create_io(io, "old.qcow", &co));
+    got = test_mem_bytes(io, &len);
+    want = expected_image(size, NULL, 12, 9, &elen);
+    CHECK_EQ(len, elen);
+    CHECK_MEM_EQ(got, want, len);
+    free(got);
+    free(want);
+    free(garbage);
+    qcowkit_io_close(io);
+}
+
 int main(void)
 {
     test_init(120);
@@ -365,6 +393,7 @@ int main(void)
     test_cluster_sizes();
     test_bad_create();
     test_self_backing();
+    test_create_over_garbage();
     printf("test-create: ok\n");
     return 0;
 }
