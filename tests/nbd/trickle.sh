@@ -2,10 +2,10 @@
 # A write whose data trickles in must not hold the memory budget forever
 # (hostile review attack3).  With --max-memory=1M one client starts a
 # 1 MiB write and sends a byte of it every 5 s: the stall rule (no data
-# for 30 s) never fires, so the write keeps the whole budget and a second
-# client's 4 KiB read waits.  The read must be answered within 45 s.
-# KNOWN TO FAIL: meson marks it should_fail until the server bounds how
-# long (or how slowly) a write's data may arrive.
+# for 30 s) never fires; the rate rule must (while another client waits
+# for budget, a write's data gets 30 s plus 1 s per MiB).  The second
+# client's 4 KiB read must be answered within 45 s, and the server must
+# say why it dropped the trickler.
 set -euo pipefail
 source "$(dirname "$0")/../harness/functions.sh"
 requires_qcowkit
@@ -13,9 +13,11 @@ enter_tmpdir
 requires python3
 
 "$Q" create -q -f qcow img.qcow 64M
-start_nbd a -t -e 0 --max-memory=1M -k "$T/a.sock" img.qcow
+start_nbd a -t -e 0 -v --max-memory=1M -k "$T/a.sock" img.qcow
 A=$PID
 timeout 120 python3 "$TESTS_DIR/nbd/trickle.py" "$T/a.sock" 5 45 ||
     fail "a trickling write held the budget from another client"
+grep -q "came too slowly" "$T/a.err" ||
+    fail "the server did not say why it dropped the trickler: $(cat "$T/a.err")"
 stop_nbd "$A"
 echo "trickle: ok"

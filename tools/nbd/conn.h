@@ -68,7 +68,8 @@ struct srv_conn {
     struct nbd_request req;
     uint64_t req_cost;
     uint32_t payload_got;
-    time_t last_input; /* when the reserved payload last grew */
+    time_t last_input;    /* when the reserved payload last grew */
+    time_t payload_start; /* when its cost was reserved */
 
     pthread_mutex_t lock;
     /* Under lock. */
@@ -145,7 +146,8 @@ void conn_unreserve(struct srv_conn *c, uint64_t cost);
 /* input.c: read c's requests while it has them and budget; returns
  * 0, or 1 / 2 when c got paused over its own share / over the total. */
 int conn_read(struct srv_conn *c);
-/* Drop the input of c if its reserved payload stalled NBD_RECV_TIMEOUT. */
+/* Drop the input of c if its reserved payload stalled NBD_RECV_TIMEOUT,
+ * or, while others wait for budget, came slower than NBD_MIN_WRITE_RATE. */
 void conn_check_stall(struct srv_conn *c, time_t now);
 
 /* pool.c */

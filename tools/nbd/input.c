@@ -125,12 +125,36 @@ static ssize_t read_payload(struct srv_conn *c)
     return n;
 }
 
+/* Others wait for budget (read under mem_lock: workers release it). */
+static bool others_waiting(struct server *srv)
+{
+    bool waiting;
+
+    pthread_mutex_lock(&srv->mem_lock);
+    waiting = srv->n_paused > 0;
+    pthread_mutex_unlock(&srv->mem_lock);
+    return waiting;
+}
+
 void conn_check_stall(struct srv_conn *c, time_t now)
 {
-    if (c->have_req && c->reserved && c->payload_got < c->req.payload &&
-        now - c->last_input > (time_t)NBD_RECV_TIMEOUT) {
+    time_t allowed;
+
+    if (!c->have_req || !c->reserved || c->payload_got >= c->req.payload)
+        return;
+    if (now - c->last_input > (time_t)NBD_RECV_TIMEOUT) {
         snprintf(c->nc.why, sizeof c->nc.why, "no data of a write for %d s",
                  NBD_RECV_TIMEOUT);
+        conn_end_input(c);
+        return;
+    }
+    allowed = NBD_RECV_TIMEOUT + c->req.payload / NBD_MIN_WRITE_RATE;
+    if (now - c->payload_start > allowed && others_waiting(c->srv)) {
+        snprintf(c->nc.why, sizeof c->nc.why,
+                 "a write's data came too slowly (%u of %u bytes in %ld s) "
+                 "while others waited for memory",
+                 c->payload_got, c->req.payload,
+                 (long)(now - c->payload_start));
         conn_end_input(c);
     }
 }
@@ -155,7 +179,7 @@ int conn_read(struct srv_conn *c)
             if (rc < 1)
                 return rc == 0 ? 1 : 2;
             c->reserved = true;
-            c->last_input = mono_secs();
+            c->last_input = c->payload_start = mono_secs();
             if (c->req.payload && !c->req.error) {
                 c->req.data = bufcache_get(c->srv, c->req.payload);
                 if (!c->req.data) {

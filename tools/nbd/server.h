@@ -35,8 +35,14 @@ struct nbd_server_opts {
 #define NBD_SEND_TIMEOUT     60
 /* A write's data must keep coming: it holds budget others may wait for. */
 #define NBD_RECV_TIMEOUT 30
-#define NBD_MAX_MEMORY   (UINT64_C(256) << 20)
-#define NBD_MIN_MEMORY   (UINT64_C(1) << 20)
+/*
+ * While other clients wait for budget, a write's data must also arrive at
+ * this rate on the whole (after NBD_RECV_TIMEOUT of grace): one byte now
+ * and then would otherwise hold the budget for weeks.
+ */
+#define NBD_MIN_WRITE_RATE (UINT32_C(1) << 20) /* bytes per second */
+#define NBD_MAX_MEMORY     (UINT64_C(256) << 20)
+#define NBD_MIN_MEMORY     (UINT64_C(1) << 20)
 
 /*
  * Serve exp until a signal (SIGINT, SIGTERM, SIGHUP) or, without
