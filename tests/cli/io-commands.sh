@@ -91,6 +91,21 @@ same -c 'open -o driver=qcow a.qcow' -c info
 same -c 'open -r a.qcow' -c 'write 0 512'
 same -c 'open -s a.qcow' -c 'write -P 9 0 512' -c 'read -P 9 0 512'
 same -c 'help close' -c 'help sleep' -c 'help truncate'
+qemu-img create -q -f qcow q/b.qcow 64k
+cp q/b.qcow k/b.qcow
+same -c 'open a.qcow' -c close -c 'open b.qcow' -c length -c close -c quit
+# A failed open leaves none open (the error's words are qcowkit's own).
+(cd k && expect_rc 1 "$Q" io -c 'open missing.qcow' -c 'open -r b.qcow' \
+    -c 'read 0 512')
+grep -q '^read 512/512 bytes at offset 0$' k/out || fail "open after a failed open"
+same -c 'open -C -r a.qcow'
+same -c quit -c 'read 0 1'
+# Commands from standard input, with no file given.
+a=$(cd q && printf 'open a.qcow\nread -P 3 0 512\nclose\nlength\n' |
+    qemu-io 2>&1 | sed 's/qemu-io> //g' | norm || true)
+b=$(cd k && printf 'open a.qcow\nread -P 3 0 512\nclose\nlength\n' |
+    "$Q" io 2>&1 | sed 's/qcowkit> //g' | norm || true)
+[ "$a" == "$b" ] || fail "stdin without a file: $(diff <(echo "$a") <(echo "$b"))"
 # sleep, truncate (qcow cannot be resized by QEMU: see the README)
 same -c 'sleep 10'
 same -c 'sleep abc' a.qcow
