@@ -121,6 +121,7 @@ same -c 'readv 0' a.qcow
 same -c 'readv -x 0 1' a.qcow
 same -c 'writev 0 abc' -c 'readv 1M 512' -c 'writev 0 0' -c 'readv 0 0 1' a.qcow
 same -r -c 'writev 0 512' a.qcow
+same -c 'readv 0 3G' -c 'writev 0 2G 2G' a.qcow
 same_files a.qcow "readv/writev"
 # aio_*: each followed by aio_flush, so that qemu-io's order is fixed.
 same -c 'aio_write -P 5 0 512 512' -c aio_flush -c 'aio_read -P 5 0 1k' \
