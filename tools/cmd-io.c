@@ -11,36 +11,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cmd-io.h"
 
-#define REQUEST_MAX_BYTES UINT64_C(2147483136) /* QEMU's per-request limit */
-#define SECTOR            512u
-
-struct io_ctx {
-    struct qcowkit_image *img;
-    bool read_only;
-    bool encrypted; /* the top image is AES-encrypted */
-    bool quit;
-};
-
-struct io_cmd {
-    const char *name;
-    const char *altname;
-    int (*fn)(struct io_ctx *ctx, int argc, char **argv);
-    int argmin, argmax; /* argmax -1: no limit */
-    const char *args;   /* NULL: none shown */
-    const char *oneline;
-};
-
-static const struct io_cmd *find_cmd(const char *name);
-
-static void usage(const struct io_cmd *c)
+void io_usage(const struct io_cmd *c)
 {
     printf("%s %s -- %s\n", c->name, c->args ? c->args : "", c->oneline);
 }
 
-/* qemu-io's cvtnum(): a size with suffixes; negative errno on error. */
-static int64_t cvtnum(const char *s)
+/* qemu-io's io_cvtnum(): a size with suffixes; negative errno on error. */
+int64_t io_cvtnum(const char *s)
 {
     uint64_t v;
     const char *why;
@@ -49,7 +28,7 @@ static int64_t cvtnum(const char *s)
     return err < 0 ? err : (int64_t)v;
 }
 
-static void print_cvtnum_err(int64_t rc, const char *arg)
+void io_print_cvtnum_err(int64_t rc, const char *arg)
 {
     if (rc == -EINVAL)
         printf("Parsing error: non-numeric argument, or "
@@ -61,7 +40,7 @@ static void print_cvtnum_err(int64_t rc, const char *arg)
         printf("Parsing error: %s\n", arg);
 }
 
-static int parse_pattern(const char *arg)
+int io_parse_pattern(const char *arg)
 {
     char *end = NULL;
     long pattern = strtol(arg, &end, 0);
@@ -75,7 +54,7 @@ static int parse_pattern(const char *arg)
 
 /* ------------------------------------------------------------ reporting */
 
-static double now(void)
+double io_now(void)
 {
     struct timespec ts;
 
@@ -100,8 +79,8 @@ static double tdiv(double value, double t)
     return value / t;
 }
 
-static void print_report(const char *op, double t, int64_t offset,
-                         int64_t count, int64_t total, int cnt, bool compact)
+void io_print_report(const char *op, double t, int64_t offset, int64_t count,
+                     int64_t total, int cnt, bool compact)
 {
     char s1[64], s2[64], ts[64];
 
@@ -119,7 +98,7 @@ static void print_report(const char *op, double t, int64_t offset,
     }
 }
 
-static void dump_buffer(const uint8_t *buf, int64_t offset, int64_t len)
+void io_dump_buffer(const uint8_t *buf, int64_t offset, int64_t len)
 {
     for (int64_t i = 0; i < len; i += 16) {
         int j;
@@ -135,9 +114,9 @@ static void dump_buffer(const uint8_t *buf, int64_t offset, int64_t len)
 }
 
 /* QEMU answers requests outside the image with EIO. */
-static int check_request(struct io_ctx *ctx, int64_t offset, int64_t count)
+int io_check_request(struct io_ctx *ctx, int64_t offset, int64_t count)
 {
-    uint64_t size = cli_image_size(ctx->img);
+    uint64_t size = io_size(ctx);
 
     if ((uint64_t)offset > size || size - (uint64_t)offset < (uint64_t)count)
         return -EIO;
@@ -153,14 +132,14 @@ static int parse_range(char **argv, bool limited, const char *hint,
 {
     const char *count_arg = argv[optind + 1];
 
-    *offset = cvtnum(argv[optind]);
+    *offset = io_cvtnum(argv[optind]);
     if (*offset < 0) {
-        print_cvtnum_err(*offset, argv[optind]);
+        io_print_cvtnum_err(*offset, argv[optind]);
         return -EINVAL;
     }
-    *count = cvtnum(count_arg);
+    *count = io_cvtnum(count_arg);
     if (*count < 0) {
-        print_cvtnum_err(*count, count_arg);
+        io_print_cvtnum_err(*count, count_arg);
         return -EINVAL;
     }
     if (limited && (uint64_t)*count > REQUEST_MAX_BYTES) {
@@ -199,7 +178,7 @@ static int parse_read_flags(int argc, char **argv, const struct io_cmd *me,
             continue; /* ignored, as in qemu-io */
         else if (c == 'P') {
             r->Pflag = true;
-            r->pattern = parse_pattern(optarg);
+            r->pattern = io_parse_pattern(optarg);
             if (r->pattern < 0)
                 return -EINVAL;
         } else if (c == 'q')
@@ -210,11 +189,11 @@ static int parse_read_flags(int argc, char **argv, const struct io_cmd *me,
             r->vflag = true;
         else {
             fflush(stderr);
-            usage(me);
+            io_usage(me);
             return -EINVAL;
         }
-        if (num && (*num = cvtnum(optarg)) < 0) {
-            print_cvtnum_err(*num, optarg);
+        if (num && (*num = io_cvtnum(optarg)) < 0) {
+            io_print_cvtnum_err(*num, optarg);
             return -EINVAL;
         }
     }
@@ -238,7 +217,7 @@ static int verify_pattern(const struct read_args *r, const uint8_t *buf,
 
 static int read_f(struct io_ctx *ctx, int argc, char **argv)
 {
-    const struct io_cmd *me = find_cmd("read");
+    const struct io_cmd *me = io_find_cmd("read");
     struct read_args r;
     int64_t offset, count;
     double t1, t2;
@@ -248,13 +227,13 @@ static int read_f(struct io_ctx *ctx, int argc, char **argv)
     if (ret < 0)
         return ret;
     if (optind != argc - 2) {
-        usage(me);
+        io_usage(me);
         return -EINVAL;
     }
     if (parse_range(argv, true, "", &offset, &count) < 0)
         return -EINVAL;
     if (!r.Pflag && (r.lflag || r.sflag)) {
-        usage(me);
+        io_usage(me);
         return -EINVAL;
     }
     if (!r.lflag)
@@ -275,11 +254,11 @@ static int read_f(struct io_ctx *ctx, int argc, char **argv)
         return -ENOMEM;
     }
     memset(buf, 0xab, (size_t)count);
-    t1 = now();
-    ret = check_request(ctx, offset, count);
+    t1 = io_now();
+    ret = io_check_request(ctx, offset, count);
     if (ret == 0 && count)
-        ret = qcowkit_pread(ctx->img, buf, (size_t)count, (uint64_t)offset);
-    t2 = now();
+        ret = io_pread(ctx, buf, (uint64_t)count, (uint64_t)offset);
+    t2 = io_now();
     if (ret < 0) {
         printf("read failed: %s\n", strerror(-ret));
         goto out;
@@ -289,8 +268,8 @@ static int read_f(struct io_ctx *ctx, int argc, char **argv)
     if (r.qflag)
         goto out;
     if (r.vflag)
-        dump_buffer(buf, offset, count);
-    print_report("read", t2 - t1, offset, count, count, 1, r.Cflag);
+        io_dump_buffer(buf, offset, count);
+    io_print_report("read", t2 - t1, offset, count, count, 1, r.Cflag);
 out:
     free(buf);
     return ret;
@@ -344,7 +323,7 @@ fail:
  * -u lets the library leave zero clusters unallocated.  (With -c, as in
  * qemu-io, the zeros are not compressed.)
  */
-static int write_zero_buffer(struct io_ctx *ctx, int64_t offset, int64_t count)
+int io_write_zero_buffer(struct io_ctx *ctx, int64_t offset, int64_t count)
 {
     const size_t chunk = 1u << 20;
     uint8_t *zeros = calloc(1, chunk);
@@ -393,7 +372,7 @@ static int parse_write_flags(int argc, char **argv, const struct io_cmd *me,
             continue; /* ignored, as in qemu-io */
         else if (c == 'P') {
             w->Pflag = true;
-            w->pattern = parse_pattern(optarg);
+            w->pattern = io_parse_pattern(optarg);
             if (w->pattern < 0)
                 return -EINVAL;
         } else if (c == 'q')
@@ -406,7 +385,7 @@ static int parse_write_flags(int argc, char **argv, const struct io_cmd *me,
             w->zflag = true;
         else {
             fflush(stderr);
-            usage(me);
+            io_usage(me);
             return -EINVAL;
         }
     }
@@ -489,14 +468,17 @@ static int write_data(const struct write_args *w, int64_t count, uint8_t **buf)
 static int do_write(struct io_ctx *ctx, const struct write_args *w,
                     const uint8_t *buf, int64_t offset, int64_t count)
 {
-    int ret = check_request(ctx, offset, count);
+    int ret = io_check_request(ctx, offset, count);
 
     if (ret < 0 || count == 0)
+        return ret;
+    ret = io_extend_raw(ctx, (uint64_t)offset, (uint64_t)count);
+    if (ret < 0)
         return ret;
     if (w->zflag && w->uflag)
         ret = qcowkit_pwrite_zeroes(ctx->img, (size_t)count, (uint64_t)offset);
     else if (w->zflag)
-        ret = write_zero_buffer(ctx, offset, count);
+        ret = io_write_zero_buffer(ctx, offset, count);
     else if (w->cflag)
         ret = qcowkit_pwrite_compressed(ctx->img, buf, (size_t)count,
                                         (uint64_t)offset);
@@ -509,7 +491,7 @@ static int do_write(struct io_ctx *ctx, const struct write_args *w,
 
 static int write_f(struct io_ctx *ctx, int argc, char **argv)
 {
-    const struct io_cmd *me = find_cmd("write");
+    const struct io_cmd *me = io_find_cmd("write");
     struct write_args w;
     int64_t offset, count;
     double t1, t2;
@@ -519,7 +501,7 @@ static int write_f(struct io_ctx *ctx, int argc, char **argv)
     if (ret < 0)
         return ret;
     if (optind != argc - 2) {
-        usage(me);
+        io_usage(me);
         return -EINVAL;
     }
     if (check_write_flags(&w) < 0 ||
@@ -532,16 +514,16 @@ static int write_f(struct io_ctx *ctx, int argc, char **argv)
     if (ret < 0)
         return ret;
 
-    t1 = now();
+    t1 = io_now();
     ret = do_write(ctx, &w, buf, offset, count);
-    t2 = now();
+    t2 = io_now();
     if (ret < 0) {
         printf("write failed: %s\n", strerror(-ret));
         /* Say why a probed raw image refused it (qemu-io warned at open). */
         if (ret == -EPERM)
             cli_lib_error(ret, NULL);
     } else if (!w.qflag) {
-        print_report("wrote", t2 - t1, offset, count, count, 1, w.Cflag);
+        io_print_report("wrote", t2 - t1, offset, count, count, 1, w.Cflag);
     }
     free(buf);
     return ret;
@@ -562,7 +544,7 @@ static int length_f(struct io_ctx *ctx, int argc, char **argv)
 
     (void)argc;
     (void)argv;
-    cli_cvtstr((double)cli_image_size(ctx->img), s, sizeof s);
+    cli_cvtstr((double)io_size(ctx), s, sizeof s);
     printf("%s\n", s);
     return 0;
 }
@@ -586,16 +568,20 @@ static int info_f(struct io_ctx *ctx, int argc, char **argv)
 }
 
 /* Is offset allocated in this layer (not its backing)?  *pnum: run. */
-static int is_allocated(struct io_ctx *ctx, uint64_t offset, uint64_t bytes,
-                        uint64_t *pnum)
+int io_is_allocated(struct io_ctx *ctx, uint64_t offset, uint64_t bytes,
+                    uint64_t *pnum)
 {
     struct qcowkit_extent e;
     uint64_t size = cli_image_size(ctx->img);
     int err;
 
-    if (offset >= size || bytes == 0) {
+    if (offset >= io_size(ctx) || bytes == 0) {
         *pnum = 0;
         return 0;
+    }
+    if (offset >= size) { /* a raw file's tail up to a whole sector */
+        *pnum = io_size(ctx) - offset;
+        return 1;
     }
     if (bytes > size - offset)
         bytes = size - offset;
@@ -608,7 +594,7 @@ static int is_allocated(struct io_ctx *ctx, uint64_t offset, uint64_t bytes,
 
 static int map_f(struct io_ctx *ctx, int argc, char **argv)
 {
-    uint64_t size = cli_image_size(ctx->img), offset = 0;
+    uint64_t size = io_size(ctx), offset = 0;
 
     (void)argc;
     (void)argv;
@@ -617,7 +603,7 @@ static int map_f(struct io_ctx *ctx, int argc, char **argv)
     do {
         uint64_t num, more;
         char s1[64], s2[64];
-        int first = is_allocated(ctx, offset, size - offset, &num), ret;
+        int first = io_is_allocated(ctx, offset, size - offset, &num), ret;
 
         if (first < 0) {
             fflush(stdout);
@@ -627,7 +613,8 @@ static int map_f(struct io_ctx *ctx, int argc, char **argv)
         }
         /* Merge runs with the same status, as qemu-io does. */
         while (offset + num < size) {
-            ret = is_allocated(ctx, offset + num, size - offset - num, &more);
+            ret =
+                io_is_allocated(ctx, offset + num, size - offset - num, &more);
             if (ret != first || more == 0)
                 break;
             num += more;
@@ -646,22 +633,22 @@ static int alloc_f(struct io_ctx *ctx, int argc, char **argv)
     int64_t offset, count = SECTOR, remaining, sum = 0;
     char s1[64];
 
-    offset = cvtnum(argv[1]);
+    offset = io_cvtnum(argv[1]);
     if (offset < 0) {
-        print_cvtnum_err(offset, argv[1]);
+        io_print_cvtnum_err(offset, argv[1]);
         return -EINVAL;
     }
     if (argc == 3) {
-        count = cvtnum(argv[2]);
+        count = io_cvtnum(argv[2]);
         if (count < 0) {
-            print_cvtnum_err(count, argv[2]);
+            io_print_cvtnum_err(count, argv[2]);
             return -EINVAL;
         }
     }
     remaining = count;
     for (int64_t at = offset; remaining > 0;) {
         uint64_t num;
-        int ret = is_allocated(ctx, (uint64_t)at, (uint64_t)remaining, &num);
+        int ret = io_is_allocated(ctx, (uint64_t)at, (uint64_t)remaining, &num);
 
         if (ret < 0) {
             printf("is_allocated failed: %s\n", strerror(-ret));
@@ -692,9 +679,47 @@ static int quit_f(struct io_ctx *ctx, int argc, char **argv)
 
 static int help_f(struct io_ctx *ctx, int argc, char **argv);
 
+/* sleep MS: the only time qemu-io lets pass on purpose. */
+static int sleep_f(struct io_ctx *ctx, int argc, char **argv)
+{
+    char *end = NULL;
+    long long ms;
+    struct timespec ts;
+
+    (void)ctx;
+    (void)argc;
+    errno = 0;
+    ms = strtoll(argv[1], &end, 10);
+    if (errno || end == argv[1] || *end || ms < 0) {
+        printf("%s is not a valid number\n", argv[1]);
+        return -EINVAL;
+    }
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+/* The commands qemu-io runs with no file open. */
+static bool needs_file(const struct io_cmd *c)
+{
+    return c->fn != help_f && c->fn != open_f && c->fn != quit_f &&
+           c->fn != sleep_f;
+}
+
 static const struct io_cmd io_cmds[] = {
+    {"aio_flush", NULL, aio_flush_f, 0, 0, NULL,
+     "completes all outstanding aio requests"},
+    {"aio_read", NULL, aio_read_f, 2, -1,
+     "[-Ciqv] [-P pattern] off len [len..]",
+     "asynchronously reads a number of bytes"},
+    {"aio_write", NULL, aio_write_f, 2, -1,
+     "[-Cfiquz] [-P pattern] off len [len..]",
+     "asynchronously writes a number of bytes"},
     {"alloc", NULL, alloc_f, 1, 2, "offset [count]",
      "checks if offset is allocated in the file"},
+    {"close", "c", close_f, 0, 0, NULL, "close the current open file"},
     {"flush", "f", flush_f, 0, 0, NULL, "flush all in-core file state to disk"},
     {"help", "?", help_f, 0, 1, "[command]", "help for one or all commands"},
     {"info", "i", info_f, 0, 0, NULL,
@@ -702,18 +727,29 @@ static const struct io_cmd io_cmds[] = {
     {"length", "l", length_f, 0, 0, NULL,
      "gets the length of the current file"},
     {"map", NULL, map_f, 0, 0, "", "prints the allocated areas of a file"},
+    {"open", "o", open_f, 1, -1,
+     "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
+     "open the file specified by path"},
     {"quit", "q", quit_f, 0, 0, NULL, "exit the program"},
     {"read", "r", read_f, 2, -1,
      "[-abCqv] [-P pattern [-s off] [-l len]] off len",
      "reads a number of bytes at a specified offset"},
+    {"readv", NULL, readv_f, 2, -1, "[-Cqv] [-P pattern] off len [len..]",
+     "reads a number of bytes at a specified offset"},
+    {"sleep", NULL, sleep_f, 1, 1, NULL,
+     "waits for the given value in milliseconds"},
+    {"truncate", "t", truncate_f, 1, 3, "[-m prealloc_mode] off",
+     "truncates the current file at the given offset"},
     {"write", "w", write_f, 2, -1,
      "[-bcCfnquz] [-P pattern | -s source_file] off len",
+     "writes a number of bytes at a specified offset"},
+    {"writev", NULL, writev_f, 2, -1, "[-Cfq] [-P pattern] off len [len..]",
      "writes a number of bytes at a specified offset"},
 };
 
 #define N_IO_CMDS (sizeof io_cmds / sizeof io_cmds[0])
 
-static const struct io_cmd *find_cmd(const char *name)
+const struct io_cmd *io_find_cmd(const char *name)
 {
     for (size_t i = 0; i < N_IO_CMDS; i++)
         if (strcmp(io_cmds[i].name, name) == 0 ||
@@ -739,7 +775,7 @@ static int help_f(struct io_ctx *ctx, int argc, char **argv)
         printf("\nUse 'help commandname' for extended help.\n");
         return 0;
     }
-    const struct io_cmd *c = find_cmd(argv[1]);
+    const struct io_cmd *c = io_find_cmd(argv[1]);
     if (!c) {
         printf("command %s not found\n", argv[1]);
         return -EINVAL;
@@ -773,7 +809,7 @@ static int run_command(struct io_ctx *ctx, const char *line)
     }
     if (argc == 0)
         goto out;
-    c = find_cmd(argv[0]);
+    c = io_find_cmd(argv[0]);
     if (!c) {
         fflush(stdout);
         fprintf(stderr, "command \"%s\" not found\n", argv[0]);
@@ -800,6 +836,11 @@ static int run_command(struct io_ctx *ctx, const char *line)
         goto out;
     }
     fflush(stdout);
+    if (!ctx->img && needs_file(c)) {
+        fprintf(stderr, "no file open, try 'help open'\n");
+        ret = -EINVAL;
+        goto out;
+    }
     ret = c->fn(ctx, argc, argv);
     fflush(stdout);
 out:
@@ -808,126 +849,61 @@ out:
     return ret;
 }
 
-/*
- * An empty qcow file at a new name in $TMPDIR (default /tmp), of the
- * image's size, backed by the image at abs_path.  *tmp gets the name.
- */
-static int make_overlay(const char *abs_path, const struct qcowkit_info *info,
-                        char **tmp)
-{
-    const char *dir = getenv("TMPDIR");
-    struct qcowkit_create_opts co;
-    int fd, err;
-
-    if (!dir || !*dir)
-        dir = "/tmp";
-    if (asprintf(tmp, "%s/qcowkit-snapshot.XXXXXX", dir) < 0) {
-        *tmp = NULL;
-        cli_error("out of memory");
-        return -ENOMEM;
-    }
-    fd = mkstemp(*tmp);
-    if (fd < 0) {
-        err = -errno;
-        cli_error("%s: cannot create the snapshot overlay: %s", *tmp,
-                  strerror(errno));
-        free(*tmp);
-        *tmp = NULL;
-        return err;
-    }
-    close(fd);
-    qcowkit_create_opts_init(&co);
-    co.size = info->virtual_size;
-    co.backing_file = abs_path;
-    co.cluster_size = 65536; /* as QEMU's qcow2 overlay */
-    err = qcowkit_create(*tmp, &co, QCOWKIT_IO_TRUNC);
-    if (err < 0)
-        cli_lib_error(err, NULL);
-    return err;
-}
-
-/*
- * Open the overlay over the image spec names, then unlink it: the open
- * handle keeps it, and nothing is left behind however the command ends.
- * Signals that would end it are held back until the name is gone.
- */
-static int open_overlay(const struct cli_image_spec *spec, const char *abs,
-                        const struct qcowkit_info *info,
-                        struct qcowkit_image **img)
-{
-    struct cli_image_spec ov;
-    sigset_t stop, old;
-    char *tmp = NULL;
-    int err;
-
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGHUP);
-    sigaddset(&stop, SIGQUIT);
-    sigprocmask(SIG_BLOCK, &stop, &old);
-    err = make_overlay(abs, info, &tmp);
-    if (err == 0) {
-        /* The key of the image, if any, reaches it through the chain. */
-        memset(&ov, 0, sizeof ov);
-        ov.arg = spec->arg;
-        ov.filename = tmp;
-        ov.format = QCOWKIT_FORMAT_QCOW;
-        ov.key_secret =
-            spec->key_secret ? spec->key_secret : spec->backing_key_secret;
-        err = cli_open_spec(&ov, QCOWKIT_OPEN_RDWR, info->format,
-                            CLI_OPEN_NEED_KEY, img);
-    }
-    if (tmp)
-        unlink(tmp);
-    free(tmp);
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    return err;
-}
-
-/*
- * qemu-io -s (--snapshot): writes go to a temporary qcow overlay backed
- * by the image (its absolute path, its format); the image itself is only
- * read, with a shared lock, and stays as it was.
- */
-static int open_snapshot(const char *arg, bool image_opts,
-                         enum qcowkit_format format, struct qcowkit_image **img,
-                         bool *encrypted)
-{
-    struct cli_image_spec spec;
-    struct qcowkit_image *base;
-    struct qcowkit_info info;
-    char *abs = NULL;
-    int err;
-
-    if (cli_image_spec_parse(arg, image_opts, format, &spec) < 0)
-        return -EINVAL;
-    err = cli_open_spec(&spec, QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_AUTO,
-                        CLI_OPEN_NEED_KEY, &base);
-    if (err == 0) {
-        err = cli_get_info(base, &info);
-        if (err < 0)
-            cli_lib_error(err, spec.filename);
-        qcowkit_close(base);
-    }
-    if (err == 0 && !(abs = realpath(spec.filename, NULL))) {
-        err = -errno;
-        cli_error("%s: %s", spec.filename, strerror(errno));
-    }
-    if (err == 0)
-        err = open_overlay(&spec, abs, &info, img);
-    *encrypted = err == 0 && info.crypt_method;
-    free(abs);
-    cli_image_spec_free(&spec);
-    return err;
-}
-
 struct io_args {
     struct cli_common co;
     const char **cmds; /* -c, in order */
     int ncmds;
-    bool read_only, snapshot;
+    struct io_open_opts open;
 };
+
+#define IO_NOT_MINE (-2)
+
+static int add_command(struct io_args *a, const char *cmd)
+{
+    const char **grown =
+        realloc(a->cmds, (size_t)(a->ncmds + 1) * sizeof *a->cmds);
+
+    if (!grown) {
+        cli_error("out of memory");
+        return 1;
+    }
+    a->cmds = grown;
+    a->cmds[a->ncmds++] = cmd;
+    return CLI_NEXT_OPTION;
+}
+
+/* The options only qemu-io has; CLI_NEXT_OPTION, an exit code, or
+ * IO_NOT_MINE when c is not one of them. */
+static int io_option(struct io_args *a, int c)
+{
+    switch (c) {
+    case 'c':
+        return add_command(a, optarg);
+    case 'r':
+        a->open.read_only = true;
+        return CLI_NEXT_OPTION;
+    case 's':
+        a->open.snapshot = true;
+        return CLI_NEXT_OPTION;
+    case 'C':
+        a->open.copy_on_read = true;
+        return CLI_NEXT_OPTION;
+    case 'V':
+        printf("%s io version %s (libqcowkit %s)\n", CLI_NAME,
+               QCOWKIT_VERSION_STRING, qcowkit_version());
+        return 0;
+    case 'n': /* the host cache is the library's to use: a hint only */
+    case 'm': /* misalignment is checked anyway: requests take any bytes */
+    case 'k':
+    case 'S':
+    case 't':
+    case 'd':
+    case 'i':
+        return CLI_NEXT_OPTION; /* accepted for qemu-io compatibility */
+    default:
+        return IO_NOT_MINE;
+    }
+}
 
 /* Returns CLI_NEXT_OPTION when the commands are to run, else the exit
  * code (a->cmds is freed then). */
@@ -936,16 +912,22 @@ static int parse_io_args(int argc, char **argv, struct io_args *a)
     static const struct option longopts[] = {
         CLI_LONGOPT_HELP,
         CLI_LONGOPT_OBJECT,
+        {"version", no_argument, NULL, 'V'},
         {"cmd", required_argument, NULL, 'c'},
         CLI_LONGOPT_FORMAT,
         {"read-only", no_argument, NULL, 'r'},
         {"cache", required_argument, NULL, 't'},
+        {"nocache", no_argument, NULL, 'n'},
+        {"copy-on-read", no_argument, NULL, 'C'},
+        {"misalign", no_argument, NULL, 'm'},
+        {"native-aio", no_argument, NULL, 'k'},
+        {"discard", required_argument, NULL, 'd'},
+        {"aio", required_argument, NULL, 'i'},
         CLI_LONGOPT_FORCE_SHARE,
         CLI_LONGOPT_IMAGE_OPTS,
         {"snapshot", no_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
-    const char **grown;
     int c, ret = CLI_NEXT_OPTION;
 
     memset(a, 0, sizeof *a);
@@ -953,71 +935,18 @@ static int parse_io_args(int argc, char **argv, struct io_args *a)
     optind = 0;
     opterr = 0;
     while (ret == CLI_NEXT_OPTION &&
-           (c = getopt_long(argc, argv, ":c:f:hnrsSt:TUd:km:i:", longopts,
+           (c = getopt_long(argc, argv, ":c:f:hVnCrsSt:TUd:kmi:", longopts,
                             NULL)) != -1) {
-        if (c == 'c') {
-            grown = realloc(a->cmds, (size_t)(a->ncmds + 1) * sizeof *a->cmds);
-            if (!grown) {
-                cli_error("out of memory");
-                ret = 1;
-                break;
-            }
-            a->cmds = grown;
-            a->cmds[a->ncmds++] = optarg;
-        } else if (c == 'r') {
-            a->read_only = true;
-        } else if (c == 's') {
-            a->snapshot = true;
-        } else if (c > 0 && c < 256 && strchr("nStTdkmi", c)) {
-            continue; /* accepted for qemu-io compatibility */
-        } else {
+        ret = io_option(a, c);
+        if (ret == IO_NOT_MINE)
             ret = cli_common_option(&a->co, argv, c);
-        }
     }
-    if (ret == CLI_NEXT_OPTION && optind != argc - 1)
-        ret = optind >= argc ? cli_usage_error("io", "Expecting one image "
-                                                     "file name")
-                             : cli_usage_error("io", "Unexpected argument: %s",
-                                               argv[argc - 1]);
+    /* No file: the commands (open) or standard input name one. */
+    if (ret == CLI_NEXT_OPTION && optind < argc - 1)
+        ret = cli_usage_error("io", "Unexpected argument: %s", argv[argc - 1]);
     if (ret != CLI_NEXT_OPTION)
         free(a->cmds);
     return ret;
-}
-
-/* Open the image as the options say; prints the error and returns -1. */
-static int open_io_image(struct io_ctx *ctx, const struct io_args *a,
-                         const char *arg)
-{
-    enum qcowkit_format format;
-    struct qcowkit_info info;
-    bool image_opts = a->co.image_opts;
-
-    if (cli_parse_format(a->co.fmt, &format) < 0)
-        return -1;
-    if (a->co.force_share && !ctx->read_only) {
-        /* qemu-io's words, before anything is opened. */
-        if (image_opts)
-            cli_error("can't open: force-share=on can only be used with "
-                      "read-only images");
-        else
-            cli_error("can't open device %s: force-share=on can only be "
-                      "used with read-only images",
-                      arg);
-        return -1;
-    }
-    /* As qemu-io, an encrypted image opens only with its key.  A
-     * read-only snapshot needs no overlay: nothing can be written. */
-    if (a->snapshot && !ctx->read_only)
-        return open_snapshot(arg, image_opts, format, &ctx->img,
-                             &ctx->encrypted);
-    if (cli_open_image(
-            arg, image_opts, format,
-            (ctx->read_only ? QCOWKIT_OPEN_RDONLY : QCOWKIT_OPEN_RDWR) |
-                (a->co.force_share ? QCOWKIT_OPEN_FORCE_SHARE : 0),
-            QCOWKIT_FORMAT_AUTO, CLI_OPEN_NEED_KEY, &ctx->img, NULL) < 0)
-        return -1;
-    ctx->encrypted = cli_get_info(ctx->img, &info) == 0 && info.crypt_method;
-    return 0;
 }
 
 /* The -c commands, or else standard input; the last error or 0. */
@@ -1054,15 +983,17 @@ int cmd_io(int argc, char **argv)
     ret = parse_io_args(argc, argv, &a);
     if (ret != CLI_NEXT_OPTION)
         return ret;
-    ctx.read_only = a.read_only;
-    if (open_io_image(&ctx, &a, argv[optind]) < 0) {
+    a.open.fmt = a.co.fmt;
+    a.open.image_opts = a.co.image_opts;
+    a.open.force_share = a.co.force_share;
+    if (optind < argc && io_open_image(&ctx, &a.open, argv[optind]) < 0) {
         free(a.cmds);
         return 1;
     }
     last_error = run_commands(&ctx, &a);
     free(a.cmds);
     fflush(stdout);
-    ret = qcowkit_close(ctx.img);
+    ret = ctx.img ? qcowkit_close(ctx.img) : 0;
     if (ret < 0) {
         cli_lib_error(ret, NULL);
         last_error = ret;

@@ -18,7 +18,8 @@ _qcowkit_options()
     dd) echo "$common -f -O -U bs= count= skip= if= of=" ;;
     bench) echo "$common -c -d -f --flush-interval= -n --no-drain -o" \
         "--pattern= -q -s -S -t -w -U" ;;
-    io) echo "$common -f -r -s --snapshot -U -c --cmd" ;;
+    io) echo "$common -f -r -s --snapshot -U -c --cmd -C --copy-on-read" \
+        "-n --nocache -m -V --version" ;;
     nbd) echo "$common -f -r -x -k -p -b -e -t --pid-file= -D -U -v" \
         "--handshake-limit= --max-memory=" ;;
     mount) echo "$common -f -r -U -o --foreground -F --pid-file=" ;;
