@@ -27,6 +27,7 @@ int cmd_commit(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 int cmd_nbd(int argc, char **argv);   /* tools/nbd/ */
 int cmd_mount(int argc, char **argv); /* tools/fuse/ */

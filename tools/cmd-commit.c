@@ -28,80 +28,134 @@ static bool same_image(const char *top, const char *stored, const char *name,
     return same;
 }
 
-/*
- * Find the direct backing file of the image spec names: its resolved path
- * and probed format.  With -b, also check that base names it, and tell
- * apart a deeper image of the chain (not supported) from none at all.
- */
-static int find_base(const struct cli_image_spec *spec, const char *base,
-                     char **base_path, enum qcowkit_format *base_format)
-{
-    struct qcowkit_image *top, *layer;
-    struct qcowkit_info info, binfo;
-    int depth = 0, found = -1, err;
+/* An image of the chain below the overlay, as commit opens it again. */
+struct commit_layer {
+    char *path;
+    enum qcowkit_format format;
+};
 
-    err = cli_open_spec(spec, QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_AUTO,
-                        CLI_OPEN_NO_KEY, &top);
-    if (err < 0)
-        return -1;
-    err = cli_get_info(top, &info);
-    if (err < 0 || !qcowkit_backing(top)) {
-        if (err < 0)
-            cli_lib_error(err, spec->filename);
-        else
-            cli_error("Image does not have a backing file");
-        qcowkit_close(top);
-        return -1;
-    }
-    for (layer = top; qcowkit_backing(layer); layer = qcowkit_backing(layer)) {
-        struct qcowkit_info li;
-        depth++;
-        if (!base)
-            break;
-        if (cli_get_info(layer, &li) == 0 &&
-            same_image(qcowkit_name(layer), li.backing_file, base,
-                       li.backing_path)) {
-            found = depth;
-            break;
-        }
-    }
-    if (base && found < 0) {
-        cli_error("Did not find '%s' in the backing chain of '%s'", base,
-                  spec->arg);
-        qcowkit_close(top);
-        return -1;
-    }
-    if (base && found > 1) {
-        cli_error("'%s' is not the direct backing file of '%s': qcowkit "
-                  "commits only into the direct backing file (commit the "
-                  "layers in between one at a time)",
-                  base, spec->arg);
-        qcowkit_close(top);
-        return -1;
-    }
-    err = cli_get_info(qcowkit_backing(top), &binfo);
+/*
+ * The images that receive or give data: base, and the ones between the
+ * overlay and base (mid[0] is the overlay's backing file, mid[n_mid - 1]
+ * the image just above base).
+ */
+struct commit_chain {
+    struct commit_layer base;
+    struct commit_layer *mid;
+    size_t n_mid;
+};
+
+static void commit_chain_free(struct commit_chain *c)
+{
+    for (size_t i = 0; i < c->n_mid; i++)
+        free(c->mid[i].path);
+    free(c->mid);
+    free(c->base.path);
+}
+
+/* The backing file of layer (which has one): resolved path and format. */
+static int backing_layer(struct qcowkit_image *layer,
+                         const struct qcowkit_info *li,
+                         struct commit_layer *out)
+{
+    struct qcowkit_image *b = qcowkit_backing(layer);
+    struct qcowkit_info bi;
+    int err = cli_get_info(b, &bi);
+
     if (err < 0) {
-        cli_lib_error(err, info.backing_path);
-        qcowkit_close(top);
+        cli_lib_error(err, li->backing_path);
         return -1;
     }
     /* A probed backing file is probed again, so that the library keeps
      * guarding its first sector (a raw file must not become qcow). */
-    *base_format = binfo.format_probed ? QCOWKIT_FORMAT_AUTO : binfo.format;
-    *base_path =
-        strdup(info.backing_path[0] ? info.backing_path
-                                    : qcowkit_name(qcowkit_backing(top)));
-    qcowkit_close(top);
-    if (!*base_path) {
+    out->format = bi.format_probed ? QCOWKIT_FORMAT_AUTO : bi.format;
+    out->path =
+        strdup(li->backing_path[0] ? li->backing_path : qcowkit_name(b));
+    if (!out->path) {
         cli_error("out of memory");
         return -1;
     }
     return 0;
 }
 
-/* Copy every cluster allocated in top into base. */
+/* Add the layer as an image between the overlay and base. */
+static int add_mid(struct commit_chain *c, struct commit_layer *l)
+{
+    struct commit_layer *m = realloc(c->mid, (c->n_mid + 1) * sizeof *m);
+
+    if (!m) {
+        free(l->path);
+        cli_error("out of memory");
+        return -1;
+    }
+    c->mid = m;
+    c->mid[c->n_mid++] = *l;
+    return 0;
+}
+
+/*
+ * Walk the chain of top down to base (-b), or to the direct backing file
+ * without -b, recording each image on the way.  Returns 0, or -1 after
+ * printing why (base is not in the chain).
+ */
+static int walk_chain(struct qcowkit_image *top, const char *arg,
+                      const char *base, struct commit_chain *c)
+{
+    struct qcowkit_image *layer;
+
+    for (layer = top; qcowkit_backing(layer); layer = qcowkit_backing(layer)) {
+        struct qcowkit_info li;
+        struct commit_layer l;
+        int err = cli_get_info(layer, &li);
+
+        if (err < 0) {
+            cli_lib_error(err, qcowkit_name(layer));
+            return -1;
+        }
+        if (backing_layer(layer, &li, &l) < 0)
+            return -1;
+        if (!base || same_image(qcowkit_name(layer), li.backing_file, base,
+                                li.backing_path)) {
+            c->base = l;
+            return 0;
+        }
+        if (add_mid(c, &l) < 0)
+            return -1;
+    }
+    cli_error("Did not find '%s' in the backing chain of '%s'", base, arg);
+    return -1;
+}
+
+/*
+ * Find base (-b, or the direct backing file of the image spec names) and
+ * the images between, as QEMU does: -b may name any image of the chain.
+ */
+static int find_base(const struct cli_image_spec *spec, const char *base,
+                     struct commit_chain *c)
+{
+    struct qcowkit_image *top;
+    int err;
+
+    memset(c, 0, sizeof *c);
+    err = cli_open_spec(spec, QCOWKIT_OPEN_RDONLY, QCOWKIT_FORMAT_AUTO,
+                        CLI_OPEN_NO_KEY, &top);
+    if (err < 0)
+        return -1;
+    if (!qcowkit_backing(top)) {
+        cli_error("Image does not have a backing file");
+        qcowkit_close(top);
+        return -1;
+    }
+    err = walk_chain(top, spec->arg, base, c);
+    qcowkit_close(top);
+    return err;
+}
+
+/* Copy every cluster allocated in top (below limit) into base; the
+ * progress meter advances by share of its length over the run. */
 static int copy_down(struct qcowkit_image *top, const char *top_name,
-                     struct qcowkit_image *base, const char *base_name)
+                     uint64_t limit, struct qcowkit_image *base,
+                     const char *base_name, float share)
 {
     uint64_t size = cli_image_size(top), offset = 0;
     uint8_t *buf = malloc(IO_BUF_SIZE);
@@ -111,7 +165,8 @@ static int copy_down(struct qcowkit_image *top, const char *top_name,
         cli_error("out of memory");
         return -1;
     }
-    cli_progress_print(0, 100);
+    if (size > limit)
+        size = limit;
     while (offset < size) {
         struct qcowkit_extent e;
         uint64_t n;
@@ -139,7 +194,7 @@ static int copy_down(struct qcowkit_image *top, const char *top_name,
             }
         }
         offset += n;
-        cli_progress_print((float)n / (float)size * 100, 100);
+        cli_progress_print((float)n / (float)size * 100 * share, 100);
     }
     free(buf);
     return err < 0 ? -1 : 0;
@@ -198,40 +253,85 @@ static int parse_commit_args(int argc, char **argv, struct commit_args *a)
     return CLI_NEXT_OPTION;
 }
 
+/* Open an image of the chain below the overlay, with the key of the
+ * backing files. */
+static int open_layer(const struct cli_image_spec *spec,
+                      const struct commit_layer *l, unsigned flags,
+                      struct qcowkit_image **img)
+{
+    struct cli_image_spec ls;
+
+    memset(&ls, 0, sizeof ls);
+    ls.arg = l->path;
+    ls.filename = l->path;
+    ls.format = l->format;
+    ls.key_secret =
+        spec->backing_key_secret ? spec->backing_key_secret : spec->key_secret;
+    return cli_open_spec(&ls, flags, QCOWKIT_FORMAT_AUTO, 0, img);
+}
+
 /*
  * Open the overlay without its chain (its read-only handle of the backing
- * file would lock out the writer below), and the backing file with its
- * own chain, read-write.  Only clusters allocated in the overlay are
- * read, and those never need the backing file.
+ * file would lock out the writer below), and base with its own chain,
+ * read-write.  Only clusters allocated in the overlay are read, and those
+ * never need the backing file.
  */
-static int open_commit_pair(const struct cli_image_spec *spec, char *base_path,
-                            enum qcowkit_format base_format,
+static int open_commit_pair(const struct cli_image_spec *spec,
+                            const struct commit_chain *c,
                             struct qcowkit_image **top,
                             struct qcowkit_image **base)
 {
-    struct cli_image_spec base_spec;
-
     if (cli_open_spec(spec, QCOWKIT_OPEN_RDWR | QCOWKIT_OPEN_NO_BACKING,
                       QCOWKIT_FORMAT_AUTO, 0, top) < 0)
         return -1;
-    memset(&base_spec, 0, sizeof base_spec);
-    base_spec.arg = base_path;
-    base_spec.filename = base_path;
-    base_spec.format = base_format;
-    base_spec.key_secret =
-        spec->backing_key_secret ? spec->backing_key_secret : spec->key_secret;
-    return cli_open_spec(&base_spec, QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_AUTO, 0,
-                         base);
+    return open_layer(spec, &c->base, QCOWKIT_OPEN_RDWR, base);
+}
+
+/*
+ * Copy the images between the overlay and base into base, the lowest
+ * first, so that each one's data covers what lies below it, as it does
+ * when the overlay is read.  Each is opened alone (its allocated clusters
+ * need no backing file).  Past the end of a shorter one the overlay reads
+ * zeros: base gets zeros there (up to size, the overlay's size).
+ */
+static int copy_mids(const struct cli_image_spec *spec,
+                     const struct commit_chain *c, uint64_t size,
+                     struct qcowkit_image *base, float share)
+{
+    for (size_t i = c->n_mid; i-- > 0;) {
+        const struct commit_layer *l = &c->mid[i];
+        struct qcowkit_image *mid;
+        uint64_t mid_size;
+        int err = 0;
+
+        if (open_layer(spec, l, QCOWKIT_OPEN_RDONLY | QCOWKIT_OPEN_NO_BACKING,
+                       &mid) < 0)
+            return -1;
+        mid_size = cli_image_size(mid);
+        if (copy_down(mid, l->path, size, base, c->base.path, share) < 0)
+            err = -1;
+        qcowkit_close(mid);
+        if (err == 0 && mid_size < size)
+            err = qcowkit_pwrite_zeroes(base, size - mid_size, mid_size);
+        if (err < 0) {
+            if (err != -1)
+                cli_lib_error(err, c->base.path);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Grow the base if needed, copy down, and empty the overlay unless -d. */
-static int commit_data(const struct commit_args *a, const char *top_name,
-                       struct qcowkit_image *top, const char *base_name,
+static int commit_data(const struct commit_args *a,
+                       const struct cli_image_spec *spec,
+                       const struct commit_chain *c, struct qcowkit_image *top,
                        struct qcowkit_image *base)
 {
     /* As QEMU's commit job: a smaller backing file grows to the overlay's
      * size first (QEMU 7.2 cannot resize a qcow backing file). */
     uint64_t top_size = cli_image_size(top);
+    float share = 1.0f / (float)(c->n_mid + 1);
     int err = 0;
 
     if (cli_image_size(base) < top_size)
@@ -240,11 +340,13 @@ static int commit_data(const struct commit_args *a, const char *top_name,
         cli_lib_error(err, NULL);
         return -1;
     }
-    if (copy_down(top, top_name, base, base_name) < 0)
+    cli_progress_print(0, 100);
+    if (copy_mids(spec, c, top_size, base, share) < 0 ||
+        copy_down(top, spec->filename, top_size, base, c->base.path, share) < 0)
         return -1;
     err = strcmp(a->cache, "unsafe") == 0 ? 0 : qcowkit_flush(base);
     if (err < 0) {
-        cli_lib_error(err, base_name);
+        cli_lib_error(err, c->base.path);
         return -1;
     }
     if (!a->drop) {
@@ -252,7 +354,7 @@ static int commit_data(const struct commit_args *a, const char *top_name,
         if (err == 0)
             err = qcowkit_flush(top);
         if (err < 0) {
-            cli_lib_error(err, top_name);
+            cli_lib_error(err, spec->filename);
             return -1;
         }
     }
@@ -262,10 +364,10 @@ static int commit_data(const struct commit_args *a, const char *top_name,
 int cmd_commit(int argc, char **argv)
 {
     struct commit_args a;
-    enum qcowkit_format format, base_format = QCOWKIT_FORMAT_AUTO;
+    enum qcowkit_format format;
     struct cli_image_spec spec;
     struct qcowkit_image *top = NULL, *bimg = NULL;
-    char *base_path = NULL;
+    struct commit_chain chain;
     int ret = parse_commit_args(argc, argv, &a);
 
     if (ret != CLI_NEXT_OPTION)
@@ -280,16 +382,16 @@ int cmd_commit(int argc, char **argv)
     if (cli_image_spec_parse(a.image, a.co.image_opts, format, &spec) < 0)
         return 1;
     ret = 1;
-    if (find_base(&spec, a.base, &base_path, &base_format) < 0 ||
-        open_commit_pair(&spec, base_path, base_format, &top, &bimg) < 0)
+    if (find_base(&spec, a.base, &chain) < 0 ||
+        open_commit_pair(&spec, &chain, &top, &bimg) < 0)
         goto out;
     cli_progress_init(a.progress, 1.0f);
-    if (commit_data(&a, spec.filename, top, base_path, bimg) == 0)
+    if (commit_data(&a, &spec, &chain, top, bimg) == 0)
         ret = 0;
     cli_progress_end();
 out:
     if (bimg && qcowkit_close(bimg) < 0 && ret == 0) {
-        cli_lib_error(-EIO, base_path);
+        cli_lib_error(-EIO, chain.base.path);
         ret = 1;
     }
     if (top && qcowkit_close(top) < 0 && ret == 0) {
@@ -297,7 +399,7 @@ out:
         ret = 1;
     }
     cli_image_spec_free(&spec);
-    free(base_path);
+    commit_chain_free(&chain);
     if (ret == 0 && !a.co.quiet)
         printf("Image committed.\n");
     return ret;

@@ -20,6 +20,23 @@ struct convert_opts {
     bool help;
 };
 
+/*
+ * -o size=N: qemu-img convert checks the number and then ignores it (the
+ * target takes the source's size); so does qcowkit.  Returns 0 or -1.
+ */
+static int ignored_size(const char *value)
+{
+    uint64_t size;
+    const char *why;
+    int err = cli_parse_size(value, UINT64_MAX, &size, &why);
+
+    if (err == -ERANGE)
+        cli_error("Value '%s' is out of range for parameter 'size'", value);
+    else if (err < 0)
+        cli_error("Parameter 'size' expects a non-negative number below 2^64");
+    return err < 0 ? -1 : 0;
+}
+
 static int convert_option(void *ctx, const char *key, const char *value)
 {
     struct convert_opts *o = ctx;
@@ -37,11 +54,8 @@ static int convert_option(void *ctx, const char *key, const char *value)
         if (taken != 0)
             return taken < 0 ? -1 : 0;
     }
-    if (strcmp(key, "size") == 0) {
-        cli_error("Invalid parameter 'size': convert takes the size of the "
-                  "source image");
-        return -1;
-    }
+    if (strcmp(key, "size") == 0)
+        return ignored_size(value);
     cli_error("Invalid parameter '%s'", key);
     return -1;
 }
@@ -658,7 +672,10 @@ static int parse_convert_args(int argc, char **argv, struct convert_args *a,
     optind = 0;
     while ((c = getopt_long(argc, argv, CONVERT_OPTSTRING, convert_longopts,
                             NULL)) != -1)
-        if (c == 'o' && cli_parse_opts(optarg, convert_option, o) < 0)
+        if (c == 'o' && s->no_create) {
+            cli_error("-o has no effect when skipping image creation");
+            return 1;
+        } else if (c == 'o' && cli_parse_opts(optarg, convert_option, o) < 0)
             return 1;
     if (o->help) {
         print_create_help(o->out_format);

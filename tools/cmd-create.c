@@ -1,8 +1,11 @@
 /* cmd-create.c - qcowkit create: a new qcow or raw image (qemu-img create). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -12,6 +15,7 @@ struct create_args {
     bool have_size;
     uint64_t size;
     struct cli_qcow_opts q;
+    char *prealloc; /* preallocation=, as given */
     bool help;
 };
 
@@ -30,7 +34,9 @@ static void print_create_options(enum qcowkit_format format)
                "  encryption=<bool (on/off)> - Encrypt the image with format "
                "'aes'. (Deprecated in favor of encrypt.format=aes)\n");
     }
-    printf("  size=<size>            - Virtual disk size\n");
+    printf("  preallocation=<str>    - Preallocation mode (allowed values: "
+           "off, falloc, full)\n"
+           "  size=<size>            - Virtual disk size\n");
 }
 
 static int create_option(void *ctx, const char *key, const char *value)
@@ -55,6 +61,10 @@ static int create_option(void *ctx, const char *key, const char *value)
         a->size = v;
         a->have_size = true;
         return 0;
+    }
+    if (strcmp(key, "preallocation") == 0) {
+        /* Checked once the line "Formatting" is out, as QEMU does. */
+        return cli_set_string(&a->prealloc, value);
     }
     if (a->format == QCOWKIT_FORMAT_QCOW) {
         int taken = cli_qcow_option(&a->q, key, value);
@@ -295,8 +305,85 @@ static void print_formatting(const struct create_args *a)
         printf(" encrypt.key-secret=%s", a->q.key_secret);
     if (a->q.cluster_size)
         printf(" cluster_size=%u", (unsigned)a->q.cluster_size);
+    if (a->prealloc)
+        printf(" preallocation=%s", a->prealloc);
     printf("\n");
     fflush(stdout);
+}
+
+/*
+ * The preallocation mode, checked as QEMU 7.2 checks it: off, falloc and
+ * full are taken (for qcow they change nothing: QEMU passes them to an
+ * empty file before it writes the header).  QEMU also empties the file
+ * when it refuses metadata; qcowkit refuses before touching it.  Returns
+ * 0 or -1 after printing why.
+ */
+static int check_prealloc(const struct create_args *a)
+{
+    const char *m = a->prealloc;
+
+    if (!m || strcmp(m, "off") == 0 || strcmp(m, "falloc") == 0 ||
+        strcmp(m, "full") == 0)
+        return 0;
+    if (strcmp(m, "metadata") != 0) {
+        cli_error("%s: invalid parameter value: %s", a->file, m);
+        return -1;
+    }
+    cli_error("%s: Unsupported preallocation mode: metadata", a->file);
+    return -1;
+}
+
+/* Write zeros over [0, size) of fd; returns 0 or a negative errno. */
+static int write_zeros(int fd, uint64_t size)
+{
+    enum { CHUNK = 1 << 20 };
+    char *zeros = calloc(1, CHUNK);
+    uint64_t done = 0;
+    int err = 0;
+
+    if (!zeros)
+        return -ENOMEM;
+    while (done < size && err == 0) {
+        size_t n = size - done < CHUNK ? (size_t)(size - done) : CHUNK;
+        ssize_t w = pwrite(fd, zeros, n, (off_t)done);
+
+        if (w > 0)
+            done += (uint64_t)w;
+        else if (w < 0 && errno != EINTR)
+            err = -errno;
+        else if (w == 0)
+            err = -EIO;
+    }
+    free(zeros);
+    return err;
+}
+
+/* preallocation=falloc|full of a new raw file: reserve (falloc) or write
+ * (full) every block, as QEMU's file driver does. */
+static int preallocate_raw(const char *file, const char *mode)
+{
+    bool full = strcmp(mode, "full") == 0;
+    struct stat st;
+    int fd, err = 0;
+
+    if (!full && strcmp(mode, "falloc") != 0)
+        return 0;
+    fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        err = -errno;
+    else if (st.st_size > 0 && S_ISREG(st.st_mode))
+        err = full ? write_zeros(fd, (uint64_t)st.st_size)
+                   : -posix_fallocate(fd, 0, st.st_size);
+    if (err == 0 && full && fsync(fd) < 0)
+        err = -errno;
+    if (fd >= 0)
+        close(fd);
+    if (err < 0) {
+        cli_error("%s: Could not preallocate data for the new file: %s", file,
+                  strerror(-err));
+        return -1;
+    }
+    return 0;
 }
 
 static int make_image(const struct create_args *a, const uint8_t *key,
@@ -305,9 +392,13 @@ static int make_image(const struct create_args *a, const uint8_t *key,
     struct qcowkit_create_opts co;
 
     cli_qcow_create_opts(&a->q, a->format, a->size, key, key_len, &co);
-    if (dry_run(a->file, &co) < 0)
+    if (check_prealloc(a) < 0 || dry_run(a->file, &co) < 0)
         return -1;
-    return cli_create(a->file, &co);
+    if (cli_create(a->file, &co) < 0)
+        return -1;
+    if (a->prealloc && a->format == QCOWKIT_FORMAT_RAW)
+        return preallocate_raw(a->file, a->prealloc);
+    return 0;
 }
 
 int cmd_create(int argc, char **argv)
@@ -335,6 +426,7 @@ int cmd_create(int argc, char **argv)
     if (make_image(&a, key, key_len) == 0)
         ret = 0;
 out:
+    free(a.prealloc);
     cli_qcow_opts_free(&a.q);
     return ret;
 }

@@ -25,6 +25,23 @@ struct measure_opts {
     bool have_backing;
 };
 
+/*
+ * preallocation= changes no figure: qemu-img measure takes any value for
+ * raw (it does not look at it), and for qcow, as for create, off, falloc
+ * and full leave the image as it is.  Returns 0 or -1 after printing why.
+ */
+static int measure_prealloc(const struct measure_opts *o, const char *value)
+{
+    if (o->out_format != QCOWKIT_FORMAT_QCOW || strcmp(value, "off") == 0 ||
+        strcmp(value, "falloc") == 0 || strcmp(value, "full") == 0)
+        return 0;
+    if (strcmp(value, "metadata") == 0)
+        cli_error("Unsupported preallocation mode: metadata");
+    else
+        cli_error("invalid parameter value: %s", value);
+    return -1;
+}
+
 static int measure_option(void *ctx, const char *key, const char *value)
 {
     struct measure_opts *o = ctx;
@@ -45,6 +62,8 @@ static int measure_option(void *ctx, const char *key, const char *value)
         o->have_size = true;
         return 0;
     }
+    if (strcmp(key, "preallocation") == 0)
+        return measure_prealloc(o, value);
     if (o->out_format == QCOWKIT_FORMAT_QCOW) {
         if (strcmp(key, "backing_file") == 0) {
             o->backing_len = strlen(value);

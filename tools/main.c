@@ -35,6 +35,9 @@ static const struct command commands[] = {
     {"resize", cmd_resize,
      "resize [-q] [-f FMT] [--shrink] [--object OBJ] [--image-opts] "
      "FILE [+|-]SIZE"},
+    {"snapshot", cmd_snapshot,
+     "snapshot [-q] [-U] [-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] "
+     "FILE"},
     {"measure", cmd_measure,
      "measure [--output=human|json] [-O OUTPUT_FMT] [-o OPTIONS] "
      "[--size N | [-f FMT] FILE]"},

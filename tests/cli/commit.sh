@@ -66,7 +66,7 @@ run_both qcow 'write -P 2 512k 1M' 'write -P 3 3M 4k' 'write -P 5 4000k 96k'
 expect_rc 0 "$Q" check k/base.qcow
 qemu-img check -q k/base.qcow 2>/dev/null || true
 
-# -d keeps the overlay's clusters; -b names the direct backing file
+# -d keeps the overlay's clusters; -b names the direct backing file here
 # (and implies -d, as in qemu-img).
 for opt in -d "-b base.qcow" "-b $T/k/base.qcow"; do
     rm -rf k
@@ -114,11 +114,63 @@ expect_err "^qcowkit: Did not find 'nothere' in the backing chain of 'k/top.qcow
 # As in QEMU, a relative -b is relative to the overlay, not to the caller.
 expect_rc 1 "$Q" commit -b k/base.qcow k/top.qcow
 expect_err "Did not find 'k/base.qcow'"
-"$Q" create -q -f qcow -b top.qcow -F qcow k/top2.qcow
-expect_rc 1 "$Q" commit -b base.qcow k/top2.qcow
-expect_err "is not the direct backing file"
 expect_rc 1 "$Q" commit
 expect_err "Expecting one image file name"
+
+# -b deeper than the direct backing file: as qemu-img, the whole chain
+# above BASE is copied into it; the images above keep their bytes.  Each
+# chain is made twice by qemu-img, committed by each tool, and BASE must
+# read as the overlay did, and as qemu-img's BASE.
+# deep_chain DIR BASE_FMT MID_SIZE: DIR/base, mid1, mid2 (of MID_SIZE) and
+# top; mid1 and mid2 overlap each other and base.  (qemu-io without a
+# cache mode syncs every write: seconds per call on a loaded machine.)
+deep_chain() {
+    local d=$1 bfmt=$2 msize=$3
+    mkdir -p "$d"
+    qemu-img create -q -f "$bfmt" "$d/base.$bfmt" 4M
+    qemu-io -t unsafe -f "$bfmt" -c 'write -P 1 0 4M' "$d/base.$bfmt" >/dev/null
+    qemu-img create -q -f qcow -b "base.$bfmt" -F "$bfmt" "$d/mid1.qcow"
+    qemu-io -t unsafe -f qcow -c 'write -P 2 512k 1M' -c 'write -z 3M 64k' \
+        "$d/mid1.qcow" >/dev/null
+    qemu-img create -q -f qcow -b mid1.qcow -F qcow "$d/mid2.qcow" "$msize"
+    qemu-io -t unsafe -f qcow -c 'write -P 3 1M 4k' -c 'write -P 4 1100k 300k' \
+        "$d/mid2.qcow" >/dev/null
+    qemu-img create -q -f qcow -b mid2.qcow -F qcow "$d/top.qcow" 4M
+    qemu-io -t unsafe -f qcow -c 'write -P 5 1090k 20k' -c 'write -P 6 3900k 8k' \
+        "$d/top.qcow" >/dev/null
+}
+# Cases: BASE_FMT MID2_SIZE -b (ABS: base by its absolute path).
+for c in "qcow 4M base.qcow" "qcow 2M base.qcow" "raw 4M ABS" \
+    "raw 2M base.raw" "qcow 4M mid1.qcow"; do
+    read -r bfmt msize b <<<"$c"
+    rm -rf k q
+    deep_chain k "$bfmt" "$msize"
+    cp -r k q
+    bname=$b
+    [ "$b" = ABS ] && bname=$T/k/base.$bfmt
+    target=${b/ABS/base.$bfmt}
+    qemu-img convert -O raw k/top.qcow want.raw
+    md5sum k/top.qcow k/mid2.qcow >k.md5
+    expect_rc 0 "$Q" commit -b "$bname" k/top.qcow
+    expect_out "Image committed."
+    qemu-img commit -q -b "${bname/\/k\//\/q\/}" q/top.qcow ||
+        fail "qemu-img commit -b $b"
+    what="-b $b ($bfmt base, mid2 of $msize)"
+    qemu-img compare -q -f raw -F "${target##*.}" want.raw "k/$target" ||
+        fail "$what: BASE does not read as the overlay did"
+    qemu-img compare -q "q/$target" "k/$target" ||
+        fail "$what: BASE differs from qemu-img's"
+    md5sum --quiet -c k.md5 || fail "$what changed the images above"
+    qemu-img compare -q want.raw k/top.qcow || fail "$what: top reads otherwise"
+    if [ "$target" = mid1.qcow ]; then
+        cmp -s "k/base.$bfmt" "q/base.$bfmt" || fail "$what: the image below BASE changed"
+    fi
+    if [ "${target##*.}" = qcow ]; then
+        expect_rc 0 "$Q" check "k/$target"
+    fi
+done
+expect_rc 0 "$Q" commit -p -b base.qcow k/top.qcow
+grep -q "(100.00/100%)" out || fail "deep commit -p does not reach 100%"
 
 # Committing a qcow header into a probed raw backing file is refused: it
 # would turn the raw file into a qcow image (CVE-2008-2004).

@@ -82,7 +82,16 @@ expect_rc 1 "$Q" convert -O vdi src.qcow x.vdi
 expect_err "^qcowkit: Unknown file format 'vdi'$"
 expect_rc 1 "$Q" convert src.qcow
 expect_err "Must specify image file name"
-expect_rc 1 "$Q" convert -O qcow -o size=1M src.qcow x.qcow
+# -o size=N is checked, then ignored, as qemu-img convert does: the target
+# takes the source's size.  With -n, -o is refused.
+expect_rc 0 "$Q" convert -O qcow -o size=1M src.qcow x.qcow
+expect_rc 0 "$Q" info --output=json x.qcow
+grep -q '"virtual-size": 4194304,' out || fail "-o size changed the size: $(cat out)"
+expect_rc 0 "$Q" compare src.qcow x.qcow
+expect_rc 1 "$Q" convert -O qcow -o size=bogus src.qcow x.qcow
+expect_err "^qcowkit: Parameter 'size' expects a non-negative number below 2\^64$"
+expect_rc 1 "$Q" convert -n -O qcow -o size=1M src.qcow x.qcow
+expect_err "^qcowkit: -o has no effect when skipping image creation$"
 
 if have qemu-img; then
     qemu-img create -q -f qcow q.qcow 4M
@@ -95,5 +104,27 @@ if have qemu-img; then
         qemu-img convert $args q.qcow theirs
         cmp mine theirs || fail "convert $args differs from qemu-img"
     done
+    # -o size: the same image (of the source's size) or the same refusal.
+    for fmt in qcow raw; do
+        for size in 1M 64M 0 0x200 bogus 1.5 -1 16E; do
+            rm -f mine theirs
+            qrc=0 krc=0
+            qemu-img convert -O $fmt -o size=$size q.qcow theirs 2>q.err || qrc=$?
+            "$Q" convert -O $fmt -o size=$size q.qcow mine 2>k.err || krc=$?
+            [ "$qrc" = "$krc" ] || fail "-O $fmt -o size=$size: exit $krc, qemu-img $qrc"
+            if [ "$qrc" = 0 ]; then
+                cmp mine theirs || fail "-O $fmt -o size=$size differs from qemu-img"
+            else
+                [ "$(sed 's/^qcowkit: //' k.err)" == "$(head -n1 q.err | sed 's/^qemu-img: //')" ] ||
+                    fail "-o size=$size: '$(cat k.err)', qemu-img '$(cat q.err)'"
+            fi
+        done
+    done
+    qemu-img create -q -f raw theirs 4M
+    qrc=0
+    qemu-img convert -n -O raw -o size=1M q.qcow theirs 2>q.err || qrc=$?
+    expect_rc "$qrc" "$Q" convert -n -O raw -o size=1M q.qcow theirs
+    [ "$(sed 's/^qcowkit: //' err)" == "$(sed 's/^qemu-img: //' q.err)" ] ||
+        fail "-n -o: '$(cat err)', qemu-img '$(cat q.err)'"
 fi
 echo ok

@@ -14,6 +14,7 @@ _qcowkit_options()
     commit) echo "$common -q -f -t -b -d -p -r" ;;
     rebase) echo "$common -q -f -t -T -p -u -c -b -F" ;;
     resize) echo "$common -q -f --shrink" ;;
+    snapshot) echo "$common -q -U --force-share -l -a -c -d" ;;
     measure) echo "$common --output= -O -o --size -f" ;;
     dd) echo "$common -f -O -U bs= count= skip= if= of=" ;;
     bench) echo "$common -c -d -f --flush-interval= -n --no-drain -o" \
@@ -30,7 +31,7 @@ _qcowkit()
 {
     local cur prev cmd
     local commands="create info convert compare map check commit rebase
-        resize measure dd bench io nbd mount help"
+        resize snapshot measure dd bench io nbd mount help"
     COMPREPLY=()
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD - 1]}
