@@ -48,9 +48,10 @@ static const struct command commands[] = {
      "check [-f FMT] [--output=human|json] [-r leaks|all] [-T SRC_CACHE] [-q] "
      "[-U] FILE"},
     {"io", cmd_io,
-     "io [-f FMT] [-r] [-s] [-c CMD]... FILE   (commands: read, write, "
-     "flush, "
-     "map, alloc, length, info, help)"},
+     "io [-f FMT] [-r] [-s] [-C] [-n] [-m] [-U] [-V] [-c CMD]... [FILE]   "
+     "(commands: read, readv, write, writev, aio_read, aio_write, "
+     "aio_flush, flush, map, alloc, length, info, truncate, sleep, open, "
+     "close, help)"},
     {"bench", cmd_bench,
      "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "
      "[-n] [--no-drain] [-o OFFSET] [--pattern=N] [-q] [-s BUFFER_SIZE] "
