@@ -312,3 +312,15 @@ void cli_qcow_create_opts(const struct cli_qcow_opts *q,
     if (key)
         cli_warn_aes_create();
 }
+
+enum cli_prealloc cli_parse_prealloc(const char *mode)
+{
+    static const char *const names[] = {"off", "metadata", "falloc", "full"};
+
+    if (!mode)
+        return CLI_PREALLOC_OFF;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(mode, names[i]) == 0)
+            return (enum cli_prealloc)i;
+    return CLI_PREALLOC_UNKNOWN;
+}

@@ -119,6 +119,17 @@ int cli_parse_size(const char *s, uint64_t max, uint64_t *out,
 /* As cli_parse_size with max INT64_MAX; prints an error naming what. */
 int cli_parse_size_arg(const char *s, const char *what, uint64_t *out);
 
+/* The preallocation modes QEMU names; each tool says what it refuses. */
+enum cli_prealloc {
+    CLI_PREALLOC_OFF,
+    CLI_PREALLOC_METADATA,
+    CLI_PREALLOC_FALLOC,
+    CLI_PREALLOC_FULL,
+    CLI_PREALLOC_UNKNOWN,
+};
+/* The mode mode names (NULL: off), or CLI_PREALLOC_UNKNOWN. */
+enum cli_prealloc cli_parse_prealloc(const char *mode);
+
 /*
  * "qcow", "raw" -> format; NULL -> AUTO.  Anything else prints
  * "qcowkit: Unknown file format 'X'" and returns -1.

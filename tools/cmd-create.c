@@ -320,13 +320,12 @@ static void print_formatting(const struct create_args *a)
  */
 static int check_prealloc(const struct create_args *a)
 {
-    const char *m = a->prealloc;
+    enum cli_prealloc mode = cli_parse_prealloc(a->prealloc);
 
-    if (!m || strcmp(m, "off") == 0 || strcmp(m, "falloc") == 0 ||
-        strcmp(m, "full") == 0)
+    if (mode != CLI_PREALLOC_METADATA && mode != CLI_PREALLOC_UNKNOWN)
         return 0;
-    if (strcmp(m, "metadata") != 0) {
-        cli_error("%s: invalid parameter value: %s", a->file, m);
+    if (mode == CLI_PREALLOC_UNKNOWN) {
+        cli_error("%s: invalid parameter value: %s", a->file, a->prealloc);
         return -1;
     }
     cli_error("%s: Unsupported preallocation mode: metadata", a->file);

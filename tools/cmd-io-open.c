@@ -156,15 +156,13 @@ int close_f(struct io_ctx *ctx, int argc, char **argv)
 /* The preallocation modes QEMU names; only "off" is done here. */
 static int check_prealloc(const char *mode)
 {
-    static const char *const known[] = {"off", "metadata", "falloc", "full"};
+    enum cli_prealloc m = cli_parse_prealloc(mode);
 
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
-        if (strcmp(mode, known[i]) == 0) {
-            if (i == 0)
-                return 0;
-            cli_error("Unsupported preallocation mode '%s'", mode);
-            return -ENOTSUP;
-        }
+    if (m == CLI_PREALLOC_OFF)
+        return 0;
+    if (m != CLI_PREALLOC_UNKNOWN) {
+        cli_error("Unsupported preallocation mode '%s'", mode);
+        return -ENOTSUP;
     }
     cli_error("Invalid preallocation mode '%s'", mode);
     return -EINVAL;

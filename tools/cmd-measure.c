@@ -32,10 +32,12 @@ struct measure_opts {
  */
 static int measure_prealloc(const struct measure_opts *o, const char *value)
 {
-    if (o->out_format != QCOWKIT_FORMAT_QCOW || strcmp(value, "off") == 0 ||
-        strcmp(value, "falloc") == 0 || strcmp(value, "full") == 0)
+    enum cli_prealloc mode = cli_parse_prealloc(value);
+
+    if (o->out_format != QCOWKIT_FORMAT_QCOW ||
+        (mode != CLI_PREALLOC_METADATA && mode != CLI_PREALLOC_UNKNOWN))
         return 0;
-    if (strcmp(value, "metadata") == 0)
+    if (mode == CLI_PREALLOC_METADATA)
         cli_error("Unsupported preallocation mode: metadata");
     else
         cli_error("invalid parameter value: %s", value);

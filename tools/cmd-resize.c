@@ -21,10 +21,10 @@ static int parse_resize_values(struct resize_args *a, const char *size_arg)
 {
     const char *why = "";
     const char *prealloc = a->prealloc;
+    enum cli_prealloc mode = cli_parse_prealloc(prealloc);
 
-    if (prealloc && strcmp(prealloc, "off") != 0) {
-        if (strcmp(prealloc, "metadata") != 0 &&
-            strcmp(prealloc, "falloc") != 0 && strcmp(prealloc, "full") != 0) {
+    if (mode != CLI_PREALLOC_OFF) {
+        if (mode == CLI_PREALLOC_UNKNOWN) {
             cli_error("Invalid parameter '%s'", prealloc);
             return -1;
         }
