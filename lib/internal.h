@@ -462,6 +462,10 @@ int qk_trust_ready(struct qcowkit_image *img);
 void qk_trust_free(struct qcowkit_image *img);
 int qk_trust_new_table(struct qcowkit_image *img, uint64_t l1_index,
                        uint64_t offset);
+/* The L1 entry l1_index no longer names the table at offset (a shrink):
+ * it leaves the kept list, so a table placed there later is not refused. */
+void qk_trust_table_gone(struct qcowkit_image *img, uint64_t l1_index,
+                         uint64_t offset);
 int qk_trust_first_load(struct qcowkit_image *img, uint64_t l1_index,
                         uint64_t offset, const uint64_t *entries);
 /* Is the table at offset, named by l1_index, not followed?  Needs ready. */

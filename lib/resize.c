@@ -36,9 +36,9 @@ static int clear_entry(void *opaque, uint64_t index, uint64_t entry)
 {
     struct clearing *c = opaque;
 
-    (void)entry;
     *c->cleared = true;
     qk_cache_forget(c->img, index);
+    qk_trust_table_gone(c->img, index, entry);
     return qk_l1_set(c->img, index, 0);
 }
 

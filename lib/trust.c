@@ -338,6 +338,18 @@ int qk_trust_ready(struct qcowkit_image *img)
     return qk_trust_build(img, img->trust.trusted_end);
 }
 
+void qk_trust_table_gone(struct qcowkit_image *img, uint64_t l1_index,
+                         uint64_t offset)
+{
+    struct qk_trust *t = &img->trust;
+    struct qk_kept *k = kept_at(img, offset);
+
+    if (!k || k->l1_index != l1_index)
+        return;
+    memmove(k, k + 1, (size_t)(t->kept + t->table_count - (k + 1)) * sizeof *k);
+    t->table_count--;
+}
+
 /* A table this handle just placed at the end of the file. */
 int qk_trust_new_table(struct qcowkit_image *img, uint64_t l1_index,
                        uint64_t offset)
