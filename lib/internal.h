@@ -501,6 +501,23 @@ int qk_inflate_cluster(struct qcowkit_image *img, uint64_t entry,
 int qk_read_compressed(struct qcowkit_image *img, uint64_t entry, uint8_t *buf,
                        uint64_t n, uint64_t offset);
 
+/* inflate.c: whole compressed clusters whose streams lie back to back. */
+#define QK_PACKED_RUN_MAX 256
+struct qk_packed_run {
+    uint64_t guest;    /* offset of the first cluster */
+    uint64_t host;     /* where its stream starts */
+    uint64_t bytes;    /* of all the streams */
+    unsigned clusters; /* 0: the request does not cover a whole cluster */
+    uint32_t sizes[QK_PACKED_RUN_MAX];
+};
+/* The run from offset (entry compressed) within count bytes; lock held. */
+int qk_packed_run_find(struct qcowkit_image *img, uint64_t entry,
+                       uint64_t count, uint64_t offset,
+                       struct qk_packed_run *run);
+/* Read and inflate a run into buf; without the mutex (access shared). */
+int qk_packed_run_read(struct qcowkit_image *img,
+                       const struct qk_packed_run *run, uint8_t *buf);
+
 /* deflate.c: the deflater behind qcowkit_deflater_* (compress.c). */
 int qk_deflater_new(struct qcowkit_image *img, struct qcowkit_deflater **out);
 void qk_deflater_free(struct qcowkit_deflater *d);

@@ -93,6 +93,31 @@ static int extend_run(struct qcowkit_image *img, uint64_t entry,
     return 0;
 }
 
+/*
+ * Compressed clusters from offset: whole ones as a run, read and inflated
+ * after the mutex is let go, part of one through the handle's cache.
+ * Called with the mutex held; returns the length read or an errno.
+ */
+static int64_t read_compressed(struct qcowkit_image *img, uint64_t entry,
+                               uint8_t *buf, uint64_t count, uint64_t offset)
+{
+    struct qk_packed_run run;
+    uint64_t n = in_cluster(img, offset, count);
+    int err = qk_packed_run_find(img, entry, count, offset, &run);
+
+    if (err == 0 && run.clusters == 0) {
+        err = qk_check_compressed(img, entry, offset);
+        if (err == 0)
+            err = qk_read_compressed(img, entry, buf, n, offset);
+    }
+    pthread_mutex_unlock(&img->lock);
+    if (err == 0 && run.clusters > 0) {
+        n = (uint64_t)run.clusters * img->cluster_size;
+        err = qk_packed_run_read(img, &run, buf);
+    }
+    return err < 0 ? err : (int64_t)n;
+}
+
 /* Read one run of like clusters; returns its length or a negative errno. */
 static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
                         uint64_t offset)
@@ -102,14 +127,8 @@ static int64_t read_run(struct qcowkit_image *img, uint8_t *buf, uint64_t count,
 
     pthread_mutex_lock(&img->lock);
     err = qk_lookup(img, offset, &entry);
-    if (err == 0 && (entry & QCOW_COMPRESSED)) {
-        n = in_cluster(img, offset, count);
-        err = qk_check_compressed(img, entry, offset);
-        if (err == 0)
-            err = qk_read_compressed(img, entry, buf, n, offset);
-        pthread_mutex_unlock(&img->lock);
-        return err < 0 ? err : (int64_t)n;
-    }
+    if (err == 0 && (entry & QCOW_COMPRESSED))
+        return read_compressed(img, entry, buf, count, offset);
     if (err == 0 && entry)
         err = qk_check_normal(img, entry, offset);
     if (err == 0)
