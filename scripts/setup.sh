@@ -19,6 +19,7 @@ REQUIRED=(
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL=(
     nbdkit
+    libqcow-utils # bench/fuse.sh: qcowmount, the reference for qcowkit mount
 )
 
 export DEBIAN_FRONTEND=noninteractive
