@@ -19,6 +19,7 @@ REQUIRED=(
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL=(
     nbdkit
+    python3-dev python3-pytest python3-libqcow python3-mesonpy # Python module (python/)
 )
 
 export DEBIAN_FRONTEND=noninteractive
