@@ -1,5 +1,6 @@
 """Bad images raise qcowkit.Error with the library's message, never crash."""
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -27,7 +28,10 @@ BAD = {
     "l1-past-end": header(l1_offset=1 << 40) + bytes(4096),
     "version": header(version=2) + bytes(4096),
     "backing-name-past-end": header(backing_offset=48, backing_size=1000),
-    "garbage-magic": MAGIC + os.urandom(4000),
+    "garbage-magic": MAGIC + random.Random(1).randbytes(4000),
+    # A good header over random tables: the damage shows on reads.
+    "random-tables": header(size=64 << 20) + random.Random(2).randbytes(
+        1 << 16),
 }
 
 
@@ -41,9 +45,13 @@ def bad_image(tmp_path):
 
 
 def cli_message(path):
-    """The library's message as the CLI prints it for info."""
+    """The library's message as the command prints it (info, else convert)."""
     r = subprocess.run([qcowkit_cli(), "info", "-f", "qcow", path],
                        capture_output=True, text=True)
+    if r.returncode == 0:
+        r = subprocess.run([qcowkit_cli(), "convert", "-f", "qcow", "-O",
+                            "raw", path, path + ".raw"],
+                           capture_output=True, text=True)
     assert r.returncode != 0
     return r.stderr
 
