@@ -24,8 +24,14 @@ def need(*commands):
             pytest.skip(f"{c} is not installed")
 
 
+# The tools run without the sanitizer runtime run.py may preload into
+# this interpreter (for a sanitizer build's module).
+TOOL_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def run(*args, **kw):
     """Run a command; fail the test with its stderr if it fails."""
+    kw.setdefault("env", TOOL_ENV)
     r = subprocess.run([str(a) for a in args], capture_output=True, **kw)
     # QEMU 7.2 exits 1 without a word after a good `convert -c -O qcow`.
     quiet_convert_c = (r.returncode == 1 and not r.stderr and

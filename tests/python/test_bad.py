@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import qcowkit, qcowkit_cli
+from conftest import TOOL_ENV, qcowkit, qcowkit_cli
 
 MAGIC = b"QFI\xfb"
 
@@ -47,11 +47,11 @@ def bad_image(tmp_path):
 def cli_message(path):
     """The library's message as the command prints it (info, else convert)."""
     r = subprocess.run([qcowkit_cli(), "info", "-f", "qcow", path],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=TOOL_ENV)
     if r.returncode == 0:
         r = subprocess.run([qcowkit_cli(), "convert", "-f", "qcow", "-O",
                             "raw", path, path + ".raw"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=TOOL_ENV)
     assert r.returncode != 0
     return r.stderr
 

@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from conftest import (MiB, PASSWORD, SECRET, cli_json, key_opts, qcowkit,
-                      qcowkit_cli, run)
+from conftest import (MiB, PASSWORD, SECRET, TOOL_ENV, cli_json, key_opts,
+                      qcowkit, qcowkit_cli, run)
 
 NAMES = ["data", "small-clusters", "compressed", "encrypted", "chain", "raw"]
 
@@ -161,7 +161,8 @@ def run_cli_check(path, *extra):
     import json
     import subprocess
     out = subprocess.run([qcowkit_cli(), "check", "--output=json", *extra,
-                          path], capture_output=True, text=True)
+                          path], capture_output=True, text=True,
+                         env=TOOL_ENV)
     assert out.returncode in (0, 2, 3), out.stderr
     return json.loads(out.stdout)
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import run
+from conftest import TOOL_ENV, run
 
 CHILD = """
 import sys, qcowkit
@@ -48,7 +48,7 @@ def test_pip_install(tmp_path, images):
         pytest.skip("not run by meson test ($QCOWKIT_SOURCE_ROOT)")
     for module in ("pip", "mesonpy"):
         r = subprocess.run([sys.executable, "-c", f"import {module}"],
-                           capture_output=True)
+                           capture_output=True, env=TOOL_ENV)
         if r.returncode:
             pytest.skip(f"{module} is missing for {sys.executable}")
     target = tmp_path / "site"
