@@ -74,25 +74,25 @@ def test_short_reads(images, cls):
 
 
 def test_real_file_and_nested_image(images, tmp_path):
-    """An image inside the guest disk of another image."""
+    """A real file, and an image stored in the guest disk of another."""
     inner_path, inner_data = images.get("data")
-    outer = str(tmp_path / "outer.qcow")
     blob = file_bytes(inner_path)
-    qcowkit.create(outer, 16 * MiB)
-    with qcowkit.open(outer, "r+b") as o:
-        o.pwrite(blob, MiB)
     with open(inner_path, "rb") as f:
         with qcowkit.open_fileobj(f) as img:
             assert img.name == inner_path
             assert read_all(img, 1 << 20) == inner_data
+    outer = str(tmp_path / "outer.qcow")
+    qcowkit.create(outer, 16 * MiB)
+    with qcowkit.open(outer, "r+b") as o:
+        o.pwrite(blob, 0)
     with qcowkit.open(outer) as o:
-        window = io.BufferedReader(o)
-        o.seek(MiB)
-        # The guest disk of outer from 1 MiB on holds inner's file.
-        sub = io.BytesIO(o.read(len(blob)))
-        with qcowkit.open_fileobj(sub) as img:
-            assert read_all(img) == inner_data
-        del window
+        with qcowkit.open_fileobj(o, name="inner.qcow") as img:
+            assert read_all(img, 1 << 20) == inner_data
+            assert img.pread(3000, 777) == inner_data[777:3777]
+        # Through io's buffering layer, too.
+        o.seek(0)
+        with qcowkit.open_fileobj(io.BufferedReader(o)) as img:
+            assert img.pread(50000, 12345) == inner_data[12345:62345]
 
 
 def test_write_through_bytesio(tmp_path):
