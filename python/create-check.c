@@ -26,8 +26,8 @@ static int backing_size(const char *path, const char *backing,
     o.format = format;
     o.flags = QCOWKIT_OPEN_RDONLY | QCOWKIT_OPEN_NO_BACKING |
               QCOWKIT_OPEN_FORCE_SHARE;
-    Py_BEGIN_ALLOW_THREADS err =
-        qcowkit_open(PyBytes_AS_STRING(full_bytes), &o, &b);
+    PyThreadState *ts = PyEval_SaveThread();
+    err = qcowkit_open(PyBytes_AS_STRING(full_bytes), &o, &b);
     if (err == 0) {
         qcowkit_info_init(&info);
         err = qcowkit_get_info(b, &info);
@@ -36,7 +36,8 @@ static int backing_size(const char *path, const char *backing,
     if (err < 0)
         pyqk_errmsg_copy(msg, msg_len);
     qcowkit_close(b);
-    Py_END_ALLOW_THREADS Py_DECREF(full_bytes);
+    PyEval_RestoreThread(ts);
+    Py_DECREF(full_bytes);
     return err;
 }
 
@@ -96,11 +97,12 @@ PyObject *pyqk_create(PyObject *module, PyObject *args, PyObject *kwargs)
         pyqk_key_get(password, &key_view, &opts.key, &opts.key_len) < 0)
         goto out;
     if (err == 0) {
-        Py_BEGIN_ALLOW_THREADS err =
-            qcowkit_create(PyBytes_AS_STRING(path_bytes), &opts, 0);
+        PyThreadState *ts = PyEval_SaveThread();
+        err = qcowkit_create(PyBytes_AS_STRING(path_bytes), &opts, 0);
         if (err < 0)
             pyqk_errmsg_copy(msg, sizeof msg);
-        Py_END_ALLOW_THREADS pyqk_key_release(&key_view, opts.key);
+        PyEval_RestoreThread(ts);
+        pyqk_key_release(&key_view, opts.key);
     }
     if (err < 0)
         pyqk_raise(err, msg, NULL);
@@ -267,8 +269,8 @@ PyObject *pyqk_check(PyObject *module, PyObject *args, PyObject *kwargs)
     qcowkit_open_opts_init(&o);
     o.flags = QCOWKIT_OPEN_NO_BACKING |
               (repair ? QCOWKIT_OPEN_RDWR : QCOWKIT_OPEN_RDONLY);
-    Py_BEGIN_ALLOW_THREADS err =
-        qcowkit_open(PyBytes_AS_STRING(path_bytes), &o, &img);
+    PyThreadState *ts = PyEval_SaveThread();
+    err = qcowkit_open(PyBytes_AS_STRING(path_bytes), &o, &img);
     if (err == 0)
         err = check_and_repair(img, repair, &p, &report, &refused);
     if (err < 0)
@@ -278,8 +280,11 @@ PyObject *pyqk_check(PyObject *module, PyObject *args, PyObject *kwargs)
         err = cerr;
         pyqk_errmsg_copy(msg, sizeof msg);
     }
-    Py_END_ALLOW_THREADS if (err < 0) pyqk_raise(err, msg, NULL);
-    else result = report_dict(&report, &p, path_obj, refused);
+    PyEval_RestoreThread(ts);
+    if (err < 0)
+        pyqk_raise(err, msg, NULL);
+    else
+        result = report_dict(&report, &p, path_obj, refused);
     problems_free(&p);
     Py_DECREF(path_bytes);
     return result;

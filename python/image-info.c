@@ -75,10 +75,12 @@ static PyObject *image_info(PyObject *self, PyObject *unused)
     if (!img)
         return NULL;
     qcowkit_info_init(&info);
-    Py_BEGIN_ALLOW_THREADS err = qcowkit_get_info(img, &info);
+    PyThreadState *ts = PyEval_SaveThread();
+    err = qcowkit_get_info(img, &info);
     if (err < 0)
         pyqk_errmsg_copy(msg, sizeof msg);
-    Py_END_ALLOW_THREADS pyqk_image_leave(self);
+    PyEval_RestoreThread(ts);
+    pyqk_image_leave(self);
     if (err < 0)
         return pyqk_image_error(self, err, msg);
     return info_dict(pyqk_image_state(self), &info);
@@ -136,11 +138,12 @@ static PyObject *extents_next(PyObject *obj)
     if (!img)
         return NULL;
     qcowkit_chain_extent_init(&x);
-    Py_BEGIN_ALLOW_THREADS err =
-        qcowkit_block_status_chain(img, it->pos, it->end - it->pos, &x);
+    PyThreadState *ts = PyEval_SaveThread();
+    err = qcowkit_block_status_chain(img, it->pos, it->end - it->pos, &x);
     if (err < 0)
         pyqk_errmsg_copy(msg, sizeof msg);
-    Py_END_ALLOW_THREADS pyqk_image_leave(it->image);
+    PyEval_RestoreThread(ts);
+    pyqk_image_leave(it->image);
     if (err < 0)
         return pyqk_image_error(it->image, err, msg);
     if (x.length == 0 || x.length > it->end - it->pos)

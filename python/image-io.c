@@ -31,10 +31,12 @@ static int read_at(PyObject *self, void *buf, size_t count, uint64_t pos)
     img = pyqk_image_enter(self);
     if (!img)
         return -1;
-    Py_BEGIN_ALLOW_THREADS err = qcowkit_pread(img, buf, count, pos);
+    PyThreadState *ts = PyEval_SaveThread();
+    err = qcowkit_pread(img, buf, count, pos);
     if (err < 0)
         pyqk_errmsg_copy(msg, sizeof msg);
-    Py_END_ALLOW_THREADS pyqk_image_leave(self);
+    PyEval_RestoreThread(ts);
+    pyqk_image_leave(self);
     if (err < 0) {
         pyqk_image_error(self, err, msg);
         return -1;
@@ -56,11 +58,12 @@ static int write_at(PyObject *self, const void *buf, size_t count, uint64_t pos)
         pyqk_raise_unsupported("image opened read-only");
         return -1;
     }
-    Py_BEGIN_ALLOW_THREADS err =
-        count ? qcowkit_pwrite(img, buf, count, pos) : 0;
+    PyThreadState *ts = PyEval_SaveThread();
+    err = count ? qcowkit_pwrite(img, buf, count, pos) : 0;
     if (err < 0)
         pyqk_errmsg_copy(msg, sizeof msg);
-    Py_END_ALLOW_THREADS pyqk_image_leave(self);
+    PyEval_RestoreThread(ts);
+    pyqk_image_leave(self);
     if (err < 0) {
         pyqk_image_error(self, err, msg);
         return -1;
@@ -228,10 +231,12 @@ static PyObject *image_flush(PyObject *self, PyObject *unused)
     (void)unused;
     if (!img)
         return NULL;
-    Py_BEGIN_ALLOW_THREADS err = qcowkit_flush(img);
+    PyThreadState *ts = PyEval_SaveThread();
+    err = qcowkit_flush(img);
     if (err < 0)
         pyqk_errmsg_copy(msg, sizeof msg);
-    Py_END_ALLOW_THREADS pyqk_image_leave(self);
+    PyEval_RestoreThread(ts);
+    pyqk_image_leave(self);
     if (err < 0)
         return pyqk_image_error(self, err, msg);
     Py_RETURN_NONE;

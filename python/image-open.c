@@ -162,10 +162,12 @@ PyObject *pyqk_open(PyObject *module, PyObject *args, PyObject *kwargs)
         Py_DECREF(path_bytes);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS err = qcowkit_open(path, &opts, &img);
+    PyThreadState *ts = PyEval_SaveThread();
+    err = qcowkit_open(path, &opts, &img);
     if (err < 0)
         pyqk_errmsg_copy(msg, sizeof msg);
-    Py_END_ALLOW_THREADS pyqk_key_release(&view, opts.key);
+    PyEval_RestoreThread(ts);
+    pyqk_key_release(&view, opts.key);
     if (err < 0)
         pyqk_raise(err, msg, NULL);
     else
@@ -222,10 +224,11 @@ PyObject *pyqk_open_fileobj(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     err = pyqk_fileobj_new(fileobj, name, &io, &state);
     if (err == 0) {
-        Py_BEGIN_ALLOW_THREADS err = qcowkit_open_io(io, name, &opts, &img);
+        PyThreadState *ts = PyEval_SaveThread();
+        err = qcowkit_open_io(io, name, &opts, &img);
         if (err < 0)
             pyqk_errmsg_copy(msg, sizeof msg);
-        Py_END_ALLOW_THREADS
+        PyEval_RestoreThread(ts);
     } else {
         pyqk_errmsg_copy(msg, sizeof msg);
     }

@@ -84,8 +84,11 @@ static int close_all(struct pyqk_image *st, char *msg, size_t msg_len,
 {
     int err;
 
-    Py_BEGIN_ALLOW_THREADS err = close_image(st, msg, msg_len);
-    Py_END_ALLOW_THREADS if (err == 1) return 1;
+    PyThreadState *ts = PyEval_SaveThread();
+    err = close_image(st, msg, msg_len);
+    PyEval_RestoreThread(ts);
+    if (err == 1)
+        return 1;
     *cause = err < 0 ? pyqk_fileobj_take_error(st->fileobj) : NULL;
     qcowkit_io_close(st->io);
     st->io = NULL;
