@@ -19,7 +19,7 @@ REQUIRED=(
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL=(
     nbdkit
-    python3-dev python3-pytest python3-libqcow python3-mesonpy # Python module (python/)
+    python3-dev python3-pytest python3-libqcow python3-mesonpy python3-pip # Python module (python/)
 )
 
 export DEBIAN_FRONTEND=noninteractive
