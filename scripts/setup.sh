@@ -20,6 +20,7 @@ REQUIRED=(
 OPTIONAL=(
     nbdkit
     libqcow-utils # bench/fuse.sh: qcowmount, the reference for qcowkit mount
+    python3-dev python3-pytest python3-libqcow python3-mesonpy python3-pip # Python module (python/)
 )
 
 export DEBIAN_FRONTEND=noninteractive
