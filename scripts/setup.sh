@@ -19,6 +19,7 @@ REQUIRED=(
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL=(
     nbdkit
+    nbdkit-plugin-dev nginx-light gnutls-bin xz-utils qemu-block-extra # nbdkit filter: build, tests, bench
 )
 
 export DEBIAN_FRONTEND=noninteractive
