@@ -159,7 +159,8 @@ free_port() {
 # start_nginx ROOT: serve the folder ROOT over HTTP on 127.0.0.1:$HTTP_PORT
 # with nginx (byte ranges included), one process running as the caller,
 # its config, pid, logs and temporary files in $T/nginx; ended on exit.
-# Sets $HTTP_PORT and $PID.
+# Sets $HTTP_PORT and $PID.  sendfile and tcp_nopush are on, as in
+# Debian's /etc/nginx/nginx.conf, unless NGINX_SENDFILE=off.
 start_nginx() {
     local root=$1 n=$T/nginx i try
     requires nginx
@@ -175,6 +176,8 @@ error_log $n/error.log;
 events { worker_connections 64; }
 http {
     access_log off;
+    sendfile ${NGINX_SENDFILE:-on};
+    tcp_nopush ${NGINX_SENDFILE:-on};
     client_body_temp_path $n/tmp/body;
     proxy_temp_path $n/tmp/proxy;
     fastcgi_temp_path $n/tmp/fastcgi;
