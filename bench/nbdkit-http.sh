@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # bench/nbdkit-http.sh - a qcow image on a web server (nginx on
-# 127.0.0.1), copied to a raw file three ways:
-#   filter  nbdkit curl URL --filter=qcow, read by nbdcopy
+# 127.0.0.1), copied to a raw file four ways:
+#   filter  nbdkit curl URL --filter=qcow, read by nbdcopy (which opens
+#           4 connections: the filter advertises multi-conn)
+#   filter1 the same with nbdcopy -C 1: one connection
 #   qemu    qemu-img convert -f qcow -O raw URL (QEMU's curl driver)
 #   bytes   nbdkit curl URL (no filter): the image file's own bytes,
-#           read by nbdcopy: what the transfer alone costs
+#           read by nbdcopy: what the transfer alone costs (one
+#           connection: nbdkit's curl plugin has no multi-conn)
 # under two nginx configurations: "debian" (sendfile and tcp_nopush on,
 # as Debian's nginx.conf has them) and "plain" (both off).
 #
@@ -38,7 +41,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$2; shift ;;
     --keep) keep=1 ;;
     -h | --help)
-        sed -n '2,24s/^# \{0,1\}//p' "$0"
+        sed -n '2,27s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *)
@@ -115,6 +118,10 @@ copy_filter() {
     nbdkit -U - --filter="$QCOW_FILTER" curl "$URL" --run 'nbdcopy "$uri" out.raw'
 }
 
+copy_filter1() {
+    nbdkit -U - --filter="$QCOW_FILTER" curl "$URL" --run 'nbdcopy -C 1 "$uri" out.raw'
+}
+
 copy_bytes() {
     nbdkit -U - curl "$URL" --run 'nbdcopy "$uri" out.bin'
 }
@@ -156,27 +163,32 @@ for config in debian plain; do
     NGINX=$PID
     URL=http://127.0.0.1:$HTTP_PORT/src.qcow
     echo "== $config (sendfile $NGINX_SENDFILE, tcp_nopush $NGINX_SENDFILE)"
-    tf=() tb=() tq=()
+    tf=() t1=() tb=() tq=()
     for r in $(seq "$runs"); do
         tf+=("$(timed out.raw copy_filter)")
         [ "$r" = 1 ] && { cmp src.raw out.raw || fail "filter copy differs"; }
+        t1+=("$(timed out.raw copy_filter1)")
         tb+=("$(timed out.bin copy_bytes)")
         tq+=("$(qemu_run)")
-        echo "run $r: filter ${tf[-1]} s, bytes ${tb[-1]} s, qemu ${tq[-1]} s"
+        echo "run $r: filter ${tf[-1]} s, filter1 ${t1[-1]} s," \
+            "bytes ${tb[-1]} s, qemu ${tq[-1]} s"
     done
     mf=$(echo "${tf[*]}" | median)
+    m1=$(echo "${t1[*]}" | median)
     mb=$(echo "${tb[*]}" | median)
     mq=$(echo "${tq[*]}" | median)
     case "${tq[*]}" in *~*) mq="~$mq" ;; esac
-    ROWS+=("$config $mf $mb $mq $(ratio "$mq" "$mf") $(ratio "$mf" "$mb")")
+    ROWS+=("$config $mf $m1 $mb $mq $(ratio "$mq" "$mf") $(ratio "$mf" "$mb")
+        $(ratio "$m1" "$mb")")
     end_process "$NGINX"
     echo
 done
 
 echo "== medians in seconds (~: extrapolated from a stopped run)"
-echo "| nginx | filter | bytes | qemu-img | qemu-img / filter | filter / bytes |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| nginx | filter | filter1 | bytes | qemu-img | qemu-img / filter |" \
+    "filter / bytes | filter1 / bytes |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for row in "${ROWS[@]}"; do
     # shellcheck disable=SC2086
-    printf '| %s | %s | %s | %s | %s | %s |\n' $row
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' $row
 done

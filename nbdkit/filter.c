@@ -18,15 +18,22 @@
 static char *backing_path; /* qcow-backing=, absolute */
 static char *password;     /* qcow-password=, after nbdkit's rules */
 
-static void qcow_unload(void)
+/* Zero the password before its memory goes back to malloc. */
+static void drop_password(void)
 {
-    free(backing_path);
     if (password) {
-        /* volatile: a store the compiler may not drop before free. */
+        /* volatile: stores the compiler may not drop before free. */
         for (volatile char *p = password; *p; p++)
             *p = 0;
         free(password);
+        password = NULL;
     }
+}
+
+static void qcow_unload(void)
+{
+    free(backing_path);
+    drop_password();
 }
 
 static int qcow_config(nbdkit_next_config *next, nbdkit_backend *nxdata,
@@ -38,8 +45,7 @@ static int qcow_config(nbdkit_next_config *next, nbdkit_backend *nxdata,
         return backing_path ? 0 : -1;
     }
     if (strcmp(key, "qcow-password") == 0) {
-        free(password);
-        password = NULL;
+        drop_password();
         return nbdkit_read_password(value, &password);
     }
     return next(nxdata, key, value);

@@ -2,8 +2,9 @@
 # nbdkit file plugin + qcow filter: the export's bytes are qemu-img
 # convert's reading of the image (data and holes, compressed clusters,
 # AES with the password given each of nbdkit's ways, a backing chain with
-# qcow-backing=), its map has the holes qemu-img map finds, and
-# --filter=cow on top makes it writable without touching the image.
+# qcow-backing=, an image inside a tar file), its map has the holes
+# qemu-img map finds, and --filter=cow on top makes it writable without
+# touching the image.
 set -euo pipefail
 source "$(dirname "$0")/../harness/functions.sh"
 source "$(dirname "$0")/lib.sh"
@@ -50,6 +51,14 @@ case_chain() {
     same_map "$(uri chain)" top.qcow -f qcow "$D/top.qcow"
 }
 
+case_tar() {
+    requires_nbdkit_filter tar
+    tar -C "$D" -cf "$T/images.tar" data.qcow comp.qcow
+    start_nbdkit tar --filter="$QCOW_FILTER" --filter=tar \
+        file "$T/images.tar" tar-entry=comp.qcow
+    same_export "$(uri tar)" comp.raw "comp.qcow inside a tar file"
+}
+
 case_cow() {
     local before
     before=$(md5sum <"$D/data.qcow")
@@ -65,5 +74,6 @@ run_case data in_case case_data
 run_case compressed in_case case_compressed
 run_case encrypted in_case case_encrypted
 run_case chain in_case case_chain
+run_case tar in_case case_tar
 run_case cow in_case case_cow
 finish
