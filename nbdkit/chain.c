@@ -13,6 +13,13 @@
 
 #include "qcow-filter.h"
 
+/*
+ * Extents of one reply, at most: a fragmented image would otherwise make
+ * one request walk and list up to 2^23 clusters.  The client asks again
+ * from where the reply ends.
+ */
+#define MAX_REPLY_EXTENTS 4096
+
 int qf_fail(int ret, int *err)
 {
     nbdkit_error("%s", qcowkit_errmsg());
@@ -101,6 +108,8 @@ static int backing_extents(struct qf_conn *conn, uint64_t offset, uint64_t end,
         if (add(extents, offset, run.length, extent_type(run.flags), err) < 0)
             return -1;
         offset += run.length;
+        if (nbdkit_extents_count(extents) >= MAX_REPLY_EXTENTS)
+            return 0; /* the reply ends here, before end */
     }
     return offset < end ? add(extents, offset, end - offset, zeros, err) : 0;
 }
@@ -125,7 +134,8 @@ int qf_extents(struct qf_conn *conn, uint32_t count, uint64_t offset,
         if (ret < 0)
             return -1;
         offset += run.length;
-        if (flags & NBDKIT_FLAG_REQ_ONE)
+        if (flags & NBDKIT_FLAG_REQ_ONE ||
+            nbdkit_extents_count(extents) >= MAX_REPLY_EXTENTS)
             break;
     }
     return 0;

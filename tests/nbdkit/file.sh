@@ -51,6 +51,23 @@ case_chain() {
     same_map "$(uri chain)" top.qcow -f qcow "$D/top.qcow"
 }
 
+# More extents than one reply holds (4096): every other 4 KiB cluster is
+# data; the map must come out whole, alone and as a backing file.
+case_fragmented() {
+    python3 -c 'import sys; sys.stdout.buffer.write((b"\x5a" * 4096 + bytes(4096)) * 3000)' >frag.raw
+    run qemu-img convert -f raw -O qcow frag.raw frag.qcow
+    run qemu-img convert -O raw frag.qcow "$REF_DIR/frag.raw"
+    serve frag "$PWD/frag.qcow"
+    same_export "$(uri frag)" frag.raw "frag.qcow"
+    same_map "$(uri frag)" frag.qcow -f qcow frag.qcow
+    run qemu-img create -q -f qcow -b frag.qcow -F qcow over.qcow 32M
+    run qemu-io -t unsafe -f qcow -c 'write -P 0x66 1M 1M' over.qcow
+    run qemu-img convert -O raw over.qcow "$REF_DIR/over.raw"
+    serve over "$PWD/over.qcow" qcow-backing="$PWD/frag.qcow"
+    same_export "$(uri over)" over.raw "over.qcow over frag.qcow"
+    same_map "$(uri over)" over.qcow -f qcow over.qcow
+}
+
 case_tar() {
     requires_nbdkit_filter tar
     tar -C "$D" -cf "$T/images.tar" data.qcow comp.qcow
@@ -74,6 +91,7 @@ run_case data in_case case_data
 run_case compressed in_case case_compressed
 run_case encrypted in_case case_encrypted
 run_case chain in_case case_chain
+run_case fragmented in_case case_fragmented
 run_case tar in_case case_tar
 run_case cow in_case case_cow
 finish
