@@ -21,6 +21,7 @@ OPTIONAL=(
     nbdkit
     libqcow-utils # bench/fuse.sh: qcowmount, the reference for qcowkit mount
     python3-dev python3-pytest python3-libqcow python3-mesonpy python3-pip # Python module (python/)
+    nbdkit-plugin-dev nginx-light gnutls-bin xz-utils qemu-block-extra # nbdkit filter: build, tests, bench
 )
 
 export DEBIAN_FRONTEND=noninteractive
