@@ -19,6 +19,7 @@ REQUIRED=(
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL=(
     nbdkit
+    debhelper dpkg-dev dh-python lintian nbdkit-plugin-dev python3-dev # Debian packages (scripts/package.sh)
 )
 
 export DEBIAN_FRONTEND=noninteractive
