@@ -20,6 +20,7 @@ REQUIRED=(
 OPTIONAL=(
     nbdkit
     debhelper dpkg-dev dh-python lintian nbdkit-plugin-dev python3-dev # Debian packages (scripts/package.sh)
+    nbdkit-plugin-dev nginx-light gnutls-bin xz-utils qemu-block-extra # nbdkit filter: build, tests, bench
 )
 
 export DEBIAN_FRONTEND=noninteractive
