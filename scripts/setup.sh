@@ -21,6 +21,7 @@ OPTIONAL=(
     nbdkit
     debhelper dpkg-dev dh-python lintian nbdkit-plugin-dev python3-dev # Debian packages (scripts/package.sh)
     nbdkit-plugin-dev nginx-light gnutls-bin xz-utils qemu-block-extra # nbdkit filter: build, tests, bench
+    python3-dev python3-pytest python3-libqcow python3-mesonpy # Python module (python/)
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,317 @@
+/*
+ * fileobj.c - a libqcowkit backend whose storage is a Python file object.
+ *
+ * The library calls these functions with the GIL released (the image
+ * object drops it around every library call), possibly from several
+ * threads.  A seek followed by a read is not atomic on a file object, so
+ * each callback takes the backend's mutex first and only then the GIL:
+ * nobody waits for the mutex while holding the GIL, hence no deadlock.
+ * A Python exception becomes -EIO; the exception is kept for the image
+ * object to chain to the qcowkit.Error it raises.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcowkit-py.h"
+
+struct pyqk_fileobj {
+    PyObject *obj;
+    pthread_mutex_t lock;
+    PyObject *error; /* the last callback's exception; GIL-protected */
+};
+
+/* Keep the pending exception for the image; returns -EIO. */
+static int keep_error(struct pyqk_fileobj *f)
+{
+    PyObject *type, *value, *tb;
+
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && tb)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    Py_XSETREF(f->error, value);
+    return -EIO;
+}
+
+/* Say why a callback failed without a Python exception of its own. */
+static int fail(struct pyqk_fileobj *f, const char *why)
+{
+    PyErr_SetString(PyExc_OSError, why);
+    return keep_error(f);
+}
+
+static int call_seek(struct pyqk_fileobj *f, uint64_t offset, int whence,
+                     uint64_t *pos)
+{
+    PyObject *r = PyObject_CallMethod(f->obj, "seek", "Ki",
+                                      (unsigned long long)offset, whence);
+    unsigned long long v;
+
+    if (!r)
+        return keep_error(f);
+    v = PyLong_AsUnsignedLongLong(r);
+    Py_DECREF(r);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return keep_error(f);
+    if (pos)
+        *pos = v;
+    return 0;
+}
+
+/*
+ * The memory is the library's only during the call: release the view
+ * (a file object that kept it gets ValueError on use), keeping any
+ * exception the call raised.
+ */
+static void release_view(PyObject *view)
+{
+    PyObject *type, *value, *tb, *r;
+
+    PyErr_Fetch(&type, &value, &tb);
+    r = PyObject_CallMethod(view, "release", NULL);
+    if (r)
+        Py_DECREF(r);
+    else
+        PyErr_Clear();
+    Py_DECREF(view);
+    PyErr_Restore(type, value, tb);
+}
+
+/* One readinto (or read) of at most count bytes; the bytes it gave. */
+static Py_ssize_t read_some(struct pyqk_fileobj *f, char *buf, size_t count)
+{
+    PyObject *view, *r;
+    Py_ssize_t n;
+
+    if (PyObject_HasAttrString(f->obj, "readinto")) {
+        view = PyMemoryView_FromMemory(buf, (Py_ssize_t)count, PyBUF_WRITE);
+        if (!view)
+            return -1;
+        r = PyObject_CallMethod(f->obj, "readinto", "O", view);
+        release_view(view);
+        if (!r)
+            return -1;
+        n = r == Py_None ? -2 : PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        if (n == -2 || n > (Py_ssize_t)count || (n < 0 && !PyErr_Occurred()))
+            PyErr_SetString(PyExc_OSError, "readinto returned no valid count");
+        return n >= 0 && n <= (Py_ssize_t)count ? n : -1;
+    }
+    r = PyObject_CallMethod(f->obj, "read", "n", (Py_ssize_t)count);
+    if (!r)
+        return -1;
+    if (!PyBytes_Check(r) || PyBytes_GET_SIZE(r) > (Py_ssize_t)count) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_OSError, "read did not return bytes");
+        return -1;
+    }
+    n = PyBytes_GET_SIZE(r);
+    memcpy(buf, PyBytes_AS_STRING(r), (size_t)n);
+    Py_DECREF(r);
+    return n;
+}
+
+/* Short reads are retried; the end of the file reads as zeros. */
+static int fileobj_read_locked(struct pyqk_fileobj *f, char *buf, size_t count,
+                               uint64_t offset)
+{
+    size_t done = 0;
+    int err = call_seek(f, offset, 0, NULL);
+
+    while (err == 0 && done < count) {
+        Py_ssize_t n = read_some(f, buf + done, count - done);
+        if (n < 0)
+            return keep_error(f);
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    if (err == 0)
+        memset(buf + done, 0, count - done);
+    return err;
+}
+
+static int fileobj_pread(void *opaque, void *buf, size_t count, uint64_t offset)
+{
+    struct pyqk_fileobj *f = opaque;
+    PyGILState_STATE gil;
+    int err;
+
+    pthread_mutex_lock(&f->lock);
+    gil = PyGILState_Ensure();
+    err = fileobj_read_locked(f, buf, count, offset);
+    PyGILState_Release(gil);
+    pthread_mutex_unlock(&f->lock);
+    return err;
+}
+
+static int fileobj_write_locked(struct pyqk_fileobj *f, const char *buf,
+                                size_t count, uint64_t offset)
+{
+    size_t done = 0;
+    int err = call_seek(f, offset, 0, NULL);
+
+    while (err == 0 && done < count) {
+        PyObject *view = PyMemoryView_FromMemory(
+            (char *)buf + done, (Py_ssize_t)(count - done), PyBUF_READ);
+        PyObject *r;
+        Py_ssize_t n;
+
+        if (!view)
+            return keep_error(f);
+        r = PyObject_CallMethod(f->obj, "write", "O", view);
+        release_view(view);
+        if (!r)
+            return keep_error(f);
+        n = r == Py_None ? 0 : PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        if (n < 0 && PyErr_Occurred())
+            return keep_error(f);
+        if (n <= 0 || (size_t)n > count - done)
+            return fail(f, "write returned no valid count");
+        done += (size_t)n;
+    }
+    return err;
+}
+
+static int fileobj_pwrite(void *opaque, const void *buf, size_t count,
+                          uint64_t offset)
+{
+    struct pyqk_fileobj *f = opaque;
+    PyGILState_STATE gil;
+    int err;
+
+    pthread_mutex_lock(&f->lock);
+    gil = PyGILState_Ensure();
+    err = fileobj_write_locked(f, buf, count, offset);
+    PyGILState_Release(gil);
+    pthread_mutex_unlock(&f->lock);
+    return err;
+}
+
+/* Call method (no arguments) if the object has it. */
+static int call_optional(struct pyqk_fileobj *f, const char *method)
+{
+    PyGILState_STATE gil;
+    PyObject *r;
+    int err = 0;
+
+    pthread_mutex_lock(&f->lock);
+    gil = PyGILState_Ensure();
+    if (PyObject_HasAttrString(f->obj, method)) {
+        r = PyObject_CallMethod(f->obj, method, NULL);
+        if (r)
+            Py_DECREF(r);
+        else
+            err = keep_error(f);
+    }
+    PyGILState_Release(gil);
+    pthread_mutex_unlock(&f->lock);
+    return err;
+}
+
+static int fileobj_flush(void *opaque)
+{
+    return call_optional(opaque, "flush");
+}
+
+static int fileobj_get_size(void *opaque, uint64_t *size)
+{
+    struct pyqk_fileobj *f = opaque;
+    PyGILState_STATE gil;
+    int err;
+
+    pthread_mutex_lock(&f->lock);
+    gil = PyGILState_Ensure();
+    err = call_seek(f, 0, 2, size);
+    PyGILState_Release(gil);
+    pthread_mutex_unlock(&f->lock);
+    return err;
+}
+
+/* truncate(size); io.BytesIO does not grow that way: write the last byte. */
+static int fileobj_truncate_locked(struct pyqk_fileobj *f, uint64_t size)
+{
+    PyObject *r =
+        PyObject_CallMethod(f->obj, "truncate", "K", (unsigned long long)size);
+    uint64_t now;
+    int err;
+
+    if (!r)
+        return keep_error(f);
+    Py_DECREF(r);
+    err = call_seek(f, 0, 2, &now);
+    if (err == 0 && now < size)
+        err = fileobj_write_locked(f, "", 1, size - 1);
+    return err;
+}
+
+static int fileobj_truncate(void *opaque, uint64_t size)
+{
+    struct pyqk_fileobj *f = opaque;
+    PyGILState_STATE gil;
+    int err;
+
+    pthread_mutex_lock(&f->lock);
+    gil = PyGILState_Ensure();
+    err = fileobj_truncate_locked(f, size);
+    PyGILState_Release(gil);
+    pthread_mutex_unlock(&f->lock);
+    return err;
+}
+
+static void fileobj_close(void *opaque)
+{
+    struct pyqk_fileobj *f = opaque;
+    PyGILState_STATE gil = PyGILState_Ensure();
+
+    Py_CLEAR(f->obj);
+    Py_CLEAR(f->error);
+    PyGILState_Release(gil);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+int pyqk_fileobj_new(PyObject *obj, const char *name, struct qcowkit_io **io,
+                     struct pyqk_fileobj **state)
+{
+    struct qcowkit_io_ops ops;
+    struct pyqk_fileobj *f = calloc(1, sizeof *f);
+    int err;
+
+    if (!f)
+        return -ENOMEM;
+    pthread_mutex_init(&f->lock, NULL);
+    Py_INCREF(obj);
+    f->obj = obj;
+    qcowkit_io_ops_init(&ops);
+    ops.pread = fileobj_pread;
+    ops.pwrite = fileobj_pwrite;
+    ops.flush = fileobj_flush;
+    ops.get_size = fileobj_get_size;
+    ops.truncate = fileobj_truncate;
+    ops.close = fileobj_close;
+    err = qcowkit_io_new(&ops, f, name, io);
+    if (err < 0) {
+        Py_DECREF(obj);
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+        return err;
+    }
+    *state = f;
+    return 0;
+}
+
+PyObject *pyqk_fileobj_take_error(struct pyqk_fileobj *state)
+{
+    PyObject *e;
+
+    if (!state)
+        return NULL;
+    e = state->error;
+    state->error = NULL;
+    return e;
+}
