@@ -32,6 +32,9 @@ OUT=${1:-$ROOT/build-deb}
 PROFILES=$(echo nocheck ${DEB_BUILD_PROFILES:-} | tr ' ' ,)
 
 say() { echo "package: $*"; }
+# has [GREP-OPTIONS] PATTERN: like grep -q, but reads all its input (grep -q
+# stops at the first match, and pipefail would count the writer's SIGPIPE).
+has() { grep "$@" >/dev/null; }
 die() {
     echo "package: FAIL: $*" >&2
     exit 1
@@ -130,20 +133,20 @@ built() {
 check_command() {
     local q=$DEST/usr/bin/qcowkit
     [ -x "$q" ] || die "qcowkit: no /usr/bin/qcowkit"
-    ldd "$q" | grep -qF "$LIBDIR/libqcowkit.so.0" ||
+    ldd "$q" | has -F "$LIBDIR/libqcowkit.so.0" ||
         die "qcowkit: does not load the packaged library: $(ldd "$q")"
-    "$q" --version | grep -qF "qcowkit version $UPSTREAM" ||
+    "$q" --version | has -F "qcowkit version $UPSTREAM" ||
         die "qcowkit --version: $("$q" --version 2>&1)"
     head -c 3145728 /dev/urandom >"$TMP/disk.raw"
     dd if=/dev/zero of="$TMP/disk.raw" bs=1M seek=1 count=1 conv=notrunc status=none
     "$q" create -q -f qcow "$TMP/empty.qcow" 16M || die "qcowkit create"
-    "$q" info --output=json "$TMP/empty.qcow" | grep -q '"virtual-size": 16777216' ||
+    "$q" info --output=json "$TMP/empty.qcow" | has '"virtual-size": 16777216' ||
         die "qcowkit info of a new 16M image: $("$q" info "$TMP/empty.qcow" 2>&1)"
     "$q" convert -c -O qcow "$TMP/disk.raw" "$TMP/disk.qcow" || die "qcowkit convert"
-    "$q" info "$TMP/disk.qcow" | grep -q '^file format: qcow$' || die "qcowkit info"
+    "$q" info "$TMP/disk.qcow" | has '^file format: qcow$' || die "qcowkit info"
     "$q" compare -q "$TMP/disk.raw" "$TMP/disk.qcow" ||
         die "qcowkit compare: the converted image differs"
-    zcat "$DEST/usr/share/man/man1/qcowkit.1.gz" | grep -q '^\.TH "*qcowkit' ||
+    zcat "$DEST/usr/share/man/man1/qcowkit.1.gz" | has '^\.TH "*qcowkit' ||
         die "qcowkit: no man page qcowkit(1)"
     bash -n "$DEST/usr/share/bash-completion/completions/qcowkit" ||
         die "qcowkit: the bash completion does not parse"
@@ -190,15 +193,15 @@ check_dev_files() {
     export PKG_CONFIG_PATH=$LIBDIR/pkgconfig
     "$cc" -o "$TMP/reader" "$TMP/reader.c" $("${pc[@]}" --cflags --libs qcowkit) ||
         die "libqcowkit-dev: cannot build a program with pkg-config"
-    readelf -d "$TMP/reader" | grep -q 'NEEDED.*\[libqcowkit\.so\.0\]' ||
+    readelf -d "$TMP/reader" | has 'NEEDED.*\[libqcowkit\.so\.0\]' ||
         die "libqcowkit-dev: the program does not link libqcowkit.so.0"
     "$TMP/reader" "$TMP/disk.qcow" "$TMP/disk.raw" |
-        grep -qx "$UPSTREAM 3145728" || die "libqcowkit0: the program read wrong data"
+        has -x "$UPSTREAM 3145728" || die "libqcowkit0: the program read wrong data"
     "$cc" -static-libgcc -o "$TMP/reader-static" "$TMP/reader.c" \
         $("${pc[@]}" --cflags qcowkit) "$LIBDIR/libqcowkit.a" \
         $("${pc[@]}" --static --libs qcowkit | sed 's/-lqcowkit\b//') ||
         die "libqcowkit-dev: cannot link libqcowkit.a with pkg-config --static"
-    ! readelf -d "$TMP/reader-static" | grep -q 'libqcowkit' ||
+    ! readelf -d "$TMP/reader-static" | has 'libqcowkit' ||
         die "libqcowkit-dev: the static program still needs the shared library"
     "$TMP/reader-static" "$TMP/disk.qcow" "$TMP/disk.raw" >/dev/null ||
         die "libqcowkit-dev: the statically linked program failed"
