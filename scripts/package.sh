@@ -29,7 +29,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 OUT=${1:-$ROOT/build-deb}
-PROFILES=$(echo nocheck ${DEB_BUILD_PROFILES:-} | tr ' ' ,)
+PROFILES=nocheck
+for profile in ${DEB_BUILD_PROFILES:-}; do
+    PROFILES+=,$profile
+done
 
 say() { echo "package: $*"; }
 # has [GREP-OPTIONS] PATTERN: like grep -q, but reads all its input (grep -q
@@ -186,26 +189,30 @@ PROG
 }
 
 check_dev_files() {
-    local cc=${CC:-cc} pc=(pkg-config)
+    local cc=${CC:-cc} cflags libs static
     command -v pkg-config >/dev/null 2>&1 || die "pkg-config is not installed"
     write_c_program
-    export PKG_CONFIG_SYSROOT_DIR=$DEST
-    export PKG_CONFIG_PATH=$LIBDIR/pkgconfig
-    "$cc" -o "$TMP/reader" "$TMP/reader.c" $("${pc[@]}" --cflags --libs qcowkit) ||
+    # The root's .pc first; the sysroot prefixes the paths it names.
+    export PKG_CONFIG_SYSROOT_DIR=$DEST PKG_CONFIG_PATH=$LIBDIR/pkgconfig
+    read -ra cflags < <(pkg-config --cflags qcowkit)
+    read -ra libs < <(pkg-config --libs qcowkit)
+    read -ra static < <(pkg-config --static --libs qcowkit | sed 's/-lqcowkit\b//')
+    unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH
+    [ "${cflags[*]}" = "-I$DEST/usr/include" ] ||
+        die "libqcowkit-dev: pkg-config --cflags qcowkit: ${cflags[*]}"
+    "$cc" -o "$TMP/reader" "$TMP/reader.c" "${cflags[@]}" "${libs[@]}" ||
         die "libqcowkit-dev: cannot build a program with pkg-config"
     readelf -d "$TMP/reader" | has 'NEEDED.*\[libqcowkit\.so\.0\]' ||
         die "libqcowkit-dev: the program does not link libqcowkit.so.0"
     "$TMP/reader" "$TMP/disk.qcow" "$TMP/disk.raw" |
         has -x "$UPSTREAM 3145728" || die "libqcowkit0: the program read wrong data"
-    "$cc" -static-libgcc -o "$TMP/reader-static" "$TMP/reader.c" \
-        $("${pc[@]}" --cflags qcowkit) "$LIBDIR/libqcowkit.a" \
-        $("${pc[@]}" --static --libs qcowkit | sed 's/-lqcowkit\b//') ||
+    "$cc" -o "$TMP/reader-static" "$TMP/reader.c" "${cflags[@]}" \
+        "$LIBDIR/libqcowkit.a" "${static[@]}" ||
         die "libqcowkit-dev: cannot link libqcowkit.a with pkg-config --static"
     ! readelf -d "$TMP/reader-static" | has 'libqcowkit' ||
         die "libqcowkit-dev: the static program still needs the shared library"
     "$TMP/reader-static" "$TMP/disk.qcow" "$TMP/disk.raw" >/dev/null ||
         die "libqcowkit-dev: the statically linked program failed"
-    unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH
     say "libqcowkit0, libqcowkit-dev: pkg-config build, shared and static: ok"
 }
 
@@ -230,6 +237,7 @@ nbdkit_by_name() {
     shift
     local ns=(unshare --mount --propagation private)
     [ "$(id -u)" -eq 0 ] || ns=(unshare --map-root-user --mount --propagation private)
+    # shellcheck disable=SC2016 # the inner shell expands its arguments
     "${ns[@]}" sh -c 'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh \
         "$LIBDIR/nbdkit/filters" "$sysdir" "$@"
 }
