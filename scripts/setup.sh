@@ -22,6 +22,7 @@ OPTIONAL=(
     libqcow-utils # bench/fuse.sh: qcowmount, the reference for qcowkit mount
     python3-dev python3-pytest python3-libqcow python3-mesonpy python3-pip # Python module (python/)
     nbdkit-plugin-dev nginx-light gnutls-bin xz-utils qemu-block-extra # nbdkit filter: build, tests, bench
+    debhelper dpkg-dev dh-python lintian nbdkit-plugin-dev python3-dev # Debian packages (scripts/package.sh)
 )
 
 export DEBIAN_FRONTEND=noninteractive
