@@ -304,7 +304,9 @@ void cli_qcow_create_opts(const struct cli_qcow_opts *q,
 {
     qcowkit_create_opts_init(co);
     co->format = format;
-    co->size = size;
+    /* qemu-img rounds every new image up to whole sectors, raw ones too
+     * (the library keeps a raw size exact; qcow rounds by itself). */
+    co->size = size > UINT64_MAX - 511 ? size : (size + 511) & ~UINT64_C(511);
     co->backing_file = q->backing_file;
     co->cluster_size = q->cluster_size;
     co->key = key;

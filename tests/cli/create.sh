@@ -120,4 +120,19 @@ if have qemu-img; then
         [ "${a}" == "${b}" ] || fail "Formatting line differs: '$a' / '$b'"
     done
 fi
+# A raw image of a size that is not whole sectors is rounded up to them,
+# by create and by convert into a new file, as qemu-img does.
+if have qemu-img; then
+    for size in 1 511 513 5242887; do
+        rm -f mine.raw theirs.raw
+        "$Q" create -q -f raw mine.raw "$size"
+        qemu-img create -q -f raw theirs.raw "$size"
+        [ "$(stat -c %s mine.raw)" = "$(stat -c %s theirs.raw)" ] ||
+            fail "raw size $size: $(stat -c %s mine.raw) bytes"
+    done
+    head -c 5242887 /dev/urandom >odd.raw
+    qemu-img convert -f raw -O raw odd.raw theirs.raw
+    "$Q" convert -f raw -O raw odd.raw mine.raw
+    cmp mine.raw theirs.raw || fail "convert of an odd-sized raw image"
+fi
 echo ok
