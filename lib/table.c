@@ -392,6 +392,7 @@ int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size)
         return qk_error(err, "%s: cannot truncate to %llu bytes: %s", img->name,
                         (unsigned long long)size, strerror(-err));
     img->file_end = size;
+    img->truncations++; /* a discard's batch must not punch reused space */
     /* Space past size may be given out again, to an equal entry. */
     img->inflated_entry = 0;
     return 0;
