@@ -28,7 +28,9 @@ static int parse_discard_range(char **argv, int64_t *offset, int64_t *count)
     return 0;
 }
 
-/* The discard itself; a raw file's tail past its end has nothing to give. */
+/* The discard itself; a raw file's tail past its end has nothing to give.
+ * A raw file is punched byte for byte, as qemu-io's page-cache open does
+ * (the library's discard keeps partial sectors). */
 static int do_discard(struct io_ctx *ctx, int64_t offset, int64_t count)
 {
     uint64_t size = cli_image_size(ctx->img);
@@ -38,8 +40,13 @@ static int do_discard(struct io_ctx *ctx, int64_t offset, int64_t count)
         return ret;
     if ((uint64_t)count > size - (uint64_t)offset)
         count = (int64_t)(size - (uint64_t)offset);
-    return count ? qcowkit_discard(ctx->img, (uint64_t)offset, (uint64_t)count)
-                 : 0;
+    if (count == 0)
+        return 0;
+    if (ctx->raw)
+        return qcowkit_pwrite_zeroes_flags(ctx->img, (size_t)count,
+                                           (uint64_t)offset,
+                                           QCOWKIT_ZEROES_MAY_UNMAP);
+    return qcowkit_discard(ctx->img, (uint64_t)offset, (uint64_t)count);
 }
 
 int discard_f(struct io_ctx *ctx, int argc, char **argv)
