@@ -11,12 +11,12 @@ enter_tmpdir
 requires qemu-img qemu-io
 
 blocks() { stat -c %b "$1"; }
-SIZE=256M
+SIZE=64M
 
 # A source with little data: runs, a zero cluster QEMU wrote, a tail.
 qemu-img create -q -f qcow src.qcow $SIZE
-qemu-io -c 'write -q -P 5 1M 64k' -c 'write -q -P 6 100M 4k' \
-    -c 'write -q -z 200M 64k' -c 'write -q -P 7 255M 3000' src.qcow
+qemu-io -c 'write -q -P 5 1M 64k' -c 'write -q -P 6 30M 4k' \
+    -c 'write -q -z 50M 64k' -c 'write -q -P 7 63M 3000' src.qcow
 
 # ------------------------------------------------------- raw targets
 truncate -s $SIZE q.raw
