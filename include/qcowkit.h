@@ -37,13 +37,13 @@
  *   its table lock); qcowkit_resize, qcowkit_make_empty, qcowkit_check
  *   (with or without repairs) and qcowkit_set_backing hold it
  *   exclusively, so they wait for the calls in flight and the calls
- *   made meanwhile wait for them.  Space is thus never given to new
- *   data while an older transfer can still land in it.  The lock
- *   prefers writers (with glibc): a resize does not wait behind an
- *   endless stream of reads.  A compressed write never reuses space: an
- *   overwrite of the same cluster running at the same time lands either
- *   in the new cluster or in the old one, which nothing points at any
- *   more, as if it had run first.
+ *   made meanwhile wait for them; so do qcowkit_discard and
+ *   qcowkit_pwrite_zeroes_flags while they punch freed space.  Space is thus
+ * never given to new data while an older transfer can still land in it.  The
+ * lock prefers writers (with glibc): a resize does not wait behind an endless
+ * stream of reads.  A compressed write never reuses space: an overwrite of the
+ * same cluster running at the same time lands either in the new cluster or in
+ * the old one, which nothing points at any more, as if it had run first.
  *
  * DURABILITY
  *   A write is visible to reads on the same handle once the call returns.

@@ -158,8 +158,15 @@ static int punch_all(struct qcowkit_image *img, struct qk_punches *p)
     /* A cut since the batch began may have handed the space out again. */
     if (img->truncations != p->truncations)
         return 0;
-    for (size_t i = 0; err == 0 && i < p->count; i++)
+    for (size_t i = 0; err == 0 && i < p->count; i++) {
         err = qk_io_discard(img->io, p->ranges[i].start, p->ranges[i].len);
+        /* No punching at all, or not this range (a block device refuses
+         * one not aligned to its blocks): the space stays unused. */
+        if (err == -EOPNOTSUPP)
+            break;
+        if (err == -EINVAL)
+            err = 0;
+    }
     if (err == -EOPNOTSUPP)
         err = 0;
     pthread_mutex_lock(&img->lock);
@@ -172,7 +179,7 @@ int qk_punches_finish(struct qcowkit_image *img, struct qk_punches *p)
 {
     int err = 0;
 
-    qk_assert_access(img);
+    qk_assert_shared(img);
     if (p->count) {
         pthread_mutex_lock(&img->lock);
         /* A table another thread wrote back may not be synced yet: sync
@@ -242,6 +249,7 @@ int qk_discard_clusters(struct qcowkit_image *img, uint64_t first, uint64_t end)
     struct qk_punches p;
     int err = qk_punches_init(img, &p), fin;
 
+    qk_assert_shared(img);
     for (uint64_t at = first; err == 0 && at < end;) {
         uint64_t l1_index = at >> shift, next, stop;
         pthread_mutex_lock(&img->lock);

@@ -377,6 +377,8 @@ void qk_access_exclusive(struct qcowkit_image *img);
 void qk_access_leave(struct qcowkit_image *img);
 void qk_assert_exclusive(struct qcowkit_image *img);
 void qk_assert_access(struct qcowkit_image *img);
+/* Held shared (by some thread; the caller must be one of them). */
+void qk_assert_shared(struct qcowkit_image *img);
 
 /* barrier.c, lock held: a durability barrier on the image's file (unless
  * opened NO_SYNC), which clears data_unsynced. */

@@ -107,6 +107,7 @@ static int zero_clusters(struct qcowkit_image *img, uint64_t first,
     size_t len = 0;
     int err = qk_punches_init(img, &p), fin;
 
+    qk_assert_shared(img);
     if (err == 0)
         err = qk_zero_stream(img, &stream, &len);
     for (uint64_t at = first; err == 0 && at < end;) {
