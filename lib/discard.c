@@ -219,7 +219,7 @@ static int clear_in_table(struct qcowkit_image *img, uint64_t at, uint64_t n,
 {
     uint64_t l1_index = at >> (img->cluster_bits + img->l2_bits);
     uint32_t idx = (at >> img->cluster_bits) & (img->l2_entries - 1);
-    size_t from = p->count;
+    size_t from = p->count ? p->count - 1 : 0; /* the last may grow */
     bool changed = false;
     uint64_t *table;
     int err;

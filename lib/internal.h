@@ -563,8 +563,9 @@ bool qk_punches_full(const struct qcowkit_image *img,
  * remember its host bytes if they are trusted. */
 void qk_punch_note(struct qcowkit_image *img, struct qk_punches *p,
                    uint64_t entry, uint64_t guest);
-/* Lock held: forget ranges noted since index from that an entry of table
- * (as it is now) still points into. */
+/* Lock held: forget ranges from index from on that an entry of table (as
+ * it is now) still points into.  The range last noted before a table's
+ * entries changed may have grown by them: check it too. */
 int qk_punch_spare(struct qcowkit_image *img, struct qk_punches *p, size_t from,
                    const uint64_t *table);
 /*

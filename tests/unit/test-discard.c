@@ -445,6 +445,50 @@ static void test_faults(void)
     free(buf);
 }
 
+/*
+ * Entries the trust rules refuse, or space another entry of the table
+ * still points at: cleared, never punched (the memory backend zeros what
+ * it punches, so a wrong punch shows).
+ */
+static void test_never_punched(void)
+{
+    const uint32_t cs = 4096;
+    uint8_t *buf = random_data(4 * cs, 10), *bytes;
+    struct qcowkit_io *io, *io2;
+    struct qcowkit_image *img = test_mem_image(MIB, cs, NULL, "d.qcow", &io);
+    uint64_t e0, e1, e2, l1_pos;
+    size_t len;
+
+    CHECK_OK(qcowkit_pwrite(img, buf, 4 * cs, 0));
+    CHECK_OK(qcowkit_close(img));
+    bytes = test_mem_bytes(io, &len);
+    e0 = test_l2_entry_pos(bytes, len, 0, &l1_pos);
+    e1 = test_l2_entry_pos(bytes, len, cs, NULL);
+    e2 = test_l2_entry_pos(bytes, len, 2 * cs, NULL);
+    CHECK(e0 && e1 && e2);
+    /* Cluster 1 shares cluster 0's space; cluster 2 points at the L2
+     * table itself (refused by the trust rules). */
+    memcpy(bytes + e1, bytes + e0, 8);
+    memcpy(bytes + e2, bytes + l1_pos, 8);
+    io2 = test_mem_io(bytes, len);
+    img = test_open_io(io2, "d.qcow", QCOWKIT_OPEN_RDWR);
+    CHECK_OK(qcowkit_discard(img, 0, cs));
+    CHECK_OK(qcowkit_discard(img, 2 * cs, cs));
+    CHECK_OK(qcowkit_close(img));
+    /* Read back from the disk: a punch of the table or of cluster 0's
+     * space would show as zeros in clusters 1 and 3. */
+    img = test_open_io(io2, "d.qcow", QCOWKIT_OPEN_RDWR);
+    check_reads(img, 0, cs, NULL);
+    check_reads(img, cs, cs, buf);
+    check_reads(img, 2 * cs, cs, NULL);
+    check_reads(img, 3 * cs, cs, buf + 3 * cs);
+    CHECK_OK(qcowkit_close(img));
+    qcowkit_io_close(io2);
+    free(bytes);
+    qcowkit_io_close(io);
+    free(buf);
+}
+
 int main(void)
 {
     test_init(120);
@@ -458,6 +502,7 @@ int main(void)
     test_read_only();
     test_qemu_compare();
     test_faults();
+    test_never_punched();
     free(g_dir);
     return 0;
 }
