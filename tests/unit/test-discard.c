@@ -445,6 +445,45 @@ static void test_faults(void)
     free(buf);
 }
 
+/* A table left empty goes too: its L1 entry is cleared, it can come back. */
+static void test_table_freed(void)
+{
+    const uint32_t cs = 4096; /* tables of 512 entries map 2 MiB */
+    uint8_t *buf = random_data(2 * MIB, 11), *bytes;
+    struct qcowkit_io *io;
+    struct qcowkit_image *img =
+        test_mem_image(8 * MIB, cs, NULL, "t.qcow", &io);
+    uint64_t l1_pos;
+    size_t len;
+
+    CHECK_OK(qcowkit_pwrite(img, buf, 2 * MIB, 2 * MIB));
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 4 * MIB));
+    CHECK_OK(qcowkit_flush(img));
+    bytes = test_mem_bytes(io, &len);
+    CHECK(test_l2_entry_pos(bytes, len, 2 * MIB, &l1_pos) != 0);
+    free(bytes);
+    CHECK_OK(qcowkit_discard(img, 2 * MIB - 100, 2 * MIB + 200));
+    check_clean(img);
+    bytes = test_mem_bytes(io, &len);
+    CHECK(test_l2_entry_pos(bytes, len, 2 * MIB, &l1_pos) == 0);
+    CHECK_EQ_U64(test_get_be64(bytes + l1_pos), 0);
+    /* The table of 4 MiB keeps a cluster: it stays. */
+    CHECK(test_l2_entry_pos(bytes, len, 4 * MIB, NULL) != 0);
+    check_reads(img, 2 * MIB, 2 * MIB, NULL);
+    check_reads(img, 4 * MIB, cs, buf);
+    /* Written again: a new table. */
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 3 * MIB));
+    CHECK_OK(qcowkit_close(img));
+    img = test_open_io(io, "t.qcow", QCOWKIT_OPEN_RDWR);
+    check_reads(img, 3 * MIB, cs, buf);
+    check_reads(img, 2 * MIB, MIB, NULL);
+    check_clean(img);
+    CHECK_OK(qcowkit_close(img));
+    free(bytes);
+    qcowkit_io_close(io);
+    free(buf);
+}
+
 /*
  * Entries the trust rules refuse, or space another entry of the table
  * still points at: cleared, never punched (the memory backend zeros what
@@ -503,6 +542,7 @@ int main(void)
     test_qemu_compare();
     test_faults();
     test_never_punched();
+    test_table_freed();
     free(g_dir);
     return 0;
 }
