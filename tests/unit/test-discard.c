@@ -484,6 +484,42 @@ static void test_table_freed(void)
     free(buf);
 }
 
+/* The L1 write that frees an empty table fails: the table stays. */
+static void test_drop_fault(void)
+{
+    const uint32_t cs = 4096;
+    uint8_t *buf = random_data(cs, 12);
+    struct qcowkit_io *mem, *fault;
+    struct qcowkit_image *img =
+        test_mem_image(8 * MIB, cs, NULL, "g.qcow", &mem);
+    struct qcowkit_check_report rep;
+
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 0));
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 2 * MIB));
+    CHECK_OK(qcowkit_close(img));
+    CHECK_OK(fault_backend_new(mem, &fault));
+    img = test_open_io(fault, "g.qcow", QCOWKIT_OPEN_RDWR);
+    CHECK_OK(fault_backend_arm(fault, FAULT_OP_WRITE, 1, 0, -EIO));
+    CHECK_ERR(qcowkit_discard(img, 2 * MIB, cs), -EIO);
+    check_reads(img, 2 * MIB, cs, NULL);
+    /* Written again into the kept table: it must be found after reopen. */
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 2 * MIB + cs));
+    CHECK_OK(qcowkit_close(img));
+    qcowkit_io_close(fault);
+    img = test_open_io(mem, "g.qcow", QCOWKIT_OPEN_RDWR);
+    check_reads(img, 0, cs, buf);
+    check_reads(img, 2 * MIB, cs, NULL);
+    check_reads(img, 2 * MIB + cs, cs, buf);
+    qcowkit_check_report_init(&rep);
+    CHECK_OK(qcowkit_check(img, 0, NULL, NULL, &rep));
+    CHECK_EQ_U64(rep.corruptions, 0);
+    /* The batch was still finished: the cleared cluster was punched. */
+    CHECK_EQ_U64(rep.leaks, 0);
+    CHECK_OK(qcowkit_close(img));
+    qcowkit_io_close(mem);
+    free(buf);
+}
+
 /*
  * Entries the trust rules refuse, or space another entry of the table
  * still points at: cleared, never punched (the memory backend zeros what
@@ -543,6 +579,7 @@ int main(void)
     test_faults();
     test_never_punched();
     test_table_freed();
+    test_drop_fault();
     free(g_dir);
     return 0;
 }
