@@ -445,6 +445,50 @@ static void test_faults(void)
     free(buf);
 }
 
+/* Encrypted: discard works; zeros that may unmap over a backing file are
+ * written (compressed clusters would be plaintext). */
+static void test_encrypted(void)
+{
+    static const uint8_t key[16] = "discard-key";
+    char *base = path_of("enc-base.qcow"), *top = path_of("enc-top.qcow");
+    uint8_t *under = random_data(MIB, 13), *over = random_data(MIB, 14);
+    struct qcowkit_create_opts co;
+    struct qcowkit_open_opts oo;
+    struct qcowkit_image *img;
+
+    create_qcow(base, MIB, 4096, NULL);
+    img = open_path(base, QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_QCOW);
+    CHECK_OK(qcowkit_pwrite(img, under, MIB, 0));
+    CHECK_OK(qcowkit_close(img));
+    test_create_opts(&co, MIB, 4096, "enc-base.qcow");
+    co.key = key;
+    co.key_len = sizeof key;
+    CHECK_OK(qcowkit_create(top, &co, 0));
+    qcowkit_open_opts_init(&oo);
+    oo.flags = QCOWKIT_OPEN_RDWR;
+    oo.format = QCOWKIT_FORMAT_QCOW;
+    oo.key = key;
+    oo.key_len = sizeof key;
+    CHECK_OK(qcowkit_open(top, &oo, &img));
+    CHECK_OK(qcowkit_pwrite(img, over, MIB, 0));
+    CHECK_OK(qcowkit_discard(img, 0, 65536));
+    check_reads(img, 0, 65536, under);
+    CHECK_OK(qcowkit_pwrite_zeroes_flags(img, 65536, 65536,
+                                         QCOWKIT_ZEROES_MAY_UNMAP));
+    check_reads(img, 65536, 65536, NULL);
+    check_reads(img, 2 * 65536, 65536, over + 2 * 65536);
+    check_clean(img);
+    CHECK_OK(qcowkit_close(img));
+    CHECK_OK(qcowkit_open(top, &oo, &img));
+    check_reads(img, 0, 65536, under);
+    check_reads(img, 65536, 65536, NULL);
+    CHECK_OK(qcowkit_close(img));
+    free(under);
+    free(over);
+    free(base);
+    free(top);
+}
+
 /* A table left empty goes too: its L1 entry is cleared, it can come back. */
 static void test_table_freed(void)
 {
@@ -580,6 +624,7 @@ int main(void)
     test_never_punched();
     test_table_freed();
     test_drop_fault();
+    test_encrypted();
     free(g_dir);
     return 0;
 }
