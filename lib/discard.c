@@ -311,7 +311,7 @@ static int raw_discard(struct qcowkit_image *img, uint64_t offset,
     if (start >= end)
         return 0;
     err = qk_io_discard(img->io, start, end - start);
-    if (err == -EOPNOTSUPP)
+    if (err == -EOPNOTSUPP || err == -EINVAL) /* cannot: the data stays */
         return 0;
     pthread_mutex_lock(&img->lock);
     qk_data_written(img);
