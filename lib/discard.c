@@ -35,9 +35,9 @@
 int qk_punches_init(struct qcowkit_image *img, struct qk_punches *p)
 {
     memset(p, 0, sizeof *p);
-    p->cap = BATCH_RANGES > 2 * (size_t)img->l2_entries
+    p->cap = BATCH_RANGES > 2 * ((size_t)img->l2_entries + 1)
                  ? BATCH_RANGES
-                 : 2 * (size_t)img->l2_entries;
+                 : 2 * ((size_t)img->l2_entries + 1);
     p->ranges = malloc(p->cap * sizeof *p->ranges);
     p->extents = malloc(img->l2_entries * sizeof *p->extents);
     p->truncations = img->truncations;
@@ -58,7 +58,7 @@ void qk_punches_free(struct qk_punches *p)
 bool qk_punches_full(const struct qcowkit_image *img,
                      const struct qk_punches *p)
 {
-    return p->cap - p->count < img->l2_entries;
+    return p->cap - p->count < (size_t)img->l2_entries + 1; /* + the table */
 }
 
 /* The host bytes of a trusted entry, or false. */
@@ -79,19 +79,23 @@ static bool trusted_extent(struct qcowkit_image *img, uint64_t entry,
     return !qk_cluster_problem(img, r->start, r->len, img->file_end, guest);
 }
 
+static void add_range(struct qk_punches *p, struct qk_range r)
+{
+    struct qk_range *last = p->count ? &p->ranges[p->count - 1] : NULL;
+
+    if (last && last->start + last->len == r.start)
+        last->len += r.len;
+    else if (p->count < p->cap) /* always: a full batch is finished first */
+        p->ranges[p->count++] = r;
+}
+
 void qk_punch_note(struct qcowkit_image *img, struct qk_punches *p,
                    uint64_t entry, uint64_t guest)
 {
-    struct qk_range r, *last = p->count ? &p->ranges[p->count - 1] : NULL;
+    struct qk_range r;
 
-    if (!entry || !trusted_extent(img, entry, guest, &r))
-        return;
-    if (last && last->start + last->len == r.start) {
-        last->len += r.len;
-        return;
-    }
-    if (p->count < p->cap) /* always: callers finish a full batch first */
-        p->ranges[p->count++] = r;
+    if (entry && trusted_extent(img, entry, guest, &r))
+        add_range(p, r);
 }
 
 static int by_start(const void *a, const void *b)
@@ -213,13 +217,29 @@ void qk_whole_clusters(const struct qcowkit_image *img, uint64_t offset,
         *end = stop & ~(uint64_t)(img->cluster_size - 1);
 }
 
+/*
+ * A table left with no entry goes too: its L1 entry is cleared at once
+ * (the table then reads as all unallocated, as its entries do), and its
+ * space is punched with the batch, once that is durable.
+ */
+static int drop_empty_table(struct qcowkit_image *img, uint64_t l1_index,
+                            struct qk_punches *p)
+{
+    uint64_t freed;
+    int err = qk_l2_drop_if_empty(img, l1_index, &freed);
+
+    if (err == 0 && freed)
+        add_range(p, (struct qk_range){freed, (uint64_t)img->l2_entries * 8});
+    return err;
+}
+
 /* Clear the entries of n clusters from guest offset at, in one table. */
 static int clear_in_table(struct qcowkit_image *img, uint64_t at, uint64_t n,
                           struct qk_punches *p)
 {
     uint64_t l1_index = at >> (img->cluster_bits + img->l2_bits);
     uint32_t idx = (at >> img->cluster_bits) & (img->l2_entries - 1);
-    size_t from = p->count;
+    size_t from = p->count ? p->count - 1 : 0; /* the last may grow */
     bool changed = false;
     uint64_t *table;
     int err;
@@ -239,6 +259,8 @@ static int clear_in_table(struct qcowkit_image *img, uint64_t at, uint64_t n,
         qk_l2_mark_dirty(img, l1_index);
         err = qk_punch_spare(img, p, from, table);
     }
+    if (changed && err == 0)
+        err = drop_empty_table(img, l1_index, p);
     pthread_mutex_unlock(&img->lock);
     return err;
 }
@@ -289,7 +311,7 @@ static int raw_discard(struct qcowkit_image *img, uint64_t offset,
     if (start >= end)
         return 0;
     err = qk_io_discard(img->io, start, end - start);
-    if (err == -EOPNOTSUPP)
+    if (err == -EOPNOTSUPP || err == -EINVAL) /* cannot: the data stays */
         return 0;
     pthread_mutex_lock(&img->lock);
     qk_data_written(img);

@@ -407,6 +407,14 @@ int qk_l2_next_table(struct qcowkit_image *img, uint64_t from, uint64_t end,
 int qk_l2_set(struct qcowkit_image *img, uint64_t guest_offset, uint64_t entry);
 /* Record a changed L2 entry (the table must be the one just returned). */
 void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index);
+/*
+ * The cached table of l1_index, if all its entries are zero and its L1
+ * entry is on disk: that entry is cleared (written through) and the table
+ * forgotten; *freed is its offset (0: nothing dropped).  If the L1 write
+ * fails, the table stays, to be published again by the next write-back.
+ */
+int qk_l2_drop_if_empty(struct qcowkit_image *img, uint64_t l1_index,
+                        uint64_t *freed);
 /* Write data, then tables, then L1 entries, with a barrier between. */
 int qk_writeback(struct qcowkit_image *img);
 
@@ -563,8 +571,9 @@ bool qk_punches_full(const struct qcowkit_image *img,
  * remember its host bytes if they are trusted. */
 void qk_punch_note(struct qcowkit_image *img, struct qk_punches *p,
                    uint64_t entry, uint64_t guest);
-/* Lock held: forget ranges noted since index from that an entry of table
- * (as it is now) still points into. */
+/* Lock held: forget ranges from index from on that an entry of table (as
+ * it is now) still points into.  The range last noted before a table's
+ * entries changed may have grown by them: check it too. */
 int qk_punch_spare(struct qcowkit_image *img, struct qk_punches *p, size_t from,
                    const uint64_t *table);
 /*

@@ -65,7 +65,7 @@ static int store_zero_streams(struct qcowkit_image *img, const uint8_t *stream,
 {
     uint64_t l1_index = at >> (img->cluster_bits + img->l2_bits);
     uint32_t idx = (at >> img->cluster_bits) & (img->l2_entries - 1);
-    size_t from = p->count;
+    size_t from = p->count ? p->count - 1 : 0; /* the last may grow */
     uint64_t host, *table;
     uint8_t *run;
     int err;

@@ -18,6 +18,7 @@ struct params {
     unsigned ops;
     unsigned region;       /* clusters most calls fall in */
     unsigned flush_one_in; /* flush after a call with probability 1/n */
+    unsigned tables;       /* 0, or whole tables' spans: see table_calls */
 };
 
 /* A range of 1..4 clusters, often unaligned, inside the region or at the
@@ -42,6 +43,34 @@ static void pick_range(struct crash_run *r, struct crash_rng *g,
         *len = (size_t)(size - *off);
 }
 
+/*
+ * Few clusters in each of a few L2 tables, and discards of whole spans of
+ * tables, so that tables are left empty and freed.
+ */
+static void table_calls(struct crash_run *r, struct crash_rng *g,
+                        const struct params *p, uint8_t *buf)
+{
+    uint32_t cs = crash_cluster_size(r);
+    uint64_t span = (uint64_t)cs << crash_l2_bits(r);
+    uint64_t t = crash_rng_below(g, p->tables) * span;
+    unsigned what = (unsigned)crash_rng_below(g, 8);
+    uint64_t off = t + crash_rng_below(g, span / cs) * cs;
+
+    if (what < 4) {
+        crash_rng_fill(g, buf, cs);
+        crash_pwrite(r, buf, cs, off);
+    } else if (what < 5) {
+        crash_rng_fill_compressible(g, buf, cs);
+        crash_pwrite_compressed(r, buf, cs, off);
+    } else if (what < 7) {
+        /* The span, sometimes a little more on either side. */
+        uint64_t from = t > 0 && crash_rng_below(g, 2) ? t - 100 : t;
+        crash_discard(r, t + span - from + crash_rng_below(g, 2) * cs, from);
+    } else {
+        crash_pwrite_zeroes_unmap(r, cs, off);
+    }
+}
+
 static void workload(struct crash_run *r, void *arg)
 {
     const struct params *p = arg;
@@ -57,7 +86,9 @@ static void workload(struct crash_run *r, void *arg)
         size_t len;
 
         pick_range(r, &g, p, &off, &len);
-        if (what < 3) {
+        if (p->tables) {
+            table_calls(r, &g, p, buf);
+        } else if (what < 3) {
             crash_rng_fill(&g, buf, len);
             crash_pwrite(r, buf, len, off);
         } else if (what < 5) {
@@ -115,7 +146,9 @@ static void run_case(const char *name, uint64_t seed, uint64_t size,
 
 int main(int argc, char **argv)
 {
-    static const struct params small = {30, 24, 3}, evict = {40, 4096, 10};
+    static const struct params small = {30, 24, 3, 0},
+                               evict = {40, 4096, 10, 0},
+                               tables = {32, 24, 4, 3};
     const size_t backing_len = (1u << 20) + 1536;
     char backing_path[4352], overlay_path[4352];
     uint8_t *backing = malloc(backing_len);
@@ -127,6 +160,11 @@ int main(int argc, char **argv)
              &small);
     run_case("discard-512", 42, 256u << 10, 512, 0, NULL, NULL, NULL, 0,
              &small);
+    /* Tables left empty by discards of their spans are freed. */
+    run_case("discard-tables-4k", 46, 16u << 20, 4096, 0, NULL, NULL, NULL, 0,
+             &tables);
+    run_case("discard-tables-512", 47, 16u << 20, 512, 0, NULL, NULL, NULL, 0,
+             &tables);
     /* 4 cached tables of 2 MiB over 16 MiB: evictions write tables back. */
     run_case("discard-evict-4k", 43, 16u << 20, 4096, 1, NULL, NULL, NULL, 0,
              &evict);
@@ -143,6 +181,8 @@ int main(int argc, char **argv)
     /* The overlay reaches past its backing file's end. */
     run_case("discard-overlay-4k", 44, (1u << 20) + 65536, 4096, 0,
              backing_path, overlay_path, backing, backing_len, &small);
+    run_case("discard-overlay-tables", 48, (6u << 20) + 65536, 512, 0,
+             backing_path, overlay_path, backing, backing_len, &tables);
     run_case("discard-overlay-512", 45, (1u << 20) + 65536, 512, 0,
              backing_path, overlay_path, backing, backing_len, &small);
     free(backing);

@@ -13,7 +13,9 @@
  *      again, other threads discard and unmap-zero some of them; the gate
  *      delays transfers at random.  Every cluster reads zeros or one whole
  *      version its writer wrote, clusters never discarded read their last
- *      version, and check finds no corruption and no leak.
+ *      version, and check finds no corruption and no leak.  In some runs
+ *      the whole image is discarded now and then, so its L2 table is
+ *      freed while overwrites are in flight.
  *
  * Environment: QCOWKIT_SEED=n, QCOWKIT_ITERATIONS=n (writes per writer).
  */
@@ -272,6 +274,7 @@ struct shared {
     atomic_uint done[CLUSTERS];
     atomic_bool touched[CLUSTERS];
     atomic_bool stop;
+    bool whole; /* cutters also discard everything: the table goes */
 };
 
 struct worker {
@@ -311,6 +314,10 @@ static void *cutter(void *arg)
     while (!atomic_load(&sh->stop)) {
         uint32_t c = (uint32_t)test_rng_below(&r, CLUSTERS / 2) * 2;
         uint32_t n = test_rng_below(&r, 4) == 0 ? 2 : 1;
+        if (sh->whole && test_rng_below(&r, 8) == 0) {
+            c = 0;
+            n = CLUSTERS;
+        }
         if (c + n > CLUSTERS)
             n = 1;
         for (uint32_t k = 0; k < n; k++)
@@ -328,7 +335,7 @@ static void *cutter(void *arg)
     return NULL;
 }
 
-static void test_random(uint64_t seed, unsigned iterations)
+static void test_random(uint64_t seed, unsigned iterations, bool whole)
 {
     struct stack s;
     struct shared sh;
@@ -342,6 +349,7 @@ static void test_random(uint64_t seed, unsigned iterations)
     sh.s = &s;
     sh.seed = seed;
     sh.iterations = iterations;
+    sh.whole = whole;
     for (unsigned i = 0; i < WRITERS + CUTTERS; i++) {
         wk[i] = (struct worker){&sh, i < WRITERS ? i : i - WRITERS};
         CHECK(pthread_create(&t[i], NULL, i < WRITERS ? writer : cutter,
@@ -378,6 +386,6 @@ int main(void)
     test_init(240);
     test_held();
     for (uint64_t i = 0; i < 4; i++)
-        test_random(seed + i, iterations);
+        test_random(seed + i, iterations, i % 2);
     return 0;
 }

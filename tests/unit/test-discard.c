@@ -445,6 +445,169 @@ static void test_faults(void)
     free(buf);
 }
 
+/* Encrypted: discard works; zeros that may unmap over a backing file are
+ * written (compressed clusters would be plaintext). */
+static void test_encrypted(void)
+{
+    static const uint8_t key[16] = "discard-key";
+    char *base = path_of("enc-base.qcow"), *top = path_of("enc-top.qcow");
+    uint8_t *under = random_data(MIB, 13), *over = random_data(MIB, 14);
+    struct qcowkit_create_opts co;
+    struct qcowkit_open_opts oo;
+    struct qcowkit_image *img;
+
+    create_qcow(base, MIB, 4096, NULL);
+    img = open_path(base, QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_QCOW);
+    CHECK_OK(qcowkit_pwrite(img, under, MIB, 0));
+    CHECK_OK(qcowkit_close(img));
+    test_create_opts(&co, MIB, 4096, "enc-base.qcow");
+    co.key = key;
+    co.key_len = sizeof key;
+    CHECK_OK(qcowkit_create(top, &co, 0));
+    qcowkit_open_opts_init(&oo);
+    oo.flags = QCOWKIT_OPEN_RDWR;
+    oo.format = QCOWKIT_FORMAT_QCOW;
+    oo.key = key;
+    oo.key_len = sizeof key;
+    CHECK_OK(qcowkit_open(top, &oo, &img));
+    CHECK_OK(qcowkit_pwrite(img, over, MIB, 0));
+    CHECK_OK(qcowkit_discard(img, 0, 65536));
+    check_reads(img, 0, 65536, under);
+    CHECK_OK(qcowkit_pwrite_zeroes_flags(img, 65536, 65536,
+                                         QCOWKIT_ZEROES_MAY_UNMAP));
+    check_reads(img, 65536, 65536, NULL);
+    check_reads(img, 2 * 65536, 65536, over + 2 * 65536);
+    check_clean(img);
+    CHECK_OK(qcowkit_close(img));
+    CHECK_OK(qcowkit_open(top, &oo, &img));
+    check_reads(img, 0, 65536, under);
+    check_reads(img, 65536, 65536, NULL);
+    CHECK_OK(qcowkit_close(img));
+    free(under);
+    free(over);
+    free(base);
+    free(top);
+}
+
+/* A table left empty goes too: its L1 entry is cleared, it can come back. */
+static void test_table_freed(void)
+{
+    const uint32_t cs = 4096; /* tables of 512 entries map 2 MiB */
+    uint8_t *buf = random_data(2 * MIB, 11), *bytes;
+    struct qcowkit_io *io;
+    struct qcowkit_image *img =
+        test_mem_image(8 * MIB, cs, NULL, "t.qcow", &io);
+    uint64_t l1_pos;
+    size_t len;
+
+    CHECK_OK(qcowkit_pwrite(img, buf, 2 * MIB, 2 * MIB));
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 4 * MIB));
+    CHECK_OK(qcowkit_flush(img));
+    bytes = test_mem_bytes(io, &len);
+    CHECK(test_l2_entry_pos(bytes, len, 2 * MIB, &l1_pos) != 0);
+    free(bytes);
+    CHECK_OK(qcowkit_discard(img, 2 * MIB - 100, 2 * MIB + 200));
+    check_clean(img);
+    bytes = test_mem_bytes(io, &len);
+    CHECK(test_l2_entry_pos(bytes, len, 2 * MIB, &l1_pos) == 0);
+    CHECK_EQ_U64(test_get_be64(bytes + l1_pos), 0);
+    /* The table of 4 MiB keeps a cluster: it stays. */
+    CHECK(test_l2_entry_pos(bytes, len, 4 * MIB, NULL) != 0);
+    check_reads(img, 2 * MIB, 2 * MIB, NULL);
+    check_reads(img, 4 * MIB, cs, buf);
+    /* Written again: a new table. */
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 3 * MIB));
+    CHECK_OK(qcowkit_close(img));
+    img = test_open_io(io, "t.qcow", QCOWKIT_OPEN_RDWR);
+    check_reads(img, 3 * MIB, cs, buf);
+    check_reads(img, 2 * MIB, MIB, NULL);
+    check_clean(img);
+    CHECK_OK(qcowkit_close(img));
+    free(bytes);
+    qcowkit_io_close(io);
+    free(buf);
+}
+
+/* The L1 write that frees an empty table fails: the table stays. */
+static void test_drop_fault(void)
+{
+    const uint32_t cs = 4096;
+    uint8_t *buf = random_data(cs, 12);
+    struct qcowkit_io *mem, *fault;
+    struct qcowkit_image *img =
+        test_mem_image(8 * MIB, cs, NULL, "g.qcow", &mem);
+    struct qcowkit_check_report rep;
+
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 0));
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 2 * MIB));
+    CHECK_OK(qcowkit_close(img));
+    CHECK_OK(fault_backend_new(mem, &fault));
+    img = test_open_io(fault, "g.qcow", QCOWKIT_OPEN_RDWR);
+    CHECK_OK(fault_backend_arm(fault, FAULT_OP_WRITE, 1, 0, -EIO));
+    CHECK_ERR(qcowkit_discard(img, 2 * MIB, cs), -EIO);
+    check_reads(img, 2 * MIB, cs, NULL);
+    /* Written again into the kept table: it must be found after reopen. */
+    CHECK_OK(qcowkit_pwrite(img, buf, cs, 2 * MIB + cs));
+    CHECK_OK(qcowkit_close(img));
+    qcowkit_io_close(fault);
+    img = test_open_io(mem, "g.qcow", QCOWKIT_OPEN_RDWR);
+    check_reads(img, 0, cs, buf);
+    check_reads(img, 2 * MIB, cs, NULL);
+    check_reads(img, 2 * MIB + cs, cs, buf);
+    qcowkit_check_report_init(&rep);
+    CHECK_OK(qcowkit_check(img, 0, NULL, NULL, &rep));
+    CHECK_EQ_U64(rep.corruptions, 0);
+    /* The batch was still finished: the cleared cluster was punched. */
+    CHECK_EQ_U64(rep.leaks, 0);
+    CHECK_OK(qcowkit_close(img));
+    qcowkit_io_close(mem);
+    free(buf);
+}
+
+/*
+ * Entries the trust rules refuse, or space another entry of the table
+ * still points at: cleared, never punched (the memory backend zeros what
+ * it punches, so a wrong punch shows).
+ */
+static void test_never_punched(void)
+{
+    const uint32_t cs = 4096;
+    uint8_t *buf = random_data(4 * cs, 10), *bytes;
+    struct qcowkit_io *io, *io2;
+    struct qcowkit_image *img = test_mem_image(MIB, cs, NULL, "d.qcow", &io);
+    uint64_t e0, e1, e2, l1_pos;
+    size_t len;
+
+    CHECK_OK(qcowkit_pwrite(img, buf, 4 * cs, 0));
+    CHECK_OK(qcowkit_close(img));
+    bytes = test_mem_bytes(io, &len);
+    e0 = test_l2_entry_pos(bytes, len, 0, &l1_pos);
+    e1 = test_l2_entry_pos(bytes, len, cs, NULL);
+    e2 = test_l2_entry_pos(bytes, len, 2 * cs, NULL);
+    CHECK(e0 && e1 && e2);
+    /* Cluster 1 shares cluster 0's space; cluster 2 points at the L2
+     * table itself (refused by the trust rules). */
+    memcpy(bytes + e1, bytes + e0, 8);
+    memcpy(bytes + e2, bytes + l1_pos, 8);
+    io2 = test_mem_io(bytes, len);
+    img = test_open_io(io2, "d.qcow", QCOWKIT_OPEN_RDWR);
+    CHECK_OK(qcowkit_discard(img, 0, cs));
+    CHECK_OK(qcowkit_discard(img, 2 * cs, cs));
+    CHECK_OK(qcowkit_close(img));
+    /* Read back from the disk: a punch of the table or of cluster 0's
+     * space would show as zeros in clusters 1 and 3. */
+    img = test_open_io(io2, "d.qcow", QCOWKIT_OPEN_RDWR);
+    check_reads(img, 0, cs, NULL);
+    check_reads(img, cs, cs, buf);
+    check_reads(img, 2 * cs, cs, NULL);
+    check_reads(img, 3 * cs, cs, buf + 3 * cs);
+    CHECK_OK(qcowkit_close(img));
+    qcowkit_io_close(io2);
+    free(bytes);
+    qcowkit_io_close(io);
+    free(buf);
+}
+
 int main(void)
 {
     test_init(120);
@@ -458,6 +621,10 @@ int main(void)
     test_read_only();
     test_qemu_compare();
     test_faults();
+    test_never_punched();
+    test_table_freed();
+    test_drop_fault();
+    test_encrypted();
     free(g_dir);
     return 0;
 }
