@@ -37,13 +37,13 @@
  *   its table lock); qcowkit_resize, qcowkit_make_empty, qcowkit_check
  *   (with or without repairs) and qcowkit_set_backing hold it
  *   exclusively, so they wait for the calls in flight and the calls
- *   made meanwhile wait for them.  Space is thus never given to new
- *   data while an older transfer can still land in it.  The lock
- *   prefers writers (with glibc): a resize does not wait behind an
- *   endless stream of reads.  A compressed write never reuses space: an
- *   overwrite of the same cluster running at the same time lands either
- *   in the new cluster or in the old one, which nothing points at any
- *   more, as if it had run first.
+ *   made meanwhile wait for them; so do qcowkit_discard and
+ *   qcowkit_pwrite_zeroes_flags while they punch freed space.  Space is thus
+ * never given to new data while an older transfer can still land in it.  The
+ * lock prefers writers (with glibc): a resize does not wait behind an endless
+ * stream of reads.  A compressed write never reuses space: an overwrite of the
+ * same cluster running at the same time lands either in the new cluster or in
+ * the old one, which nothing points at any more, as if it had run first.
  *
  * DURABILITY
  *   A write is visible to reads on the same handle once the call returns.
@@ -344,6 +344,56 @@ int qcowkit_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
  */
 int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
                           uint64_t offset);
+
+/*
+ * Give back whole clusters of [offset, offset+count), which must lie
+ * inside the virtual size, as writes must (a cluster that ends at the
+ * virtual size counts as whole).  Partial clusters at either end are left
+ * alone.  A discarded cluster reads from the backing file again, or as
+ * zeros where there is none (as NBD's TRIM permits); compressed clusters
+ * too.  Read-only images: -EROFS.
+ *   qcow: the L2 entries are cleared; once that is durable (written and
+ *   synced, unless QCOWKIT_OPEN_NO_SYNC), the space the clusters held is
+ *   punched out of the file with the backend's discard (a compressed
+ *   cluster: exactly its stream's bytes).  A backend that cannot punch
+ *   (-EOPNOTSUPP) still gets the entries cleared.  An entry the library
+ *   does not trust (see qcowkit_check) is cleared but its space is never
+ *   punched; nor is space another entry of the same L2 table still
+ *   points at.  Space is never reused (the file only grows), so a later
+ *   write cannot land in a punched range.  One sync per call, or per
+ *   batch of a few thousand ranges on large calls.  Holds the handle's
+ *   lock shared, and exclusively only while punching, so that no
+ *   overwrite that looked the cluster up before the discard can still
+ *   land in the punched range: such a write and the discard take effect
+ *   in either order.
+ *   raw: the whole 512-byte sectors of the range are punched (they read
+ *   as zeros), if the backend can; a probed raw image keeps sector 0.
+ * Returns 0 or a negative errno; a failed punch or sync is returned after
+ * the entries were cleared (the space is then left unused, a leak that
+ * qcowkit_check finds and can repair).
+ */
+int qcowkit_discard(struct qcowkit_image *img, uint64_t offset, uint64_t count);
+
+/* qcowkit_pwrite_zeroes_flags: the range may be given back. */
+#define QCOWKIT_ZEROES_MAY_UNMAP 1u
+
+/*
+ * qcowkit_pwrite_zeroes with flags (0: the same call).  The range reads
+ * as zeros afterwards in every case.  With QCOWKIT_ZEROES_MAY_UNMAP:
+ *   qcow: whole clusters are discarded (see qcowkit_discard) where
+ *   nothing is under them (no backing file, or past its end); over a
+ *   backing file each gets a compressed cluster of zeros (a few bytes)
+ *   and its old space is punched once that is durable; on encrypted
+ *   overlays zeros are written as without the flag.  Partial clusters:
+ *   zeros are written.
+ *   raw: the range is punched; where the backend cannot, zeroed with
+ *   FALLOC_FL_ZERO_RANGE, else zeros are written.
+ * Without it, raw images are zeroed with FALLOC_FL_ZERO_RANGE where the
+ * file system or device can, else zeros are written.  The probed-raw
+ * guard applies as to any write.  Unknown flags: -EINVAL.
+ */
+int qcowkit_pwrite_zeroes_flags(struct qcowkit_image *img, size_t count,
+                                uint64_t offset, unsigned flags);
 
 /*
  * Write whole clusters compressed (refused with -ENOTSUP on encrypted

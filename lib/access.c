@@ -78,3 +78,9 @@ void qk_assert_access(struct qcowkit_image *img)
     assert(atomic_load(&img->access_readers) > 0 || held_exclusive(img));
     (void)img;
 }
+
+void qk_assert_shared(struct qcowkit_image *img)
+{
+    assert(atomic_load(&img->access_readers) > 0 && !held_exclusive(img));
+    (void)img;
+}

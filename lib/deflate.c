@@ -104,3 +104,29 @@ int qk_deflate_cluster(struct qcowkit_deflater *d, const void *src, size_t len,
     *out_len = pack(d, cluster, out);
     return 0;
 }
+
+/* One deflate stream of a cluster of zeros, in *out (malloc'd): what grown
+ * ranges and unmapped zeros over a backing file store. */
+int qk_zero_stream(struct qcowkit_image *img, uint8_t **out, size_t *len)
+{
+    struct qcowkit_deflater *d;
+    uint8_t *zeros = calloc(1, img->cluster_size);
+    uint8_t *packed = malloc(img->cluster_size);
+    int err = qk_deflater_new(img, &d);
+
+    if (err == 0 && (!zeros || !packed))
+        err = qk_error(-ENOMEM, "%s: out of memory", img->name);
+    if (err == 0)
+        err = qk_deflate_cluster(d, zeros, img->cluster_size, packed, len);
+    if (err == 0 && *len == 0)
+        err = qk_error(-EIO, "%s: a cluster of zeros does not deflate",
+                       img->name);
+    qk_deflater_free(d);
+    free(zeros);
+    if (err < 0) {
+        free(packed);
+        return err;
+    }
+    *out = packed;
+    return 0;
+}

@@ -99,31 +99,6 @@ static int zero_straddle(struct qcowkit_image *img, uint8_t *buf, uint64_t old,
     return qk_write_data(img, buf, end - old, entry + head, old);
 }
 
-/* One deflate stream of a cluster of zeros, in *out (malloc'd). */
-static int zero_stream(struct qcowkit_image *img, uint8_t **out, size_t *len)
-{
-    struct qcowkit_deflater *d;
-    uint8_t *zeros = calloc(1, img->cluster_size);
-    uint8_t *packed = malloc(img->cluster_size);
-    int err = qk_deflater_new(img, &d);
-
-    if (err == 0 && (!zeros || !packed))
-        err = qk_error(-ENOMEM, "%s: out of memory", img->name);
-    if (err == 0)
-        err = qk_deflate_cluster(d, zeros, img->cluster_size, packed, len);
-    if (err == 0 && *len == 0)
-        err = qk_error(-EIO, "%s: a cluster of zeros does not deflate",
-                       img->name);
-    qk_deflater_free(d);
-    free(zeros);
-    if (err < 0) {
-        free(packed);
-        return err;
-    }
-    *out = packed;
-    return 0;
-}
-
 /*
  * Zero clusters for [off, off + n clusters), all in one L2 table: one
  * write of n streams (or n encrypted clusters), then the entries.
@@ -172,7 +147,7 @@ static int zero_covered(struct qcowkit_image *img, uint64_t first,
     uint64_t span = UINT64_C(1) << (img->cluster_bits + img->l2_bits);
     uint8_t *stream = NULL;
     size_t len = 0;
-    int err = encrypted(img) ? 0 : zero_stream(img, &stream, &len);
+    int err = encrypted(img) ? 0 : qk_zero_stream(img, &stream, &len);
 
     for (uint64_t off = first; err == 0 && off < reach;) {
         uint64_t stop = (off & ~(span - 1)) + span;

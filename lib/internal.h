@@ -6,8 +6,9 @@
  *   7 public calls   image (open, close, flush, make-empty, info, the
  *                    backing chain), resize, check, chain, create
  *   6 image changes  compress (compressed writes), grow (zeroing a grown
- *                    range)
- *   5 guest I/O      rw (reads and writes), status (block status)
+ *                    range), zeroes (writing zeros that may unmap)
+ *   5 guest I/O      rw (reads and writes), status (block status),
+ *                    discard (giving clusters back)
  *   4 data           data (host clusters, through AES), inflate, deflate,
  *                    probe (the probed-raw guard)
  *   3 metadata       table (L2 cache, allocation, write-back), trust, l1
@@ -138,6 +139,9 @@ struct qcowkit_io {
     unsigned lock_readers;
     unsigned lock_writers;
     unsigned lock_mode;
+    /* Zeros over a range without writing them (the file backend's
+     * FALLOC_FL_ZERO_RANGE), or NULL; internal, not in the ops. */
+    int (*zero_range)(void *opaque, uint64_t offset, uint64_t length);
 };
 
 int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
@@ -145,6 +149,9 @@ int qk_io_make(const struct qcowkit_io_ops *ops, void *opaque, const char *name,
 void qk_io_close(struct qcowkit_io *io);
 int qk_io_truncate(struct qcowkit_io *io, uint64_t size);
 int qk_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length);
+/* Zeros over the range by the backend's zero_range; -EOPNOTSUPP without
+ * one.  Records no message: callers fall back to written zeros. */
+int qk_io_zero_range(struct qcowkit_io *io, uint64_t offset, uint64_t length);
 /* io-file.c */
 int qk_io_open_file(const char *path, unsigned flags, struct qcowkit_io **io);
 
@@ -302,6 +309,9 @@ struct qcowkit_image {
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
     uint64_t file_end; /* allocations go at or after this byte */
+    /* Times the file was cut (qk_io_truncate_to, access lock exclusive):
+     * space below file_end may be allocated again after a cut. */
+    uint64_t truncations;
     /* Data reached the backend since the last barrier (barrier.c only). */
     bool data_unsynced;
     struct qk_cache cache;
@@ -367,6 +377,8 @@ void qk_access_exclusive(struct qcowkit_image *img);
 void qk_access_leave(struct qcowkit_image *img);
 void qk_assert_exclusive(struct qcowkit_image *img);
 void qk_assert_access(struct qcowkit_image *img);
+/* Held shared (by some thread; the caller must be one of them). */
+void qk_assert_shared(struct qcowkit_image *img);
 
 /* barrier.c, lock held: a durability barrier on the image's file (unless
  * opened NO_SYNC), which clears data_unsynced. */
@@ -395,6 +407,14 @@ int qk_l2_next_table(struct qcowkit_image *img, uint64_t from, uint64_t end,
 int qk_l2_set(struct qcowkit_image *img, uint64_t guest_offset, uint64_t entry);
 /* Record a changed L2 entry (the table must be the one just returned). */
 void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index);
+/*
+ * The cached table of l1_index, if all its entries are zero and its L1
+ * entry is on disk: that entry is cleared (written through) and the table
+ * forgotten; *freed is its offset (0: nothing dropped).  If the L1 write
+ * fails, the table stays, to be published again by the next write-back.
+ */
+int qk_l2_drop_if_empty(struct qcowkit_image *img, uint64_t l1_index,
+                        uint64_t *freed);
 /* Write data, then tables, then L1 entries, with a barrier between. */
 int qk_writeback(struct qcowkit_image *img);
 
@@ -542,6 +562,56 @@ int qk_pread(struct qcowkit_image *img, void *buf, size_t count,
 int qk_pwrite(struct qcowkit_image *img, const void *buf, size_t count,
               uint64_t offset);
 int qk_pwrite_zeroes(struct qcowkit_image *img, size_t count, uint64_t offset);
+
+/*
+ * discard.c: host ranges that cleared L2 entries pointed at, punched once
+ * the cleared entries are durable.  Bounded: a batch holds at most cap
+ * ranges, finished before it could overflow.
+ */
+struct qk_range {
+    uint64_t start, len;
+};
+
+struct qk_punches {
+    struct qk_range *ranges; /* in the order noted, adjacent ones merged */
+    size_t count, cap;
+    struct qk_range *extents; /* scratch: one table's extents, sorted */
+    uint64_t truncations;     /* img->truncations when the batch began */
+};
+
+int qk_punches_init(struct qcowkit_image *img, struct qk_punches *p);
+void qk_punches_free(struct qk_punches *p);
+/* Could the next table's worth of ranges overflow the batch? */
+bool qk_punches_full(const struct qcowkit_image *img,
+                     const struct qk_punches *p);
+/* Lock held: entry (of the cluster at guest) is about to be replaced;
+ * remember its host bytes if they are trusted. */
+void qk_punch_note(struct qcowkit_image *img, struct qk_punches *p,
+                   uint64_t entry, uint64_t guest);
+/* Lock held: forget ranges from index from on that an entry of table (as
+ * it is now) still points into.  The range last noted before a table's
+ * entries changed may have grown by them: check it too. */
+int qk_punch_spare(struct qcowkit_image *img, struct qk_punches *p, size_t from,
+                   const uint64_t *table);
+/*
+ * Access lock held shared, img->lock not held: make the changed entries
+ * durable, then punch the batch's ranges with the access lock held
+ * exclusively (taken and given back: held shared again on return), and
+ * start a new batch.  -EOPNOTSUPP from the backend is not an error.
+ */
+int qk_punches_finish(struct qcowkit_image *img, struct qk_punches *p);
+/* discard.c: qcowkit_discard of whole clusters [first, end) of a qcow
+ * image (cluster-aligned; end may be the aligned-up virtual size);
+ * access lock held shared. */
+int qk_discard_clusters(struct qcowkit_image *img, uint64_t first,
+                        uint64_t end);
+/* discard.c: the whole clusters of [offset, offset+count): [*first, *end),
+ * empty if *first >= *end. */
+void qk_whole_clusters(const struct qcowkit_image *img, uint64_t offset,
+                       uint64_t count, uint64_t *first, uint64_t *end);
+
+/* deflate.c: one deflate stream of a cluster of zeros, in *out (malloc'd). */
+int qk_zero_stream(struct qcowkit_image *img, uint8_t **out, size_t *len);
 
 /* status.c: 0 if [offset, offset+count) is a non-empty range inside img,
  * else -EINVAL with a message naming what was asked. */

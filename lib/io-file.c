@@ -138,6 +138,17 @@ static int file_discard(void *opaque, uint64_t offset, uint64_t length)
     return 0;
 }
 
+/* Zeros without writing them; on a block device too (its driver may
+ * refuse a range not aligned to its logical block size). */
+static int file_zero_range(void *opaque, uint64_t offset, uint64_t length)
+{
+    struct file_backend *f = opaque;
+    if (fallocate(f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)offset, (off_t)length) < 0)
+        return -errno;
+    return 0;
+}
+
 static int file_lock(void *opaque, unsigned mode, const char **why)
 {
     struct file_backend *f = opaque;
@@ -290,6 +301,7 @@ int qk_io_open_file_why(const char *path, unsigned flags,
         *why = strerror(-err);
         return err;
     }
+    (*io)->zero_range = file_zero_range;
     (*io)->identity_known = true;
     (*io)->dev = st.st_dev;
     (*io)->ino = st.st_ino;

@@ -154,6 +154,12 @@ int qk_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length)
     return 0;
 }
 
+int qk_io_zero_range(struct qcowkit_io *io, uint64_t offset, uint64_t length)
+{
+    return io->zero_range ? io->zero_range(io->opaque, offset, length)
+                          : -EOPNOTSUPP;
+}
+
 int qcowkit_io_discard(struct qcowkit_io *io, uint64_t offset, uint64_t length)
 {
     return qk_io_discard(io, offset, length);

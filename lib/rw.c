@@ -427,14 +427,3 @@ int qk_pwrite_zeroes(struct qcowkit_image *img, size_t count, uint64_t offset)
     }
     return err;
 }
-
-int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
-                          uint64_t offset)
-{
-    int err;
-
-    qk_access_shared(img);
-    err = qk_pwrite_zeroes(img, count, offset);
-    qk_access_leave(img);
-    return err;
-}

@@ -280,6 +280,39 @@ void qk_l2_mark_dirty(struct qcowkit_image *img, uint64_t l1_index)
     qk_data_written(img);
 }
 
+int qk_l2_drop_if_empty(struct qcowkit_image *img, uint64_t l1_index,
+                        uint64_t *freed)
+{
+    struct qk_cache *c = &img->cache;
+    uint32_t i = qk_lru_find(&c->lru, l1_index);
+    struct qk_slot *s = i == QK_NO_SLOT ? NULL : &c->slots[i];
+    int err;
+
+    *freed = 0;
+    if (!s || s->unpublished)
+        return 0;
+    for (uint32_t j = 0; j < img->l2_entries; j++)
+        if (s->entries[j])
+            return 0;
+    err = qk_l1_set(img, l1_index, 0);
+    if (err < 0) {
+        /* The entry may or may not be on disk: write it again later. */
+        s->unpublished = true;
+        c->unpublished_count++;
+        if (!s->dirty)
+            c->dirty_count++;
+        s->dirty = true;
+        return err;
+    }
+    if (s->dirty)
+        c->dirty_count--;
+    s->dirty = false;
+    *freed = s->offset;
+    qk_trust_table_gone(img, l1_index, s->offset);
+    qk_cache_forget(img, l1_index);
+    return 0;
+}
+
 int qk_allocate(struct qcowkit_image *img, uint64_t bytes, uint64_t align,
                 uint64_t *offset)
 {
@@ -392,6 +425,7 @@ int qk_io_truncate_to(struct qcowkit_image *img, uint64_t size)
         return qk_error(err, "%s: cannot truncate to %llu bytes: %s", img->name,
                         (unsigned long long)size, strerror(-err));
     img->file_end = size;
+    img->truncations++; /* a discard's batch must not punch reused space */
     /* Space past size may be given out again, to an equal entry. */
     img->inflated_entry = 0;
     return 0;

@@ -136,14 +136,17 @@ static int put_data(struct copy_state *s, const uint8_t *buf, uint64_t len,
     return err < 0 ? copy_fail(s, true, err, offset) : 0;
 }
 
-/* Zeros into a target that may not read zeros there (-n). */
+/* Zeros into a target that may not read zeros there (-n).  As qemu-img
+ * does, they may unmap (a raw target gets holes, a qcow one its clusters'
+ * space back), unless -S 0 asked for a fully allocated target. */
 static int put_zeroes(struct copy_state *s, uint64_t len, uint64_t offset)
 {
+    unsigned flags = s->sparse ? QCOWKIT_ZEROES_MAY_UNMAP : 0;
     int err;
 
     if (!s->no_create)
         return 0;
-    err = qcowkit_pwrite_zeroes(s->dst, len, offset);
+    err = qcowkit_pwrite_zeroes_flags(s->dst, len, offset, flags);
     return err < 0 ? copy_fail(s, true, err, offset) : 0;
 }
 

@@ -129,8 +129,9 @@ static int vec_write_data(struct io_ctx *ctx, const struct vec_args *v)
     if (ret < 0 || v->count == 0)
         return ret;
     if (v->zflag && v->uflag)
-        return qcowkit_pwrite_zeroes(ctx->img, (size_t)v->count,
-                                     (uint64_t)v->offset);
+        return qcowkit_pwrite_zeroes_flags(ctx->img, (size_t)v->count,
+                                           (uint64_t)v->offset,
+                                           QCOWKIT_ZEROES_MAY_UNMAP);
     if (v->zflag)
         return io_write_zero_buffer(ctx, v->offset, v->count);
     buf = malloc((size_t)v->count);

@@ -320,15 +320,19 @@ fail:
 /*
  * write -z without -u: qcow has no way to store zeros cheaply, so QEMU
  * writes zero-filled data (the clusters become allocated).  Do the same;
- * -u lets the library leave zero clusters unallocated.  (With -c, as in
- * qemu-io, the zeros are not compressed.)
+ * a raw file gets the library's zeroing, which keeps the range allocated
+ * as QEMU's does.  (With -c, as in qemu-io, the zeros are not compressed.)
  */
 int io_write_zero_buffer(struct io_ctx *ctx, int64_t offset, int64_t count)
 {
     const size_t chunk = 1u << 20;
-    uint8_t *zeros = calloc(1, chunk);
+    uint8_t *zeros;
     int ret = 0;
 
+    if (ctx->raw)
+        return qcowkit_pwrite_zeroes_flags(ctx->img, (size_t)count,
+                                           (uint64_t)offset, 0);
+    zeros = calloc(1, chunk);
     if (!zeros)
         return -ENOMEM;
     while (count > 0 && ret == 0) {
@@ -476,7 +480,9 @@ static int do_write(struct io_ctx *ctx, const struct write_args *w,
     if (ret < 0)
         return ret;
     if (w->zflag && w->uflag)
-        ret = qcowkit_pwrite_zeroes(ctx->img, (size_t)count, (uint64_t)offset);
+        ret = qcowkit_pwrite_zeroes_flags(ctx->img, (size_t)count,
+                                          (uint64_t)offset,
+                                          QCOWKIT_ZEROES_MAY_UNMAP);
     else if (w->zflag)
         ret = io_write_zero_buffer(ctx, offset, count);
     else if (w->cflag)
@@ -720,6 +726,8 @@ static const struct io_cmd io_cmds[] = {
     {"alloc", NULL, alloc_f, 1, 2, "offset [count]",
      "checks if offset is allocated in the file"},
     {"close", "c", close_f, 0, 0, NULL, "close the current open file"},
+    {"discard", "d", discard_f, 2, -1, "[-Cq] off len",
+     "discards a number of bytes at a specified offset"},
     {"flush", "f", flush_f, 0, 0, NULL, "flush all in-core file state to disk"},
     {"help", "?", help_f, 0, 1, "[command]", "help for one or all commands"},
     {"info", "i", info_f, 0, 0, NULL,

@@ -74,4 +74,7 @@ int aio_read_f(struct io_ctx *ctx, int argc, char **argv);
 int aio_write_f(struct io_ctx *ctx, int argc, char **argv);
 int aio_flush_f(struct io_ctx *ctx, int argc, char **argv);
 
+/* cmd-io-discard.c: discard, giving the space back. */
+int discard_f(struct io_ctx *ctx, int argc, char **argv);
+
 #endif

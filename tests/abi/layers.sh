@@ -22,8 +22,8 @@ cat >"$tmp/layers" <<'LAYERS'
 2 access barrier backing
 3 trust table l1
 4 data inflate deflate probe
-5 rw status
-6 compress grow
+5 rw status discard
+6 compress grow zeroes
 7 image resize check chain create
 LAYERS
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,25 @@ static int crash_truncate(void *opaque, uint64_t size)
     return err;
 }
 
+/* A punched range reads as zeros: logged as a write of zeros, so that a
+ * crash may keep, drop or tear it like any unflushed write. */
+static int crash_discard(void *opaque, uint64_t offset, uint64_t length)
+{
+    struct crash_backend *c = opaque;
+    uint8_t *zeros = length <= SIZE_MAX ? calloc(1, length ? length : 1) : NULL;
+    int err;
+
+    if (!zeros)
+        return -ENOMEM;
+    pthread_mutex_lock(&c->lock);
+    err = begin_write(c, zeros, (size_t)length, offset);
+    if (err == 0)
+        err = qcowkit_io_discard(c->inner, offset, length);
+    pthread_mutex_unlock(&c->lock);
+    free(zeros);
+    return err;
+}
+
 static int apply(struct qcowkit_io *io, const struct pending *p)
 {
     if (!p->data)
@@ -188,6 +208,7 @@ static const struct qcowkit_io_ops crash_ops = {
     .get_size = crash_get_size,
     .truncate = crash_truncate,
     .close = crash_close,
+    .discard = crash_discard,
     .lock = crash_lock,
     .extent = crash_extent,
 };

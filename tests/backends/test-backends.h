@@ -54,9 +54,10 @@ uint64_t fault_backend_count(struct qcowkit_io *io, enum fault_op op);
  * inner backend at once, and are also remembered until the next flush;
  * the state as of that flush is kept aside.  Once armed, the nth write
  * or truncate from then on "loses power": it and every later call fail
- * with -EIO.  crash_backend_image() then builds what a disk could hold
- * after the loss: the flushed state plus each unflushed write kept,
- * dropped, or torn (kept for some of its 512-byte sectors only).
+ * with -EIO.  A discard counts as a write of zeros.  crash_backend_image() then
+ * builds what a disk could hold after the loss: the flushed state plus each
+ * unflushed write kept, dropped, or torn (kept for some of its 512-byte sectors
+ * only).
  */
 int crash_backend_new(struct qcowkit_io *inner, struct qcowkit_io **io);
 int crash_backend_arm(struct qcowkit_io *io, uint64_t nth);

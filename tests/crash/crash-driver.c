@@ -562,6 +562,45 @@ int crash_pwrite_compressed(struct crash_run *r, const void *buf, size_t n,
     return call_done(r, "qcowkit_pwrite_compressed", rc, n, off);
 }
 
+/*
+ * A discard reads, after it, as the disk did before the workload (the
+ * backing file's data, or zeros) over the whole clusters of the range; a
+ * cluster that ends at the virtual size counts as whole.
+ */
+int crash_discard(struct crash_run *r, uint64_t n, uint64_t off)
+{
+    uint64_t first = (off + r->cs - 1) / r->cs * r->cs;
+    uint64_t end = off + n == r->size ? r->size : (off + n) / r->cs * r->cs;
+    uint64_t before;
+    int rc;
+
+    g_op++;
+    if (!r->dead && first < end) {
+        uint8_t *base = xmalloc((size_t)(end - first));
+        model_base(&r->m, base, first, (size_t)(end - first));
+        model_write(&r->m, first, (size_t)(end - first), base);
+        free(base);
+    }
+    before = crash_backend_writes(r->crash_io);
+    rc = qcowkit_discard(r->img, off, n);
+    r->writes_outside_flush += crash_backend_writes(r->crash_io) - before;
+    return call_done(r, "qcowkit_discard", rc, (size_t)n, off);
+}
+
+int crash_pwrite_zeroes_unmap(struct crash_run *r, size_t n, uint64_t off)
+{
+    uint64_t before;
+    int rc;
+
+    g_op++;
+    if (!r->dead)
+        model_write(&r->m, off, n, NULL);
+    before = crash_backend_writes(r->crash_io);
+    rc = qcowkit_pwrite_zeroes_flags(r->img, n, off, QCOWKIT_ZEROES_MAY_UNMAP);
+    r->writes_outside_flush += crash_backend_writes(r->crash_io) - before;
+    return call_done(r, "qcowkit_pwrite_zeroes_flags", rc, n, off);
+}
+
 int crash_flush(struct crash_run *r)
 {
     int rc;

@@ -132,6 +132,10 @@ int crash_pwrite(struct crash_run *r, const void *buf, size_t n, uint64_t off);
 int crash_pwrite_zeroes(struct crash_run *r, size_t n, uint64_t off);
 int crash_pwrite_compressed(struct crash_run *r, const void *buf, size_t n,
                             uint64_t off);
+/* Whole clusters of the range read, after it, as before the workload. */
+int crash_discard(struct crash_run *r, uint64_t n, uint64_t off);
+/* qcowkit_pwrite_zeroes_flags with QCOWKIT_ZEROES_MAY_UNMAP. */
+int crash_pwrite_zeroes_unmap(struct crash_run *r, size_t n, uint64_t off);
 int crash_flush(struct crash_run *r);
 /* A read checked against the model's latest contents (counting run only). */
 int crash_pread_check(struct crash_run *r, size_t n, uint64_t off);

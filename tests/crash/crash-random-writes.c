@@ -1,8 +1,9 @@
 /*
  * crash-random-writes: random unaligned writes (1 byte .. 64 KiB) and a
- * few zero writes, with a flush every few calls, the power lost at each
- * write in turn.  One case uses the smallest L2 cache (4 tables) on a
- * larger image, so that evictions write tables back between flushes.
+ * few zero writes (some cases also discard, and write zeros that unmap), with a
+ * flush every few calls, the power lost at each write in turn.  One case uses
+ * the smallest L2 cache (4 tables) on a larger image, so that evictions write
+ * tables back between flushes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@ struct params {
     size_t max_len;
     unsigned flush_one_in; /* flush after a call with probability 1/n */
     int zeroes;            /* also write zeros now and then */
+    int discards;          /* also discard, and write zeros that unmap */
 };
 
 static size_t pick_len(struct crash_rng *g, size_t max_len)
@@ -47,7 +49,12 @@ static void workload(struct crash_run *r, void *arg)
         size_t len = pick_len(&g, p->max_len);
         uint64_t off = crash_rng_below(&g, size - len + 1);
 
-        if (p->zeroes && crash_rng_below(&g, 8) == 0) {
+        if (p->discards && crash_rng_below(&g, 5) == 0) {
+            if (crash_rng_below(&g, 2))
+                crash_discard(r, len, off);
+            else
+                crash_pwrite_zeroes_unmap(r, len, off);
+        } else if (p->zeroes && crash_rng_below(&g, 8) == 0) {
             crash_pwrite_zeroes(r, len, off);
         } else {
             crash_rng_fill(&g, buf, len);
@@ -76,14 +83,18 @@ int main(int argc, char **argv)
         uint64_t cache_size;
         struct params p;
     } cases[] = {
-        {"random-4k-4M", 1, 4u << 20, 4096, 0, {24, 65536, 3, 1}},
-        {"random-4k-4M-b", 2, 4u << 20, 4096, 0, {24, 65536, 3, 1}},
-        {"random-512-1M", 3, 1u << 20, 512, 0, {24, 8192, 3, 1}},
-        {"random-64k-8M", 4, 8u << 20, 65536, 0, {16, 65536, 3, 0}},
+        {"random-4k-4M", 1, 4u << 20, 4096, 0, {24, 65536, 3, 1, 0}},
+        {"random-4k-4M-b", 2, 4u << 20, 4096, 0, {24, 65536, 3, 1, 0}},
+        {"random-512-1M", 3, 1u << 20, 512, 0, {24, 8192, 3, 1, 0}},
+        {"random-64k-8M", 4, 8u << 20, 65536, 0, {16, 65536, 3, 0, 0}},
         /* 4 cached tables of 2 MiB each over 64 MiB: evictions. */
-        {"random-evict-4k-64M", 5, 64u << 20, 4096, 1, {40, 16384, 8, 1}},
+        {"random-evict-4k-64M", 5, 64u << 20, 4096, 1, {40, 16384, 8, 1, 0}},
         /* 512-byte clusters have 32 KiB tables mapping 2 MiB each. */
-        {"random-evict-512-64M", 6, 64u << 20, 512, 1, {40, 4096, 8, 1}},
+        {"random-evict-512-64M", 6, 64u << 20, 512, 1, {40, 4096, 8, 1, 0}},
+        /* Discards among the writes (issue 12). */
+        {"random-discard-4k-4M", 7, 4u << 20, 4096, 0, {24, 65536, 3, 1, 1}},
+        {"random-discard-512-1M", 8, 1u << 20, 512, 0, {24, 8192, 3, 1, 1}},
+        {"random-discard-evict", 9, 64u << 20, 4096, 1, {40, 16384, 8, 1, 1}},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

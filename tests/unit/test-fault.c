@@ -108,6 +108,28 @@ static struct qcowkit_io *make_base(uint32_t cs, uint8_t *contents)
     return io;
 }
 
+/*
+ * Zeros written (how 0), written with may-unmap (1), or a discard (2),
+ * whose whole clusters read as zeros after (no backing file).
+ */
+static int zero_call(struct qcowkit_image *img, struct run *r, uint32_t cs,
+                     size_t n, uint64_t off, uint64_t how)
+{
+    uint64_t first = (off + cs - 1) / cs * cs, end = (off + n) / cs * cs;
+
+    if (how == 2) {
+        if (first < end) {
+            memset(r->model + first, 0, end - first);
+            add_pending(r, first, end - first, NULL);
+        }
+        return qcowkit_discard(img, off, n);
+    }
+    memset(r->model + off, 0, n);
+    add_pending(r, off, n, NULL);
+    return qcowkit_pwrite_zeroes_flags(img, n, off,
+                                       how ? QCOWKIT_ZEROES_MAY_UNMAP : 0);
+}
+
 /* Run the workload through fio. */
 static void workload(struct qcowkit_io *fio, struct run *r, uint32_t cs)
 {
@@ -152,10 +174,8 @@ static void workload(struct qcowkit_io *fio, struct run *r, uint32_t cs)
         } else if (op < 55) {
             n = (size_t)test_rng_range(&rng, 1, 3 * (uint64_t)cs);
             off = test_rng_below(&rng, SIZE - n + 1);
-            ret = qcowkit_pwrite_zeroes(img, n, off);
+            ret = zero_call(img, r, cs, n, off, test_rng_below(&rng, 3));
             note_result(r, ret);
-            memset(r->model + off, 0, n);
-            add_pending(r, off, n, NULL);
         } else if (op < 65) {
             off = test_rng_below(&rng, SIZE / cs) * cs;
             test_compressible(buf, cs, (uint32_t)step);

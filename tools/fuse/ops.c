@@ -239,6 +239,10 @@ static int disk_fallocate(const char *path, int mode, off_t offset,
 {
     struct fuse_disk *d = disk();
     uint64_t off = (uint64_t)offset, len = (uint64_t)length, size = d->size;
+    /* A punched range reads zeros, never the backing file: MAY_UNMAP
+     * gives whole clusters back and zeroes the partial ends. */
+    unsigned zero_flags =
+        (mode & FALLOC_FL_PUNCH_HOLE) ? QCOWKIT_ZEROES_MAY_UNMAP : 0;
     int err = 0;
 
     (void)path;
@@ -257,7 +261,7 @@ static int disk_fallocate(const char *path, int mode, off_t offset,
         while (len > 0 && err == 0) {
             size_t n =
                 len > (UINT64_C(1) << 30) ? (size_t)1 << 30 : (size_t)len;
-            err = qcowkit_pwrite_zeroes(d->img, n, off);
+            err = qcowkit_pwrite_zeroes_flags(d->img, n, off, zero_flags);
             off += n;
             len -= n;
         }

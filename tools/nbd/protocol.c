@@ -836,6 +836,24 @@ static int do_block_status(struct nbd_conn *c, const struct nbd_request *r)
     return rc;
 }
 
+/*
+ * The three writes.  TRIM gives whole clusters back (they read from the
+ * backing file or as zeros, as NBD allows); WRITE_ZEROES may unmap
+ * unless the client asked for NO_HOLE.
+ */
+static int do_write(struct qcowkit_image *img, const struct nbd_request *r)
+{
+    unsigned zero_flags = QCOWKIT_ZEROES_MAY_UNMAP;
+
+    if (r->type == NBD_CMD_WRITE)
+        return qcowkit_pwrite(img, r->data, r->len, r->offset);
+    if (r->type == NBD_CMD_TRIM)
+        return qcowkit_discard(img, r->offset, r->len);
+    if (r->flags & NBD_CMD_FLAG_NO_HOLE)
+        zero_flags = 0;
+    return qcowkit_pwrite_zeroes_flags(img, r->len, r->offset, zero_flags);
+}
+
 int nbd_handle_request(struct nbd_conn *c, struct nbd_request *r)
 {
     struct qcowkit_image *img = c->exp->img;
@@ -865,13 +883,9 @@ int nbd_handle_request(struct nbd_conn *c, struct nbd_request *r)
     case NBD_CMD_WRITE:
     case NBD_CMD_WRITE_ZEROES:
     case NBD_CMD_TRIM:
-        /* TRIM is a hint: accepted and ignored (the data stays). */
-        if (r->len && r->type == NBD_CMD_WRITE)
-            err = qcowkit_pwrite(img, r->data, r->len, r->offset);
-        else if (r->len && r->type == NBD_CMD_WRITE_ZEROES)
-            err = qcowkit_pwrite_zeroes(img, r->len, r->offset);
-        if (err == 0 && (r->flags & NBD_CMD_FLAG_FUA) &&
-            r->type != NBD_CMD_TRIM)
+        if (r->len)
+            err = do_write(img, r);
+        if (err == 0 && (r->flags & NBD_CMD_FLAG_FUA))
             err = qcowkit_flush(img);
         rc =
             err < 0 ? send_lib_error(c, r, err) : send_simple(c, r, 0, NULL, 0);

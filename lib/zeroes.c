@@ -1,0 +1,210 @@
+/*
+ * Writing zeros, and giving the space back where the caller allows it
+ * (QCOWKIT_ZEROES_MAY_UNMAP).  qcow: whole clusters with nothing under
+ * them are discarded; over a backing file each gets a compressed cluster
+ * of zeros (as a grown overlay does, grow.c), and its old space is punched
+ * once the new entry is durable (discard.c).  Partial clusters, and
+ * encrypted overlays, get written zeros (rw.c).  raw: holes, or zeroed
+ * ranges, or written zeros, whichever the backend can.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const uint8_t zero_sector[QCOW_SECTOR];
+
+static void mark_written(struct qcowkit_image *img)
+{
+    pthread_mutex_lock(&img->lock);
+    qk_data_written(img);
+    pthread_mutex_unlock(&img->lock);
+}
+
+/*
+ * raw: sector 0 of a probed image through its guard, then a hole (may
+ * unmap) or a zeroed range, else written zeros: a device may refuse
+ * either for its alignment.
+ */
+static int raw_zeroes(struct qcowkit_image *img, uint64_t count,
+                      uint64_t offset, unsigned flags)
+{
+    int err = 0;
+
+    if (img->probed && offset < QCOW_SECTOR && count > 0) {
+        uint64_t head =
+            QCOW_SECTOR - offset < count ? QCOW_SECTOR - offset : count;
+        err = qk_raw_write_sector0(img, zero_sector, (size_t)head, offset);
+        offset += head;
+        count -= head;
+    }
+    if (err < 0 || count == 0)
+        return err;
+    if ((flags & QCOWKIT_ZEROES_MAY_UNMAP) &&
+        img->io->ops.discard && /* no message when there is none */
+        qk_io_discard(img->io, offset, count) == 0) {
+        mark_written(img);
+        return 0;
+    }
+    if (qk_io_zero_range(img->io, offset, count) == 0) {
+        mark_written(img);
+        return 0;
+    }
+    return qk_pwrite_zeroes(img, (size_t)count, offset);
+}
+
+/*
+ * Compressed clusters of zeros for n clusters from guest offset at, all in
+ * one table: one write of n streams, then the entries; the old entries'
+ * space is noted for punching.  Lock held.
+ */
+static int store_zero_streams(struct qcowkit_image *img, const uint8_t *stream,
+                              size_t len, uint64_t at, uint64_t n,
+                              struct qk_punches *p)
+{
+    uint64_t l1_index = at >> (img->cluster_bits + img->l2_bits);
+    uint32_t idx = (at >> img->cluster_bits) & (img->l2_entries - 1);
+    size_t from = p->count ? p->count - 1 : 0; /* the last may grow */
+    uint64_t host, *table;
+    uint8_t *run;
+    int err;
+
+    if (!qk_l2_get_or_make(img, l1_index, &err))
+        return err < 0 ? err : -EIO;
+    err = qk_allocate(img, n * len, 1, &host);
+    if (err < 0)
+        return err;
+    run = malloc(n * len);
+    if (!run)
+        return qk_error(-ENOMEM, "%s: out of memory", img->name);
+    for (uint64_t i = 0; i < n; i++)
+        memcpy(run + i * len, stream, len);
+    err = qk_write(img->io, run, n * len, host);
+    free(run);
+    qk_data_written(img);
+    table = err == 0 ? qk_l2_get(img, l1_index, &err) : NULL;
+    if (!table)
+        return err < 0 ? err : -EIO;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t guest = at + (i << img->cluster_bits);
+        qk_punch_note(img, p, table[idx + i], guest);
+        table[idx + i] = (host + i * len) | QCOW_COMPRESSED |
+                         (uint64_t)len << (63 - img->cluster_bits);
+        qk_trust_entry_set(img, guest >> img->cluster_bits);
+    }
+    qk_l2_mark_dirty(img, l1_index);
+    return qk_punch_spare(img, p, from, table);
+}
+
+/* Zero clusters over [first, end), cluster-aligned, table by table. */
+static int zero_clusters(struct qcowkit_image *img, uint64_t first,
+                         uint64_t end)
+{
+    uint64_t span = UINT64_C(1) << (img->cluster_bits + img->l2_bits);
+    struct qk_punches p;
+    uint8_t *stream = NULL;
+    size_t len = 0;
+    int err = qk_punches_init(img, &p), fin;
+
+    qk_assert_shared(img);
+    if (err == 0)
+        err = qk_zero_stream(img, &stream, &len);
+    for (uint64_t at = first; err == 0 && at < end;) {
+        uint64_t stop = (at & ~(span - 1)) + span;
+        if (stop > end)
+            stop = end;
+        pthread_mutex_lock(&img->lock);
+        err = store_zero_streams(img, stream, len, at,
+                                 (stop - at) >> img->cluster_bits, &p);
+        pthread_mutex_unlock(&img->lock);
+        at = stop;
+        if (err == 0 && at < end && qk_punches_full(img, &p)) {
+            err = qk_punches_finish(img, &p);
+            if (end > qk_align_up(img->virtual_size, img->cluster_size))
+                end = qk_align_up(img->virtual_size, img->cluster_size);
+        }
+    }
+    fin = p.ranges ? qk_punches_finish(img, &p) : 0;
+    qk_punches_free(&p);
+    free(stream);
+    return err < 0 ? err : fin;
+}
+
+/* qcow, may unmap: whole clusters [first, end) that read as zeros after. */
+static int unmap_clusters(struct qcowkit_image *img, uint64_t first,
+                          uint64_t end)
+{
+    uint64_t reach;
+    int err = 0;
+
+    if (!img->backing)
+        return qk_discard_clusters(img, first, end);
+    if (img->header.crypt_method) /* compressed clusters are plaintext */
+        return qk_pwrite_zeroes(img, (size_t)(end - first), first);
+    /* Past the backing file's end an unallocated cluster reads zeros. */
+    reach = qk_align_up(img->backing->virtual_size, img->cluster_size);
+    if (reach > first)
+        err = zero_clusters(img, first, reach < end ? reach : end);
+    if (err == 0 && reach < end)
+        err = qk_discard_clusters(img, reach > first ? reach : first, end);
+    return err;
+}
+
+static int qcow_unmap_zeroes(struct qcowkit_image *img, size_t count,
+                             uint64_t offset)
+{
+    uint64_t first, end, stop = offset + count;
+    int err = 0;
+
+    qk_whole_clusters(img, offset, count, &first, &end);
+    if (first >= end)
+        return qk_pwrite_zeroes(img, count, offset);
+    if (offset < first)
+        err = qk_pwrite_zeroes(img, (size_t)(first - offset), offset);
+    if (err == 0)
+        err = unmap_clusters(img, first, end);
+    if (err == 0 && end < stop)
+        err = qk_pwrite_zeroes(img, (size_t)(stop - end), end);
+    return err;
+}
+
+static int pwrite_zeroes_flags(struct qcowkit_image *img, size_t count,
+                               uint64_t offset, unsigned flags)
+{
+    int err;
+
+    if (flags & ~QCOWKIT_ZEROES_MAY_UNMAP)
+        return qk_error(-EINVAL, "%s: unknown zero-write flags 0x%x", img->name,
+                        flags & ~QCOWKIT_ZEROES_MAY_UNMAP);
+    err = qk_check_range(img, count, offset, true);
+    if (err < 0 || count == 0)
+        return err;
+    if (img->format == QCOWKIT_FORMAT_RAW)
+        return raw_zeroes(img, count, offset, flags);
+    if (!(flags & QCOWKIT_ZEROES_MAY_UNMAP))
+        return qk_pwrite_zeroes(img, count, offset);
+    return qcow_unmap_zeroes(img, count, offset);
+}
+
+int qcowkit_pwrite_zeroes_flags(struct qcowkit_image *img, size_t count,
+                                uint64_t offset, unsigned flags)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = pwrite_zeroes_flags(img, count, offset, flags);
+    qk_access_leave(img);
+    return err;
+}
+
+int qcowkit_pwrite_zeroes(struct qcowkit_image *img, size_t count,
+                          uint64_t offset)
+{
+    int err;
+
+    qk_access_shared(img);
+    err = pwrite_zeroes_flags(img, count, offset, 0);
+    qk_access_leave(img);
+    return err;
+}
