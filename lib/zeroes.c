@@ -135,13 +135,15 @@ static int zero_clusters(struct qcowkit_image *img, uint64_t first,
 static int unmap_clusters(struct qcowkit_image *img, uint64_t first,
                           uint64_t end)
 {
-    uint64_t reach;
+    uint64_t reach, visible = end < img->virtual_size ? end : img->virtual_size;
     int err = 0;
 
     if (!img->backing)
         return qk_discard_clusters(img, first, end);
-    if (img->header.crypt_method) /* compressed clusters are plaintext */
-        return qk_pwrite_zeroes(img, (size_t)(end - first), first);
+    /* Compressed clusters are plaintext.  end may be the last cluster's
+     * end, past the virtual size: the zeros stop at the size. */
+    if (img->header.crypt_method)
+        return qk_pwrite_zeroes(img, (size_t)(visible - first), first);
     /* Past the backing file's end an unallocated cluster reads zeros. */
     reach = qk_align_up(img->backing->virtual_size, img->cluster_size);
     if (reach > first)
