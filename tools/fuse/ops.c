@@ -255,6 +255,11 @@ static int disk_fallocate(const char *path, int mode, off_t offset,
         return -EROFS;
     if (offset < 0 || length <= 0)
         return -EINVAL;
+    /* Without KEEP_SIZE the file would grow over the range: the disk does
+     * not (a write past its end fails too), so refuse as a block device
+     * does rather than report a size that is not there. */
+    if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > size)
+        return -EINVAL;
     if (off < size) {
         if (len > size - off)
             len = size - off;
