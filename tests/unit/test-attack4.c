@@ -206,7 +206,9 @@ static void *stress_reshaper(void *arg)
             ro->st->mixed ? QCOWKIT_ZEROES_MAY_UNMAP : 0));
         CHECK_OK(qcowkit_resize(ro->st->img, (uint64_t)CLUSTERS * CS));
         qcowkit_check_report_init(&rep);
-        CHECK_OK(qcowkit_check(ro->st->img, 0, NULL, NULL, &rep));
+        CHECK_OK(qcowkit_check(
+            ro->st->img, test_rng_below(&r, 2) ? QCOWKIT_CHECK_REPAIR_LEAKS : 0,
+            NULL, NULL, &rep));
         CHECK_EQ_U64(rep.corruptions, 0);
         CHECK_OK(qcowkit_flush(ro->st->img));
     }
