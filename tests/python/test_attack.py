@@ -1,0 +1,121 @@
+"""Hostile callers of the module: file objects that keep the memory they
+were lent, or use the image from inside its own callbacks.  A hang or a
+crash must not take the test session with it, so each case that could
+runs in a child interpreter with a time limit."""
+import io
+import os
+import subprocess
+import sys
+
+from conftest import MiB, qcowkit
+
+CHILD_TIMEOUT = 60
+
+
+def run_child(code, *args):
+    """Run code in a fresh interpreter (same environment); its result."""
+    try:
+        return subprocess.run([sys.executable, "-c", code, *args],
+                              capture_output=True, text=True,
+                              timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"hung for {CHILD_TIMEOUT} s") from None
+
+
+class Hoarder(io.RawIOBase):
+    """Keeps a slice of every buffer readinto gets, and every write's data."""
+
+    def __init__(self, data):
+        self.inner = io.BytesIO(data)
+        self.kept = []
+
+    def seek(self, pos, whence=0):
+        return self.inner.seek(pos, whence)
+
+    def readinto(self, buf):
+        self.kept.append(memoryview(buf)[:])
+        return self.inner.readinto(buf)
+
+    def write(self, data):
+        self.kept.append(memoryview(data)[:])
+        return self.inner.write(data)
+
+
+def test_kept_read_buffer_cannot_reach_the_result(images):
+    path, expected = images.get("data")
+    with open(path, "rb") as f:
+        hoarder = Hoarder(f.read())
+    img = qcowkit.open_fileobj(hoarder)
+    got = img.read(4 * MiB)
+    copy = bytes(got)
+    assert copy == expected[:4 * MiB]
+    for view in hoarder.kept:
+        if not view.readonly and len(view):
+            view[:] = b"Z" * len(view)
+    # A bytes object is immutable: the hoarded slices were not its memory.
+    assert got == copy
+    assert img.pread(4 * MiB, 0) == copy
+    img.close()
+
+
+def test_kept_write_buffer_is_a_copy(fresh, images):
+    path, _ = fresh(images, "data")
+    with open(path, "rb") as f:
+        hoarder = Hoarder(f.read())
+    img = qcowkit.open_fileobj(hoarder, "r+b")
+    data = bytearray(b"W" * 65536)
+    img.pwrite(data, 0)
+    data[:] = b"X" * 65536
+    written = [bytes(v) for v in hoarder.kept if len(v) == 65536]
+    assert written and all(w == b"W" * 65536 for w in written)
+    img.close()
+
+
+REENTER = """
+import io, sys, qcowkit
+mode = sys.argv[2]
+with open(sys.argv[1], "rb") as f:
+    data = f.read()
+box = {}
+
+class Reenter(io.RawIOBase):
+    def __init__(self):
+        self.inner = io.BytesIO(data)
+        self.armed = False
+    def seek(self, pos, whence=0):
+        return self.inner.seek(pos, whence)
+    def readinto(self, buf):
+        if self.armed:
+            self.armed = False
+            try:
+                if mode == "close":
+                    box["img"].close()
+                else:
+                    box["img"].pread(4096, 3 * 1048576)
+                print("inner call returned")
+            except qcowkit.Error as e:
+                print("inner", e.errno, e)
+        return self.inner.readinto(buf)
+
+obj = Reenter()
+box["img"] = img = qcowkit.open_fileobj(obj)
+obj.armed = True
+try:
+    img.pread(4096, 1048576 + 12288)
+    print("outer read returned")
+except qcowkit.Error as e:
+    print("outer", e.errno, e)
+img.close()
+print("closed")
+"""
+
+
+def test_image_used_from_its_own_callback_fails_not_hangs(images):
+    path, _ = images.get("data")
+    for mode in ("read", "close"):
+        r = run_child(REENTER, path, mode)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[-1] == "closed", r.stdout
+        assert any(line.startswith("inner ") and "own" in line
+                   for line in lines), r.stdout
