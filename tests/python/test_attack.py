@@ -1,11 +1,14 @@
-"""Hostile callers of the module: file objects that keep the memory they
-were lent, or use the image from inside its own callbacks.  A hang or a
+"""Hostile callers of the module: sizes out of range, file objects that
+keep the memory they were lent or use the image from inside its own
+callbacks.  A hang or a
 crash must not take the test session with it, so each case that could
 runs in a child interpreter with a time limit."""
 import io
 import os
 import subprocess
 import sys
+
+import pytest
 
 from conftest import MiB, qcowkit
 
@@ -119,3 +122,19 @@ def test_image_used_from_its_own_callback_fails_not_hangs(images):
         assert lines[-1] == "closed", r.stdout
         assert any(line.startswith("inner ") and "own" in line
                    for line in lines), r.stdout
+
+
+def test_out_of_range_sizes_are_refused_not_wrapped(tmp_path, images):
+    path, _ = images.get("data")
+    new = str(tmp_path / "new.qcow")
+    # 2**32 + 512 once wrapped to 512, 2**40 to 0 (the default).
+    for bad in (1 << 40, (1 << 32) + 512, -1):
+        with pytest.raises(OverflowError):
+            qcowkit.create(new, MiB, cluster_size=bad)
+        assert not os.path.exists(new)
+    for bad in (-1, -4096):
+        with pytest.raises(OverflowError):
+            qcowkit.open(path, cache_size=bad)
+        with open(path, "rb") as f:
+            with pytest.raises(OverflowError):
+                qcowkit.open_fileobj(io.BytesIO(f.read()), cache_size=bad)
