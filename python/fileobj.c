@@ -335,3 +335,13 @@ PyObject *pyqk_fileobj_take_error(struct pyqk_fileobj *state)
     state->error = NULL;
     return e;
 }
+
+int pyqk_fileobj_traverse(struct pyqk_fileobj *state, visitproc visit,
+                          void *arg)
+{
+    if (state) {
+        Py_VISIT(state->obj);
+        Py_VISIT(state->error);
+    }
+    return 0;
+}

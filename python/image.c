@@ -120,6 +120,7 @@ static int close_image(struct pyqk_image *st, char *msg, size_t msg_len)
 static int close_all(struct pyqk_image *st, char *msg, size_t msg_len,
                      PyObject **cause)
 {
+    struct qcowkit_io *io;
     int err;
 
     PyThreadState *ts = PyEval_SaveThread();
@@ -128,9 +129,10 @@ static int close_all(struct pyqk_image *st, char *msg, size_t msg_len,
     if (err == 1)
         return 1;
     *cause = err < 0 ? pyqk_fileobj_take_error(st->fileobj) : NULL;
-    qcowkit_io_close(st->io);
+    io = st->io;
     st->io = NULL;
-    st->fileobj = NULL;
+    st->fileobj = NULL; /* before the file object goes: no traverse of it */
+    qcowkit_io_close(io);
     return err;
 }
 
@@ -202,6 +204,11 @@ static PyObject *image_repr(PyObject *self)
 
 static int image_traverse(PyObject *self, visitproc visit, void *arg)
 {
+    int err =
+        pyqk_fileobj_traverse(pyqk_image_state(self)->fileobj, visit, arg);
+
+    if (err)
+        return err;
     Py_VISIT(Py_TYPE(self));
     return image_base->tp_traverse(self, visit, arg);
 }

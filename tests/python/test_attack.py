@@ -3,10 +3,12 @@ keep the memory they were lent or use the image from inside its own
 callbacks.  A hang or a
 crash must not take the test session with it, so each case that could
 runs in a child interpreter with a time limit."""
+import gc
 import io
 import os
 import subprocess
 import sys
+import weakref
 
 import pytest
 
@@ -138,3 +140,29 @@ def test_out_of_range_sizes_are_refused_not_wrapped(tmp_path, images):
         with open(path, "rb") as f:
             with pytest.raises(OverflowError):
                 qcowkit.open_fileobj(io.BytesIO(f.read()), cache_size=bad)
+
+
+def test_file_object_that_refers_to_its_image_is_collected(images):
+    """image -> file object -> image: a cycle the collector must see."""
+    path, _ = images.get("data")
+    with open(path, "rb") as f:
+        data = f.read()
+
+    class Owner(io.RawIOBase):
+        def __init__(self):
+            self.inner = io.BytesIO(data)
+            self.image = None
+
+        def seek(self, pos, whence=0):
+            return self.inner.seek(pos, whence)
+
+        def readinto(self, buf):
+            return self.inner.readinto(buf)
+
+    owner = Owner()
+    owner.image = qcowkit.open_fileobj(owner)
+    owner.image.read(4096)
+    gone_owner, gone_image = weakref.ref(owner), weakref.ref(owner.image)
+    del owner
+    gc.collect()
+    assert gone_owner() is None and gone_image() is None
