@@ -43,6 +43,10 @@ static int fail(struct pyqk_fileobj *f, const char *why)
     return keep_error(f);
 }
 
+/*
+ * seek(offset, whence); *pos (if wanted) is where it went.  A seek that
+ * returns None (dfvfs's file objects do) is asked with tell().
+ */
 static int call_seek(struct pyqk_fileobj *f, uint64_t offset, int whence,
                      uint64_t *pos)
 {
@@ -52,12 +56,21 @@ static int call_seek(struct pyqk_fileobj *f, uint64_t offset, int whence,
 
     if (!r)
         return keep_error(f);
+    if (!pos) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (r == Py_None) {
+        Py_DECREF(r);
+        r = PyObject_CallMethod(f->obj, "tell", NULL);
+        if (!r)
+            return keep_error(f);
+    }
     v = PyLong_AsUnsignedLongLong(r);
     Py_DECREF(r);
     if (v == (unsigned long long)-1 && PyErr_Occurred())
         return keep_error(f);
-    if (pos)
-        *pos = v;
+    *pos = v;
     return 0;
 }
 

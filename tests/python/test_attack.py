@@ -166,3 +166,34 @@ def test_file_object_that_refers_to_its_image_is_collected(images):
     del owner
     gc.collect()
     assert gone_owner() is None and gone_image() is None
+
+
+class DfvfsStyle:
+    """As dfvfs's file objects: seek returns None, read but no readinto."""
+
+    def __init__(self, data):
+        self.data = data
+        self.offset = 0
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.offset,
+                os.SEEK_END: len(self.data)}[whence]
+        self.offset = base + offset
+
+    def tell(self):
+        return self.offset
+
+    def read(self, size=None):
+        end = len(self.data) if size is None else self.offset + size
+        out = self.data[self.offset:end]
+        self.offset += len(out)
+        return out
+
+
+def test_file_object_whose_seek_returns_none(images):
+    path, expected = images.get("data")
+    with open(path, "rb") as f:
+        obj = DfvfsStyle(f.read())
+    with qcowkit.open_fileobj(obj) as img:
+        assert img.size == len(expected)
+        assert img.read() == expected
