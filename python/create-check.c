@@ -41,6 +41,21 @@ static int backing_size(const char *path, const char *backing,
     return err;
 }
 
+/* cluster_size=: an int in 0..UINT32_MAX (0: the default), never wrapped. */
+static int cluster_size_arg(PyObject *obj, void *out)
+{
+    unsigned long v = PyLong_AsUnsignedLong(obj);
+
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return 0;
+    if (v > UINT32_MAX) {
+        PyErr_Format(PyExc_OverflowError, "cluster_size %lu is too large", v);
+        return 0;
+    }
+    *(unsigned int *)out = (unsigned int)v;
+    return 1;
+}
+
 PyObject *pyqk_create(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {
@@ -58,8 +73,9 @@ PyObject *pyqk_create(PyObject *module, PyObject *args, PyObject *kwargs)
 
     (void)module;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "OO|$OOOIO:create", kwlist, &path_obj, &size_obj,
-            &format, &backing_obj, &backing_format, &cluster_size, &password))
+            args, kwargs, "OO|$OOOO&O:create", kwlist, &path_obj, &size_obj,
+            &format, &backing_obj, &backing_format, cluster_size_arg,
+            &cluster_size, &password))
         return NULL;
     qcowkit_create_opts_init(&opts);
     if (!format)

@@ -43,6 +43,10 @@ static int fail(struct pyqk_fileobj *f, const char *why)
     return keep_error(f);
 }
 
+/*
+ * seek(offset, whence); *pos (if wanted) is where it went.  A seek that
+ * returns None (dfvfs's file objects do) is asked with tell().
+ */
 static int call_seek(struct pyqk_fileobj *f, uint64_t offset, int whence,
                      uint64_t *pos)
 {
@@ -52,20 +56,32 @@ static int call_seek(struct pyqk_fileobj *f, uint64_t offset, int whence,
 
     if (!r)
         return keep_error(f);
+    if (!pos) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (r == Py_None) {
+        Py_DECREF(r);
+        r = PyObject_CallMethod(f->obj, "tell", NULL);
+        if (!r)
+            return keep_error(f);
+    }
     v = PyLong_AsUnsignedLongLong(r);
     Py_DECREF(r);
     if (v == (unsigned long long)-1 && PyErr_Occurred())
         return keep_error(f);
-    if (pos)
-        *pos = v;
+    *pos = v;
     return 0;
 }
 
 /*
- * The memory is the library's only during the call: release the view
- * (a file object that kept it gets ValueError on use), keeping any
- * exception the call raised.
+ * A file object sees copies, never the library's memory: it may keep a
+ * slice of a memoryview past the call (release() then fails), and such
+ * a slice would read or write memory the library has since reused.  The
+ * copies go in pieces of at most this size.
  */
+#define MAX_CALLBACK_BYTES ((size_t)1 << 20)
+
 static void release_view(PyObject *view)
 {
     PyObject *type, *value, *tb, *r;
@@ -80,26 +96,41 @@ static void release_view(PyObject *view)
     PyErr_Restore(type, value, tb);
 }
 
-/* One readinto (or read) of at most count bytes; the bytes it gave. */
-static Py_ssize_t read_some(struct pyqk_fileobj *f, char *buf, size_t count)
+/* readinto(view) over a scratch bytearray; the count, copied to buf. */
+static Py_ssize_t readinto_copy(struct pyqk_fileobj *f, char *buf, size_t count)
 {
-    PyObject *view, *r;
-    Py_ssize_t n;
+    PyObject *scratch = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)count);
+    PyObject *view = scratch ? PyMemoryView_FromObject(scratch) : NULL;
+    PyObject *r =
+        view ? PyObject_CallMethod(f->obj, "readinto", "O", view) : NULL;
+    Py_ssize_t n = -1;
 
-    if (PyObject_HasAttrString(f->obj, "readinto")) {
-        view = PyMemoryView_FromMemory(buf, (Py_ssize_t)count, PyBUF_WRITE);
-        if (!view)
-            return -1;
-        r = PyObject_CallMethod(f->obj, "readinto", "O", view);
-        release_view(view);
-        if (!r)
-            return -1;
+    if (r) {
         n = r == Py_None ? -2 : PyLong_AsSsize_t(r);
         Py_DECREF(r);
         if (n == -2 || n > (Py_ssize_t)count || (n < 0 && !PyErr_Occurred()))
             PyErr_SetString(PyExc_OSError, "readinto returned no valid count");
-        return n >= 0 && n <= (Py_ssize_t)count ? n : -1;
+        if (n >= 0 && n <= (Py_ssize_t)count)
+            memcpy(buf, PyByteArray_AS_STRING(scratch), (size_t)n);
+        else
+            n = -1;
     }
+    if (view)
+        release_view(view); /* the bytearray cannot resize before this */
+    Py_XDECREF(scratch);
+    return n;
+}
+
+/* One readinto (or read) of at most count bytes; the bytes it gave. */
+static Py_ssize_t read_some(struct pyqk_fileobj *f, char *buf, size_t count)
+{
+    PyObject *r;
+    Py_ssize_t n;
+
+    if (count > MAX_CALLBACK_BYTES)
+        count = MAX_CALLBACK_BYTES;
+    if (PyObject_HasAttrString(f->obj, "readinto"))
+        return readinto_copy(f, buf, count);
     r = PyObject_CallMethod(f->obj, "read", "n", (Py_ssize_t)count);
     if (!r)
         return -1;
@@ -155,22 +186,24 @@ static int fileobj_write_locked(struct pyqk_fileobj *f, const char *buf,
     int err = call_seek(f, offset, 0, NULL);
 
     while (err == 0 && done < count) {
-        PyObject *view = PyMemoryView_FromMemory(
-            (char *)buf + done, (Py_ssize_t)(count - done), PyBUF_READ);
+        size_t piece = count - done < MAX_CALLBACK_BYTES ? count - done
+                                                         : MAX_CALLBACK_BYTES;
+        PyObject *copy =
+            PyBytes_FromStringAndSize(buf + done, (Py_ssize_t)piece);
         PyObject *r;
         Py_ssize_t n;
 
-        if (!view)
+        if (!copy)
             return keep_error(f);
-        r = PyObject_CallMethod(f->obj, "write", "O", view);
-        release_view(view);
+        r = PyObject_CallMethod(f->obj, "write", "O", copy);
+        Py_DECREF(copy);
         if (!r)
             return keep_error(f);
         n = r == Py_None ? 0 : PyLong_AsSsize_t(r);
         Py_DECREF(r);
         if (n < 0 && PyErr_Occurred())
             return keep_error(f);
-        if (n <= 0 || (size_t)n > count - done)
+        if (n <= 0 || (size_t)n > piece)
             return fail(f, "write returned no valid count");
         done += (size_t)n;
     }
@@ -314,4 +347,14 @@ PyObject *pyqk_fileobj_take_error(struct pyqk_fileobj *state)
     e = state->error;
     state->error = NULL;
     return e;
+}
+
+int pyqk_fileobj_traverse(struct pyqk_fileobj *state, visitproc visit,
+                          void *arg)
+{
+    if (state) {
+        Py_VISIT(state->obj);
+        Py_VISIT(state->error);
+    }
+    return 0;
 }

@@ -138,6 +138,17 @@ static char *open_kwlist[] = {"path",           "mode",     "format",
                               "backing_format", "password", "force_share",
                               "cache_size",     NULL};
 
+/* cache_size=: an int >= 0; a negative one is refused, not wrapped. */
+static int cache_size_arg(PyObject *obj, void *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(obj);
+
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return 0;
+    *(unsigned long long *)out = v;
+    return 1;
+}
+
 PyObject *pyqk_open(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     struct pyqk_open_args a = {0};
@@ -150,10 +161,10 @@ PyObject *pyqk_open(PyObject *module, PyObject *args, PyObject *kwargs)
     int writable, err;
 
     (void)module;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$OOOpK", open_kwlist,
-                                     &path_obj, &a.mode, &a.format,
-                                     &a.backing_format, &a.password,
-                                     &a.force_share, &a.cache_size))
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "O|O$OOOpO&", open_kwlist, &path_obj, &a.mode,
+            &a.format, &a.backing_format, &a.password, &a.force_share,
+            cache_size_arg, &a.cache_size))
         return NULL;
     if (!PyUnicode_FSConverter(path_obj, &path_bytes))
         return NULL;
@@ -209,10 +220,10 @@ PyObject *pyqk_open_fileobj(PyObject *module, PyObject *args, PyObject *kwargs)
     int writable, err;
 
     (void)module;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$OOOOpK", fileobj_kwlist,
-                                     &fileobj, &a.mode, &name_arg, &a.format,
-                                     &a.backing_format, &a.password,
-                                     &a.force_share, &a.cache_size))
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "O|O$OOOOpO&", fileobj_kwlist, &fileobj, &a.mode,
+            &name_arg, &a.format, &a.backing_format, &a.password,
+            &a.force_share, cache_size_arg, &a.cache_size))
         return NULL;
     name_obj = fileobj_name(fileobj, name_arg);
     if (!name_obj)

@@ -5,6 +5,7 @@
  * io.RawIOBase, as io.FileIO is.  Its fields (struct pyqk_image) lie
  * after the base class's, whose size is known only at run time.
  */
+#include <errno.h>
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +21,44 @@ struct pyqk_image *pyqk_image_state(PyObject *self)
     return (struct pyqk_image *)((char *)self + state_offset);
 }
 
+/*
+ * The images this thread is inside a call of, innermost last.  A file
+ * object's callback runs inside such a call: using that image again from
+ * it (a read, a close) would wait for the call it is part of, forever.
+ */
+#define MAX_NESTED_CALLS 16
+static _Thread_local struct pyqk_image *calls_here[MAX_NESTED_CALLS];
+static _Thread_local int ncalls_here;
+
+static int in_call_here(const struct pyqk_image *st)
+{
+    for (int i = 0; i < ncalls_here; i++)
+        if (calls_here[i] == st)
+            return 1;
+    return 0;
+}
+
+/* qcowkit.Error (EDEADLK) when this thread is inside a call of st. */
+static int refuse_reentry(const struct pyqk_image *st)
+{
+    if (!in_call_here(st) && ncalls_here < MAX_NESTED_CALLS)
+        return 0;
+    pyqk_raise(-EDEADLK,
+               in_call_here(st)
+                   ? "image used from inside one of its own calls (a file "
+                     "object's callback)"
+                   : "image calls nested too deeply through file objects",
+               NULL);
+    return -1;
+}
+
 struct qcowkit_image *pyqk_image_enter(PyObject *self)
 {
     struct pyqk_image *st = pyqk_image_state(self);
     struct qcowkit_image *img;
 
+    if (refuse_reentry(st) < 0)
+        return NULL;
     pthread_mutex_lock(&st->lock);
     img = st->closing ? NULL : st->img;
     if (img)
@@ -32,6 +66,8 @@ struct qcowkit_image *pyqk_image_enter(PyObject *self)
     pthread_mutex_unlock(&st->lock);
     if (!img)
         PyErr_SetString(PyExc_ValueError, "I/O operation on closed image");
+    else
+        calls_here[ncalls_here++] = st;
     return img;
 }
 
@@ -39,6 +75,8 @@ void pyqk_image_leave(PyObject *self)
 {
     struct pyqk_image *st = pyqk_image_state(self);
 
+    if (ncalls_here > 0 && calls_here[ncalls_here - 1] == st)
+        ncalls_here--;
     pthread_mutex_lock(&st->lock);
     if (--st->users == 0 && st->closing)
         pthread_cond_broadcast(&st->idle);
@@ -82,6 +120,7 @@ static int close_image(struct pyqk_image *st, char *msg, size_t msg_len)
 static int close_all(struct pyqk_image *st, char *msg, size_t msg_len,
                      PyObject **cause)
 {
+    struct qcowkit_io *io;
     int err;
 
     PyThreadState *ts = PyEval_SaveThread();
@@ -90,9 +129,10 @@ static int close_all(struct pyqk_image *st, char *msg, size_t msg_len,
     if (err == 1)
         return 1;
     *cause = err < 0 ? pyqk_fileobj_take_error(st->fileobj) : NULL;
-    qcowkit_io_close(st->io);
+    io = st->io;
     st->io = NULL;
-    st->fileobj = NULL;
+    st->fileobj = NULL; /* before the file object goes: no traverse of it */
+    qcowkit_io_close(io);
     return err;
 }
 
@@ -103,6 +143,8 @@ static PyObject *image_close(PyObject *self, PyObject *unused)
     int err;
 
     (void)unused;
+    if (refuse_reentry(pyqk_image_state(self)) < 0)
+        return NULL;
     err = close_all(pyqk_image_state(self), msg, sizeof msg, &cause);
     if (err < 0)
         return pyqk_raise(err, msg, cause);
@@ -162,6 +204,11 @@ static PyObject *image_repr(PyObject *self)
 
 static int image_traverse(PyObject *self, visitproc visit, void *arg)
 {
+    int err =
+        pyqk_fileobj_traverse(pyqk_image_state(self)->fileobj, visit, arg);
+
+    if (err)
+        return err;
     Py_VISIT(Py_TYPE(self));
     return image_base->tp_traverse(self, visit, arg);
 }

@@ -49,6 +49,11 @@ int pyqk_fileobj_new(PyObject *obj, const char *name, struct qcowkit_io **io,
  * Call with the GIL held. */
 PyObject *pyqk_fileobj_take_error(struct pyqk_fileobj *state);
 
+/* For the image's tp_traverse: the file object (and a kept exception)
+ * may refer back to the image, a cycle only the collector can end. */
+int pyqk_fileobj_traverse(struct pyqk_fileobj *state, visitproc visit,
+                          void *arg);
+
 /* ----------------------------------------------------------------- image */
 
 /* The image type: a subclass of _io._RawIOBase registered as io.RawIOBase. */
