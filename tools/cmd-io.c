@@ -479,7 +479,9 @@ static int do_write(struct io_ctx *ctx, const struct write_args *w,
     ret = io_extend_raw(ctx, (uint64_t)offset, (uint64_t)count);
     if (ret < 0)
         return ret;
-    if (w->zflag && w->uflag)
+    if (w->zflag && w->nflag && !ctx->raw)
+        ret = -ENOTSUP; /* qcow cannot zero without writing, as in QEMU */
+    else if (w->zflag && w->uflag)
         ret = qcowkit_pwrite_zeroes_flags(ctx->img, (size_t)count,
                                           (uint64_t)offset,
                                           QCOWKIT_ZEROES_MAY_UNMAP);

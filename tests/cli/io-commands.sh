@@ -135,6 +135,14 @@ same -c 'aio_read -x 0 1' a.qcow
 same -r -c 'aio_write 0 512' a.qcow
 same_files a.qcow "aio"
 
+# write -z -n (no fallback): refused on qcow, done on raw, as in qemu-io.
+fresh z.qcow 1M -f qcow
+same -c 'write -z -n 0 64k' -c 'write -z -n -u 64k 64k' -c 'write -z 0 4k' z.qcow
+same_files z.qcow "write -z -n"
+fresh z.raw 1M -f raw
+same -f raw -c 'write -P 1 0 1M' -c 'write -z -n 0 64k' -c 'read -P 0 0 64k' z.raw
+same_files z.raw "write -z -n on raw"
+
 # -C: without a backing file, and over one.
 fresh nob.qcow 1M -f qcow
 same -C -c 'read 5000 100' -c map nob.qcow
