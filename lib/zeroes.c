@@ -55,9 +55,28 @@ static int raw_zeroes(struct qcowkit_image *img, uint64_t count,
 }
 
 /*
+ * Does entry (of the cluster at guest) already hold this zero stream,
+ * trusted?  Zeroing it again would only append a copy.  Lock held.
+ */
+static bool holds_zero_stream(struct qcowkit_image *img, uint64_t entry,
+                              uint64_t guest, const uint8_t *stream, size_t len,
+                              uint8_t *scratch)
+{
+    uint64_t start = entry & img->offset_mask;
+
+    if (!(entry & QCOW_COMPRESSED) ||
+        ((entry >> (63 - img->cluster_bits)) & (img->cluster_size - 1)) !=
+            len ||
+        qk_cluster_problem(img, start, len, img->file_end, guest))
+        return false;
+    return qk_read(img->io, scratch, len, start) == 0 &&
+           memcmp(scratch, stream, len) == 0;
+}
+
+/*
  * Compressed clusters of zeros for n clusters from guest offset at, all in
- * one table: one write of n streams, then the entries; the old entries'
- * space is noted for punching.  Lock held.
+ * one table: one write of the streams the clusters lack, then their
+ * entries; the old entries' space is noted for punching.  Lock held.
  */
 static int store_zero_streams(struct qcowkit_image *img, const uint8_t *stream,
                               size_t len, uint64_t at, uint64_t n,
@@ -66,35 +85,55 @@ static int store_zero_streams(struct qcowkit_image *img, const uint8_t *stream,
     uint64_t l1_index = at >> (img->cluster_bits + img->l2_bits);
     uint32_t idx = (at >> img->cluster_bits) & (img->l2_entries - 1);
     size_t from = p->count ? p->count - 1 : 0; /* the last may grow */
-    uint64_t host, *table;
-    uint8_t *run;
-    int err;
+    uint64_t host, m = 0, *table;
+    /* The run of new streams, then room to read one old stream. */
+    uint8_t *run = malloc(n * len + len);
+    bool *lacks = calloc(n, sizeof *lacks);
+    int err = 0;
 
-    if (!qk_l2_get_or_make(img, l1_index, &err))
-        return err < 0 ? err : -EIO;
-    err = qk_allocate(img, n * len, 1, &host);
-    if (err < 0)
-        return err;
-    run = malloc(n * len);
-    if (!run)
-        return qk_error(-ENOMEM, "%s: out of memory", img->name);
-    for (uint64_t i = 0; i < n; i++)
-        memcpy(run + i * len, stream, len);
-    err = qk_write(img->io, run, n * len, host);
-    free(run);
-    qk_data_written(img);
-    table = err == 0 ? qk_l2_get(img, l1_index, &err) : NULL;
-    if (!table)
-        return err < 0 ? err : -EIO;
-    for (uint64_t i = 0; i < n; i++) {
+    table = qk_l2_get_or_make(img, l1_index, &err);
+    if (!table && err == 0)
+        err = -EIO;
+    if (err == 0 && (!run || !lacks))
+        err = qk_error(-ENOMEM, "%s: out of memory", img->name);
+    for (uint64_t i = 0; err == 0 && i < n; i++) {
         uint64_t guest = at + (i << img->cluster_bits);
+        lacks[i] = !holds_zero_stream(img, table[idx + i], guest, stream, len,
+                                      run + n * len);
+        if (lacks[i])
+            memcpy(run + m++ * len, stream, len);
+    }
+    if (err == 0 && m > 0)
+        err = qk_allocate(img, m * len, 1, &host);
+    if (err == 0 && m > 0) {
+        err = qk_write(img->io, run, m * len, host);
+        qk_data_written(img);
+    }
+    table = err == 0 && m > 0 ? qk_l2_get(img, l1_index, &err) : NULL;
+    for (uint64_t i = 0, j = 0; table && i < n; i++) {
+        uint64_t guest = at + (i << img->cluster_bits);
+        if (!lacks[i])
+            continue;
         qk_punch_note(img, p, table[idx + i], guest);
-        table[idx + i] = (host + i * len) | QCOW_COMPRESSED |
+        table[idx + i] = (host + j++ * len) | QCOW_COMPRESSED |
                          (uint64_t)len << (63 - img->cluster_bits);
         qk_trust_entry_set(img, guest >> img->cluster_bits);
     }
+    free(run);
+    free(lacks);
+    if (err == 0 && m > 0 && !table)
+        err = -EIO;
+    if (err < 0 || m == 0)
+        return err;
     qk_l2_mark_dirty(img, l1_index);
     return qk_punch_spare(img, p, from, table);
+}
+
+/* end, or the end of the last cluster if a shrink cut it off. */
+static uint64_t within_size(const struct qcowkit_image *img, uint64_t end)
+{
+    uint64_t last = qk_align_up(img->virtual_size, img->cluster_size);
+    return end < last ? end : last;
 }
 
 /* Zero clusters over [first, end), cluster-aligned, table by table. */
@@ -121,8 +160,7 @@ static int zero_clusters(struct qcowkit_image *img, uint64_t first,
         at = stop;
         if (err == 0 && at < end && qk_punches_full(img, &p)) {
             err = qk_punches_finish(img, &p);
-            if (end > qk_align_up(img->virtual_size, img->cluster_size))
-                end = qk_align_up(img->virtual_size, img->cluster_size);
+            end = within_size(img, end);
         }
     }
     fin = p.ranges ? qk_punches_finish(img, &p) : 0;
@@ -148,6 +186,7 @@ static int unmap_clusters(struct qcowkit_image *img, uint64_t first,
     reach = qk_align_up(img->backing->virtual_size, img->cluster_size);
     if (reach > first)
         err = zero_clusters(img, first, reach < end ? reach : end);
+    end = within_size(img, end); /* a shrink may have run meanwhile */
     if (err == 0 && reach < end)
         err = qk_discard_clusters(img, reach > first ? reach : first, end);
     return err;
@@ -166,6 +205,9 @@ static int qcow_unmap_zeroes(struct qcowkit_image *img, size_t count,
         err = qk_pwrite_zeroes(img, (size_t)(first - offset), offset);
     if (err == 0)
         err = unmap_clusters(img, first, end);
+    /* The punches let a shrink run: what is past its end is gone. */
+    if (stop > img->virtual_size)
+        stop = img->virtual_size;
     if (err == 0 && end < stop)
         err = qk_pwrite_zeroes(img, (size_t)(stop - end), end);
     return err;

@@ -608,6 +608,42 @@ static void test_never_punched(void)
     free(buf);
 }
 
+/* Zeroing the same range again over a backing file appends nothing: the
+ * clusters already hold the zero stream. */
+static void test_unmap_again(void)
+{
+    char *base = path_of("again-base.qcow"), *top = path_of("again-top.qcow");
+    struct qcowkit_image *img;
+    struct stat st;
+    off_t size;
+
+    create_qcow(base, 4 * MIB, 4096, NULL);
+    create_qcow(top, 4 * MIB, 4096, "again-base.qcow");
+    img = open_path(top, QCOWKIT_OPEN_RDWR, QCOWKIT_FORMAT_QCOW);
+    CHECK_OK(qcowkit_pwrite_zeroes_flags(img, 2 * MIB, MIB,
+                                         QCOWKIT_ZEROES_MAY_UNMAP));
+    CHECK(stat(top, &st) == 0);
+    size = st.st_size;
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(qcowkit_pwrite_zeroes_flags(img, 2 * MIB, MIB,
+                                             QCOWKIT_ZEROES_MAY_UNMAP));
+    CHECK(stat(top, &st) == 0);
+    CHECK(st.st_size == size);
+    /* One cluster written in between: only it gets a new stream. */
+    CHECK_OK(qcowkit_pwrite(img, "x", 1, 2 * MIB));
+    CHECK(stat(top, &st) == 0);
+    size = st.st_size;
+    CHECK_OK(qcowkit_pwrite_zeroes_flags(img, 2 * MIB, MIB,
+                                         QCOWKIT_ZEROES_MAY_UNMAP));
+    CHECK(stat(top, &st) == 0);
+    CHECK(st.st_size > size && st.st_size < size + 128);
+    check_reads(img, MIB, 2 * MIB, NULL);
+    check_clean(img);
+    CHECK_OK(qcowkit_close(img));
+    free(base);
+    free(top);
+}
+
 int main(void)
 {
     test_init(120);
@@ -617,6 +653,7 @@ int main(void)
     test_compressed();
     test_overlay();
     test_unmap_plain();
+    test_unmap_again();
     test_raw();
     test_read_only();
     test_qemu_compare();
